@@ -1,0 +1,93 @@
+"""The Domain protocol: what a modality plug-in provides to the stages.
+
+A *row* is the unit of data every stage exchanges::
+
+    {"id": str, "x": np.ndarray, "label": str | None, "split": "train" | "test" | None,
+     "group": str | None, "meta": dict}
+
+``x`` is a float32 array whose shape is the domain's business (time series: ``[channels, time]``).
+``group`` is what must never be split across train and test (patient, speaker, episode...).
+Stages only ever talk to a domain through this protocol; domains never import stages.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+Row = dict[str, Any]
+ROW_KEYS = ("id", "x", "label", "split", "group", "meta")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A named reader of real data.
+
+    ``list_units(**options)`` cheaply enumerates independent units of work (usually files) so that
+    ingest can spread them over Ray Data tasks; ``read_unit(unit)`` yields the rows of one unit.
+    A unit that cannot be read raises; ingest quarantines it with the exception as its reason.
+    """
+
+    name: str
+    list_units: Callable[..., list[dict[str, Any]]]
+    read_unit: Callable[[dict[str, Any]], Iterator[Row]]
+    description: str = ""
+
+
+@dataclass
+class ViewPolicy:
+    """A named, parameterised augmentation policy, as listed in a recipe's ``views.policy``."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class Domain(ABC):
+    """Base class of every modality plug-in. Register subclasses with ``@register_domain(name)``."""
+
+    name: ClassVar[str] = ""
+    #: named readers: ``{"ucr_tsv": Source(...), ...}``
+    sources: ClassVar[dict[str, Source]] = {}
+    #: downstream evaluations this domain supports (names understood by the evaluate stage)
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
+
+    @abstractmethod
+    def validate(self, row: Row) -> str | None:
+        """``None`` if the row is usable, else a short human-readable reason."""
+
+    @abstractmethod
+    def fingerprint(self, xs: list[np.ndarray]) -> np.ndarray:
+        """Cheap fixed-size float32 vectors ``[B, F]`` for redundancy reduction."""
+
+    @abstractmethod
+    def augment(self, x: np.ndarray, rng: np.random.Generator, policy: ViewPolicy) -> np.ndarray:
+        """One random view of ``x`` under ``policy``."""
+
+    @abstractmethod
+    def build_encoder(self, cfg: dict[str, Any]) -> nn.Module:
+        """An ``nn.Module`` mapping a collated batch to embeddings ``[B, D]``.
+
+        The module must expose ``embedding_dim: int``.
+        """
+
+    @abstractmethod
+    def collate(self, xs: list[np.ndarray]) -> torch.Tensor:
+        """Stack a list of samples (or views) into one batch tensor."""
+
+    def normalise(self, x: np.ndarray) -> np.ndarray:
+        """Deterministic normalisation applied before hashing and encoding (identity by default)."""
+        return x
+
+    def data_args(self, x: np.ndarray) -> dict[str, Any]:
+        """Encoder arguments implied by the data (e.g. input channels), merged into the recipe's."""
+        return {}
+
+    def objectives(self) -> dict[str, Callable[..., torch.Tensor]]:
+        """Domain-specific losses merged into the pretrain stage's registry (none by default)."""
+        return {}

@@ -1,0 +1,81 @@
+"""Time-series domain: UCR/UEA classification data, TS2Vec-style encoder, TS augmentations.
+
+``x`` is a float32 array ``[channels, time]``; lengths may differ between rows (padded with NaN
+when batched, which the encoder treats as missing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from domains import register_domain
+from domains.base import Domain, Row, ViewPolicy
+from domains.timeseries.encoders import TS2VecEncoder
+from domains.timeseries.readers import SOURCES
+from domains.timeseries.views import POLICIES, apply_policy
+
+ENCODERS = {"ts2vec_cnn": TS2VecEncoder}
+FINGERPRINT_POINTS = 32
+
+
+@register_domain("timeseries")
+class TimeSeriesDomain(Domain):
+    sources = SOURCES
+    tasks = ("classification",)
+    min_length = 2
+
+    def validate(self, row: Row) -> str | None:
+        x = row["x"]
+        if x.ndim != 2:
+            return f"expected [channels, time], got shape {tuple(x.shape)}"
+        if x.shape[0] == 0 or x.shape[1] < self.min_length:
+            return f"too short: shape {tuple(x.shape)} (need >= {self.min_length} time steps)"
+        if not np.isfinite(x).all():
+            bad = int((~np.isfinite(x)).sum())
+            return f"non-finite values: {bad} of {x.size} are NaN/Inf"
+        return None
+
+    def normalise(self, x: np.ndarray) -> np.ndarray:
+        """Per-series, per-channel z-normalisation (the UCR convention); constant channels → 0."""
+        mean = x.mean(axis=1, keepdims=True)
+        std = x.std(axis=1, keepdims=True)
+        return ((x - mean) / np.where(std > 1e-8, std, 1.0)).astype(np.float32)
+
+    def fingerprint(self, xs: list[np.ndarray]) -> np.ndarray:
+        """Each channel resampled to a fixed number of points, z-normalised and concatenated."""
+        out = []
+        grid = np.linspace(0.0, 1.0, FINGERPRINT_POINTS)
+        for x in xs:
+            t = np.linspace(0.0, 1.0, x.shape[1])
+            res = np.stack([np.interp(grid, t, ch) for ch in self.normalise(x)])
+            out.append(res.reshape(-1))
+        return np.asarray(out, dtype=np.float32)
+
+    def augment(self, x: np.ndarray, rng: np.random.Generator, policy: ViewPolicy) -> np.ndarray:
+        steps = policy.params.get("steps") or POLICIES.get(policy.name)
+        if steps is None:
+            raise KeyError(f"unknown time-series view policy {policy.name!r}; known: {sorted(POLICIES)}")
+        return apply_policy(x, rng, steps)
+
+    def data_args(self, x: np.ndarray) -> dict[str, Any]:
+        return {"in_channels": int(x.shape[0])}
+
+    def build_encoder(self, cfg: dict[str, Any]) -> nn.Module:
+        cfg = dict(cfg)
+        name = cfg.pop("name", "ts2vec_cnn")
+        if name not in ENCODERS:
+            raise KeyError(f"unknown time-series encoder {name!r}; known: {sorted(ENCODERS)}")
+        return ENCODERS[name](**cfg)
+
+    def collate(self, xs: list[np.ndarray]) -> torch.Tensor:
+        """Pad to the longest series with NaN (the encoder masks NaN timestamps)."""
+        channels = xs[0].shape[0]
+        length = max(x.shape[1] for x in xs)
+        out = np.full((len(xs), channels, length), np.nan, dtype=np.float32)
+        for i, x in enumerate(xs):
+            out[i, :, : x.shape[1]] = x
+        return torch.from_numpy(out)

@@ -1,0 +1,142 @@
+"""Typed schema of a recipe: ``params.yaml`` defaults merged with ``pipelines/<recipe>.yaml``.
+
+Every section forbids unknown keys and bounds its values, so a typo or an out-of-range value fails
+before any work starts, as a one-line error naming the key (see ``stages.common.config``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataCfg(Section):
+    """Where the rows come from: a named source of the domain and its options."""
+
+    source: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class IngestCfg(Section):
+    #: rows per Parquet shard written by Ray Data
+    rows_per_shard: int = Field(4096, ge=1)
+    #: fail the stage when more than this fraction of rows (or units) is rejected
+    max_rejected_fraction: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class CurateCfg(Section):
+    quality_filter: bool = True
+    exact_dedup: bool = True
+    #: what to do with training rows that duplicate a test row: drop them (test wins) or only report
+    leakage: Literal["drop_train", "report"] = "drop_train"
+    #: fail when curation removes more than this fraction of rows
+    max_removed_fraction: float = Field(0.9, ge=0.0, le=1.0)
+
+
+class AugStep(Section):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    p: float = Field(1.0, ge=0.0, le=1.0)
+
+
+class ViewsCfg(Section):
+    #: a named policy of the domain, or an explicit list of steps
+    policy: str | list[AugStep] = "default"
+    n_views: int = Field(2, ge=2, le=16)
+    preview_pairs: int = Field(4, ge=1, le=32)
+    seed: int = 0
+
+
+class HeadCfg(Section):
+    type: Literal["none", "linear", "mlp"] = "mlp"
+    hidden_dim: int = Field(512, ge=1)
+    out_dim: int = Field(128, ge=1)
+    depth: int = Field(2, ge=1, le=4)
+
+
+class PretrainCfg(Section):
+    loss: str = "ntxent"
+    temperature: float = Field(0.1, gt=0.0, le=10.0)
+    epochs: int = Field(50, ge=1)
+    #: global batch size, split evenly over Ray workers
+    batch_size: int = Field(32, ge=2)
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    #: cap on steps per epoch (None: one pass over the data)
+    steps_per_epoch: int | None = Field(None, ge=1)
+    checkpoint_every: int = Field(10, ge=1)
+    head: HeadCfg = Field(default_factory=HeadCfg)
+    seed: int = 0
+    #: torch intra-op threads per worker (1 avoids oversubscribing small machines)
+    threads_per_worker: int = Field(1, ge=1)
+
+
+class FinetuneCfg(Section):
+    modes: list[Literal["linear", "full"]] = Field(default_factory=lambda: ["linear", "full"])
+    fractions: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0])
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    #: early stopping: epochs without validation improvement
+    patience: int = Field(10, ge=1)
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+
+    @model_validator(mode="after")
+    def _fractions_in_range(self) -> FinetuneCfg:
+        for f in self.fractions:
+            if not 0.0 < f <= 1.0:
+                raise ValueError(f"fractions: {f} is not in (0, 1]")
+        return self
+
+
+class EvaluateCfg(Section):
+    probes: list[Literal["svm", "linear", "knn"]] = Field(default_factory=lambda: ["svm", "linear", "knn"])
+    knn_k: int = Field(1, ge=1)
+    #: rows of the test split drawn in the embedding map (t-SNE)
+    embedding_map_points: int = Field(500, ge=0)
+
+
+class RayCfg(Section):
+    #: None: start an embedded local instance (unless RAY_ADDRESS is set)
+    address: str | None = None
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    #: logical CPUs of the embedded local instance (None: workers plus two for Ray Data)
+    num_cpus: int | None = Field(None, ge=1)
+    include_dashboard: bool = False
+    #: the dashboard, when enabled, binds here; localhost unless you say otherwise
+    dashboard_host: str = "127.0.0.1"
+    max_failures: int = Field(2, ge=0)
+
+
+class PathsCfg(Section):
+    """Roots of the outputs; local paths or any URI ``pyarrow.fs`` opens (s3://, gs://, file://)."""
+
+    data: str = "data"
+    models: str = "models"
+    metrics: str = "metrics"
+    runs: str = "runs"
+
+
+class Recipe(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    domain: str
+    description: str = ""
+    data: DataCfg
+    encoder: dict[str, Any] = Field(default_factory=dict)
+    ingest: IngestCfg = Field(default_factory=IngestCfg)
+    curate: CurateCfg = Field(default_factory=CurateCfg)
+    views: ViewsCfg = Field(default_factory=ViewsCfg)
+    pretrain: PretrainCfg = Field(default_factory=PretrainCfg)
+    finetune: FinetuneCfg = Field(default_factory=FinetuneCfg)
+    evaluate: EvaluateCfg = Field(default_factory=EvaluateCfg)
+    ray: RayCfg = Field(default_factory=RayCfg)
+    paths: PathsCfg = Field(default_factory=PathsCfg)
+    scale: str = "demo"

@@ -1,0 +1,114 @@
+"""Load a recipe: ``params.yaml`` defaults ⊕ ``pipelines/<recipe>.yaml`` ⊕ its scale ⊕ ``--set``.
+
+Validation happens here, before any stage does work; every problem becomes one line naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from pipelines.schema import Recipe
+
+#: keys of params.yaml that steer DVC rather than configure a recipe
+PIPELINE_KEYS = ("domains",)
+
+
+class ConfigError(ValueError):
+    """A bad recipe or parameter; its message is one line that names the key."""
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base`` (lists and scalars replace)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["pretrain.epochs=3", "ray.num_workers=1"]`` → nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return out
+
+
+def _format(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    got = first.get("input")
+    got_s = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+    more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
+    return f"{source}: {loc}: {msg}{got_s}{more}"
+
+
+def load_recipe(
+    recipe_path: str | Path,
+    params_path: str | Path = "params.yaml",
+    overrides: list[str] | None = None,
+) -> Recipe:
+    """Merge and validate; raise :class:`ConfigError` with a one-line message on any problem."""
+    recipe_path = Path(recipe_path)
+    params = _read_yaml(Path(params_path)) if Path(params_path).exists() else {}
+    defaults = {k: v for k, v in params.items() if k not in PIPELINE_KEYS}
+    merged = deep_merge(defaults, _read_yaml(recipe_path))
+    merged = deep_merge(merged, parse_set(overrides or []))
+    scales = merged.pop("scales", {}) or {}
+    scale = merged.get("scale", "demo")
+    if scale not in scales and scale != "demo":
+        known = ", ".join(sorted(scales)) or "none"
+        raise ConfigError(f"{recipe_path}: scale: unknown scale {scale!r} (recipe defines: {known})")
+    # The scale overrides the recipe, and explicit --set overrides the scale.
+    merged = deep_merge(merged, scales.get(scale, {}) or {})
+    merged = deep_merge(merged, parse_set(overrides or []))
+    try:
+        recipe = Recipe.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(_format(e, str(recipe_path))) from None
+    _check_domain(recipe, recipe_path)
+    return recipe
+
+
+def _check_domain(recipe: Recipe, source: Path) -> None:
+    from domains import get_domain  # local: keeps schema loading free of torch imports
+
+    try:
+        domain = get_domain(recipe.domain)
+    except KeyError as e:
+        raise ConfigError(f"{source}: domain: {e.args[0]}") from None
+    if recipe.data.source not in domain.sources:
+        known = ", ".join(sorted(domain.sources))
+        raise ConfigError(
+            f"{source}: data.source: unknown source {recipe.data.source!r} for domain "
+            f"{recipe.domain!r} (known: {known})"
+        )

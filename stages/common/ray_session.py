@@ -1,0 +1,39 @@
+"""One way to get a Ray session: an existing cluster if told, else an embedded local instance."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from pipelines.schema import RayCfg
+
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def init_ray(cfg: RayCfg) -> None:
+    """Connect to ``RAY_ADDRESS`` / ``ray.address`` or start a local instance (idempotent).
+
+    The dashboard stays off unless the recipe enables it, and then binds to localhost by default.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Workers must import `domains` and `stages`: on a local instance point them at this checkout;
+    # under `ray job submit --working-dir .` the job's working dir already provides them.
+    runtime_env = {"env_vars": {"PYTHONPATH": REPO_ROOT, "OMP_NUM_THREADS": "1"}}
+    address = os.environ.get("RAY_ADDRESS") or cfg.address
+    common = dict(runtime_env=runtime_env, logging_level=logging.WARNING, log_to_driver=True)
+    if address:
+        ray.init(address=address, **common)
+        return
+    num_cpus = cfg.num_cpus or int(cfg.num_workers * cfg.cpus_per_worker) + 2
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=cfg.include_dashboard,
+        dashboard_host=cfg.dashboard_host,
+        **common,
+    )
+    # Ray Data's progress bars drown the stage's own output in DVC logs.
+    ray.data.DataContext.get_current().enable_progress_bars = False

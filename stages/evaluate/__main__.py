@@ -1,0 +1,140 @@
+"""Evaluate: encoders → ``metrics/<recipe>/evaluate.json`` + ``reports/<recipe>/report.md``.
+
+Frozen-feature probes (TS2Vec's RBF-SVM with grid-searched C, a linear probe, kNN) on the
+pretrained encoder and on a random-init encoder of the same architecture, beside the supervised
+baseline (random init, trained end to end on the same labels by the finetune stage). Probes fit on
+the training split and are scored once on the test split.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+
+import numpy as np
+import torch
+
+from pipelines.schema import Recipe
+from stages.common.cli import Dirs, main
+from stages.common.encoders import build_encoder, embed, load_encoder
+from stages.common.labelled import load_labelled
+from stages.common.storage import exists, join, read_bytes, read_json, write_bytes, write_json
+from stages.evaluate import report
+from stages.evaluate.probes import evaluate_probes
+
+
+def _history(live_dir: str) -> dict[str, list[tuple[float, float]]]:
+    """dvclive's per-metric TSVs → ``{name: [(epoch, value), ...]}`` (empty when absent)."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for name in ("loss", "alignment", "uniformity", "rankme", "data_wait_fraction"):
+        uri = join(live_dir, "plots", "metrics", f"{name}.tsv")
+        if exists(uri):
+            reader = csv.DictReader(io.StringIO(read_bytes(uri).decode()), delimiter="\t")
+            out[name] = [(float(r["step"]), float(r[name])) for r in reader]
+    return out
+
+
+def run(recipe: Recipe, dirs: Dirs) -> None:
+    cfg = recipe.evaluate
+    data = load_labelled(dirs.data)
+    pretrained_dir = join(dirs.models, "pretrained")
+    config = json.loads(read_bytes(join(pretrained_dir, "config.json")))
+    torch.manual_seed(0)
+    encoders = {
+        "pretrained": load_encoder(pretrained_dir),
+        "random_init": build_encoder(recipe.domain, config["encoder"]).eval(),
+    }
+    metrics: dict = {}
+    feats_test: dict[str, np.ndarray] = {}
+    for name, enc in encoders.items():
+        tr = embed(enc, recipe.domain, data.train.xs)
+        te = embed(enc, recipe.domain, data.test.xs)
+        res = evaluate_probes(tr, data.train.y, te, data.test.y, cfg.probes, seed=0)
+        if "svm_C" in res:  # the grid may pick C=inf, which strict JSON cannot hold
+            res["svm_C"] = res["svm_C"] if math.isfinite(res["svm_C"]) else "inf"
+        metrics[name] = res
+        feats_test[name] = te
+        print(f"evaluate: {name}: " + ", ".join(f"{k} {v}" for k, v in res.items()), flush=True)
+
+    finetune = read_json(join(dirs.metrics, "finetune.json"))
+    full = max(recipe.finetune.fractions)
+    key = f"{full * 100:g}%"
+    metrics["supervised"] = (
+        {"accuracy": finetune["random_init"]["full"][key]}
+        if "full" in finetune.get("random_init", {})
+        else {}
+    )
+    metrics["finetuned"] = {m: v[key] for m, v in finetune.get("pretrained", {}).items()}
+    metrics["n_train"], metrics["n_test"], metrics["n_classes"] = (
+        len(data.train.y),
+        len(data.test.y),
+        len(data.classes),
+    )
+    write_json(join(dirs.metrics, "evaluate.json"), metrics)
+    write_report(recipe, dirs, metrics, finetune, feats_test, data.test.y)
+
+
+def write_report(
+    recipe: Recipe, dirs: Dirs, metrics: dict, finetune: dict, feats: dict, y: np.ndarray
+) -> None:
+    out = join("reports", recipe.name)
+    n = min(recipe.evaluate.embedding_map_points, len(y))
+    figures = []
+    if n >= 5:
+        idx = np.random.default_rng(0).choice(len(y), n, replace=False)
+        write_bytes(
+            join(out, "embedding_map.png"),
+            report.embedding_map_png({k: v[idx] for k, v in feats.items()}, y[idx]),
+        )
+        figures.append(("Embedding map (t-SNE of test embeddings)", "embedding_map.png"))
+    history = _history(join(dirs.metrics, "pretrain"))
+    if history:
+        write_bytes(join(out, "pretrain_curves.png"), report.curves_png(history))
+        figures.append(("Pretraining curves", "pretrain_curves.png"))
+    curve = read_json(join(dirs.metrics, "label_efficiency.json"))
+    write_bytes(join(out, "label_efficiency.png"), report.label_efficiency_png(curve))
+    figures.append(("Label efficiency", "label_efficiency.png"))
+    preview = join(dirs.data, "views", "preview.png")
+    if exists(preview):
+        write_bytes(join(out, "views_preview.png"), read_bytes(preview))
+        figures.append(("Sampled views", "views_preview.png"))
+
+    probes = recipe.evaluate.probes
+    rows = [[name] + [metrics[name].get(p, "") for p in probes] for name in ("pretrained", "random_init")]
+    ft_rows = [
+        [f"{init} / {mode}"]
+        + [finetune[init][mode].get(f"{f * 100:g}%", "") for f in recipe.finetune.fractions]
+        for init in finetune
+        for mode in finetune[init]
+    ]
+    pre = (
+        read_json(join(dirs.metrics, "pretrain.json")) if exists(join(dirs.metrics, "pretrain.json")) else {}
+    )
+    text = [
+        f"# {recipe.name}\n",
+        f"{recipe.description}\n",
+        f"Domain `{recipe.domain}`, source `{recipe.data.source}` {json.dumps(recipe.data.options)}; "
+        f"{metrics['n_train']} training / {metrics['n_test']} test rows, {metrics['n_classes']} classes; scale `{recipe.scale}`.\n",
+        "## Frozen-feature probes (test accuracy)\n",
+        report.table(["encoder", *probes], rows),
+        f"\nSupervised baseline (random init, trained end to end on all training labels): "
+        f"**{metrics['supervised'].get('accuracy', float('nan')):.4f}**.\n",
+        "## Fine-tuning by label fraction (test accuracy)\n",
+        report.table(["init / mode", *[f"{f * 100:g}%" for f in recipe.finetune.fractions]], ft_rows),
+        "\n## Pretraining\n",
+        report.table(["metric", "value"], [[k, v] for k, v in sorted(pre.items())])
+        if pre
+        else "(no metrics)",
+        "",
+    ]
+    for title, path in figures:
+        text += [f"### {title}\n", f"![{title}]({path})\n"]
+    write_bytes(join(out, "report.md"), "\n".join(text).encode())
+    print(f"evaluate: report -> {join(out, 'report.md')}")
+
+
+if __name__ == "__main__":
+    sys.exit(main("evaluate", run))

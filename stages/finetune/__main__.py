@@ -1,0 +1,224 @@
+"""Finetune: pretrained encoder + labels → ``models/<recipe>/finetuned/`` + ``finetune.json``.
+
+For each label fraction (1%, 10%, 100% by default) and seed, a classifier is trained on that
+fraction of the training labels in two modes — ``linear`` (frozen encoder, linear head) and
+``full`` (encoder and head trained end to end) — starting from the pretrained encoder and from a
+random-init one. Random-init + full is the supervised baseline on the same labels. Early stopping
+watches a validation split carved from the training rows by group; the test split is only scored.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+from domains import get_domain
+from pipelines.schema import FinetuneCfg, Recipe
+from stages.common.cli import Dirs, main
+from stages.common.encoders import build_encoder, embed, load_encoder, save_encoder, state_to_bytes
+from stages.common.labelled import Labelled, load_labelled
+from stages.common.splits import group_split, stratified_fraction
+from stages.common.storage import join, read_bytes, write_bytes, write_json
+
+INITS = ("pretrained", "random_init")
+
+
+class Classifier(nn.Module):
+    def __init__(self, encoder: nn.Module, n_classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.fc = nn.Linear(encoder.embedding_dim, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.encoder(x))
+
+
+def _accuracy(logits: torch.Tensor, y: np.ndarray) -> float:
+    return float((logits.argmax(1).numpy() == y).mean())
+
+
+def _fit(
+    forward,  # noqa: ANN001 - callable(batch_inputs) -> logits
+    params: list[nn.Parameter],
+    modules: list[nn.Module],
+    inputs_train,  # noqa: ANN001 - indexable by a numpy index array
+    y_train: np.ndarray,
+    inputs_val,  # noqa: ANN001
+    y_val: np.ndarray,
+    cfg: FinetuneCfg,
+    seed: int,
+) -> tuple[dict, int]:
+    """Adam with early stopping on validation loss; returns the best state and its epoch."""
+    rng = np.random.default_rng(seed)
+    optim = torch.optim.Adam(params, lr=cfg.lr)
+    loss_fn = nn.CrossEntropyLoss()
+    best = (float("inf"), None, 0)
+    for epoch in range(cfg.epochs):
+        for m in modules:
+            m.train()
+        order = rng.permutation(len(y_train))
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            if len(idx) < 2 and len(order) >= 2:
+                continue  # BatchNorm-free encoders would cope, but a 1-sample step is mostly noise
+            loss = loss_fn(forward(inputs_train, idx), torch.from_numpy(y_train[idx]))
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+        for m in modules:
+            m.eval()
+        with torch.no_grad():
+            val_loss = float(loss_fn(forward(inputs_val, np.arange(len(y_val))), torch.from_numpy(y_val)))
+        if val_loss < best[0] - 1e-6:
+            best = (val_loss, [copy.deepcopy(m.state_dict()) for m in modules], epoch)
+        elif epoch - best[2] >= cfg.patience:
+            break
+    for m, state in zip(modules, best[1], strict=True):
+        m.load_state_dict(state)
+    return best, best[2]
+
+
+def finetune_one(
+    domain_name: str,
+    encoder: nn.Module,
+    data: Labelled,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    mode: str,
+    cfg: FinetuneCfg,
+    seed: int,
+) -> tuple[nn.Module, float, int]:
+    """Train one classifier; return (model, test accuracy, best epoch)."""
+    torch.manual_seed(seed)
+    domain = get_domain(domain_name)
+    n_classes = len(data.classes)
+    tr = data.train
+    model = Classifier(encoder, n_classes)
+    if mode == "linear":
+        # Frozen encoder: embed once, then fit the linear head on cached features.
+        feats = torch.from_numpy(embed(encoder, domain_name, tr.xs))
+        test_feats = torch.from_numpy(embed(encoder, domain_name, data.test.xs))
+
+        def fwd(inputs, idx):  # noqa: ANN001, ANN202
+            return model.fc(inputs[torch.as_tensor(idx)])
+
+        _, epoch = _fit(
+            fwd,
+            list(model.fc.parameters()),
+            [model.fc],
+            feats[train_idx],
+            tr.y[train_idx],
+            feats[val_idx],
+            tr.y[val_idx],
+            cfg,
+            seed,
+        )
+        with torch.no_grad():
+            acc = _accuracy(model.fc(test_feats), data.test.y)
+        return model, acc, epoch
+
+    xs_train = [tr.xs[i] for i in train_idx]
+    xs_val = [tr.xs[i] for i in val_idx]
+
+    def fwd_full(inputs, idx):  # noqa: ANN001, ANN202
+        return model(domain.collate([inputs[i] for i in idx]))
+
+    _, epoch = _fit(
+        fwd_full,
+        list(model.parameters()),
+        [model],
+        xs_train,
+        tr.y[train_idx],
+        xs_val,
+        tr.y[val_idx],
+        cfg,
+        seed,
+    )
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat(
+            [model(domain.collate(data.test.xs[i : i + 64])) for i in range(0, len(data.test.xs), 64)]
+        )
+    return model, _accuracy(logits, data.test.y), epoch
+
+
+def run(recipe: Recipe, dirs: Dirs) -> None:
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    cfg = recipe.finetune
+    data = load_labelled(dirs.data)
+    pretrained_dir = join(dirs.models, "pretrained")
+    enc_config = json.loads(read_bytes(join(pretrained_dir, "config.json")))
+    results: list[dict] = []
+    for seed in cfg.seeds:
+        fit_idx, val_idx = group_split(data.train.groups, data.train.y, cfg.val_fraction, seed)
+        for fraction in cfg.fractions:
+            sub = fit_idx[stratified_fraction(data.train.y[fit_idx], fraction, seed)]
+            for init in INITS:
+                for mode in cfg.modes:
+                    if init == "pretrained":
+                        encoder = load_encoder(pretrained_dir)
+                    else:
+                        torch.manual_seed(seed)
+                        encoder = build_encoder(recipe.domain, enc_config["encoder"])
+                    model, acc, epoch = finetune_one(
+                        recipe.domain, encoder, data, sub, val_idx, mode, cfg, seed
+                    )
+                    tag = f"{init}-{mode}-{fraction:g}-seed{seed}"
+                    results.append(
+                        {
+                            "init": init,
+                            "mode": mode,
+                            "fraction": fraction,
+                            "seed": seed,
+                            "labels": int(len(sub)),
+                            "test_accuracy": acc,
+                            "best_epoch": epoch,
+                            "tag": tag,
+                        }
+                    )
+                    print(f"finetune: {tag}: {len(sub)} labels, test accuracy {acc:.4f}", flush=True)
+                    if fraction == max(cfg.fractions) and seed == cfg.seeds[0]:
+                        save_encoder(
+                            join(dirs.models, "finetuned", f"{init}-{mode}"),
+                            model.encoder,
+                            {**enc_config, "classes": data.classes, "mode": mode, "init": init},
+                        )
+                        write_bytes(
+                            join(dirs.models, "finetuned", f"{init}-{mode}", "head.safetensors"),
+                            state_to_bytes(model.fc),
+                        )
+    write_json(join(dirs.metrics, "finetune.json"), summarise(results))
+    write_json(join(dirs.metrics, "label_efficiency.json"), _curve(results))
+
+
+def summarise(results: list[dict]) -> dict:
+    """``{init: {mode: {"1%": mean acc}}}``: the shape `dvc metrics show` renders as columns."""
+    out: dict = {}
+    for r in results:
+        key = f"{r['fraction'] * 100:g}%"
+        out.setdefault(r["init"], {}).setdefault(r["mode"], {}).setdefault(key, []).append(r["test_accuracy"])
+    return {
+        i: {m: {k: float(np.mean(v)) for k, v in d.items()} for m, d in modes.items()}
+        for i, modes in out.items()
+    }
+
+
+def _curve(results: list[dict]) -> list[dict]:
+    """One row per fraction for `dvc plots`: x = fraction of labels, one column per init-mode."""
+    rows: dict[float, dict] = {}
+    for r in results:
+        row = rows.setdefault(r["fraction"], {"fraction": r["fraction"]})
+        row.setdefault(f"{r['init']}_{r['mode']}", []).append(r["test_accuracy"])
+    return [
+        {k: (float(np.mean(v)) if isinstance(v, list) else v) for k, v in row.items()}
+        for _, row in sorted(rows.items())
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main("finetune", run))

@@ -1,0 +1,153 @@
+"""Pretrain: ``curated/`` + ``views/plan.json`` → ``models/<recipe>/pretrained/`` via Ray Train.
+
+The run lives under ``runs/<recipe>/pretrain-<hash>``, where the hash covers the configuration and
+the input data: re-running the same stage after an interruption resumes from the latest checkpoint,
+while a changed parameter starts a fresh run instead of resuming a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from typing import Any
+
+from domains import get_domain
+from pipelines.schema import Recipe
+from stages.common.cli import Dirs, StageError, main
+from stages.common.encoders import save_encoder
+from stages.common.ray_session import init_ray
+from stages.common.rows import table_to_rows
+from stages.common.storage import join, read_json, read_table, write_json
+from stages.pretrain.loop import load_checkpoint_model, train_loop_per_worker
+
+
+def job_config(recipe: Recipe, dirs: Dirs, rows: list[dict], world: int) -> dict[str, Any]:
+    """Everything a worker needs, as plain JSON-able values (also hashed to name the run)."""
+    cfg = recipe.pretrain
+    if cfg.batch_size % world:
+        raise StageError(f"pretrain.batch_size={cfg.batch_size} is not divisible by ray.num_workers={world}")
+    local_batch = cfg.batch_size // world
+    full_steps = (len(rows) // world) // local_batch
+    if full_steps < 1:
+        raise StageError(
+            f"{len(rows)} training rows cannot fill one global batch of pretrain.batch_size={cfg.batch_size}"
+        )
+    plan = read_json(join(dirs.data, "views", "plan.json"))
+    domain = get_domain(recipe.domain)
+    return {
+        "domain": recipe.domain,
+        "encoder": {**recipe.encoder, **domain.data_args(rows[0]["x"])},
+        "pretrain": cfg.model_dump(),
+        "policy": {"name": plan["policy"], "params": plan["params"]},
+        "local_batch": local_batch,
+        "steps_per_epoch": min(full_steps, cfg.steps_per_epoch or full_steps),
+        "world_size": world,
+    }
+
+
+def run_name(config: dict[str, Any], rows: list[dict]) -> str:
+    """Hash of the job configuration and the training rows' ids and contents."""
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for r in rows:
+        h.update(r["id"].encode())
+        h.update(r["x"].tobytes())
+    return "pretrain-" + h.hexdigest()[:12]
+
+
+def run(recipe: Recipe, dirs: Dirs) -> None:
+    import ray.data
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    curated = join(dirs.data, "curated")
+    rows = [r for r in table_to_rows(read_table(curated)) if r.get("split") != "test"]
+    if not rows:
+        raise StageError("no training rows after curation")
+    world = recipe.ray.num_workers
+    config = job_config(recipe, dirs, rows, world)
+    name = run_name(config, rows)
+    live_dir = os.path.abspath(join(dirs.metrics, "pretrain")) if "://" not in dirs.metrics else None
+    init_ray(recipe.ray)
+    # Only the unlabeled training rows reach the trainer: test rows never inform pretraining.
+    ds = (
+        ray.data.read_parquet(curated, file_extensions=["parquet"])
+        .filter(lambda r: r["split"] != "test")
+        .select_columns(["x", "shape"])
+        .materialize()
+    )
+    storage = join(dirs.runs) if "://" in dirs.runs else os.path.abspath(dirs.runs)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={**config, "live_dir": live_dir},
+        scaling_config=ScalingConfig(
+            num_workers=world,
+            use_gpu=recipe.ray.use_gpu,
+            resources_per_worker={"CPU": recipe.ray.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            failure_config=FailureConfig(max_failures=recipe.ray.max_failures),
+        ),
+        datasets={"train": ds},
+    )
+    print(
+        f"pretrain: {len(rows)} rows, {world} workers x {config['local_batch']} per batch, "
+        f"{config['steps_per_epoch']} steps/epoch, {recipe.pretrain.epochs} epochs, run {name}",
+        flush=True,
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise StageError(f"pretraining finished without a checkpoint (run {name})")
+    with result.checkpoint.as_directory() as d:
+        model, state = load_checkpoint_model(config, d)
+    history = state["history"]
+    last = history[-1]
+    card = model_card(recipe, config, history, name)
+    save_encoder(
+        join(dirs.models, "pretrained"),
+        model.encoder,
+        {"domain": recipe.domain, "encoder": config["encoder"], "embedding_dim": model.encoder.embedding_dim},
+        card,
+    )
+    write_json(
+        join(dirs.metrics, "pretrain.json"),
+        {
+            "epochs": len(history),
+            "final_loss": last["loss"],
+            "rankme": last["rankme"],
+            "alignment": last["alignment"],
+            "uniformity": last["uniformity"],
+            "step_time_s": sum(h["step_time_s"] for h in history) / len(history),
+            "data_wait_fraction": sum(h["data_wait_fraction"] for h in history) / len(history),
+            "collapsed": bool(last["collapsed"]),
+        },
+    )
+    print(
+        f"pretrain: final loss {last['loss']:.4f}, RankMe {last['rankme']:.1f} -> {join(dirs.models, 'pretrained')}"
+    )
+
+
+def model_card(recipe: Recipe, config: dict, history: list[dict], run: str) -> str:
+    return f"""# {recipe.name} — pretrained {recipe.domain} encoder
+
+Trained by contraflow's pretrain stage (run `{run}`): {recipe.pretrain.loss} loss,
+temperature {recipe.pretrain.temperature}, {len(history)} epochs, global batch {recipe.pretrain.batch_size}
+on {config["world_size"]} Ray worker(s), view policy `{config["policy"]["name"]}`.
+Final loss {history[-1]["loss"]:.4f}; RankMe {history[-1]["rankme"]:.1f}.
+
+```python
+from stages.common.encoders import load_encoder
+encoder = load_encoder("{join(recipe.paths.models, recipe.name, "pretrained")}")
+embeddings = encoder(batch)  # [B, {config["encoder"].get("out_dim", "D")}]
+```
+
+Encoder config: `{json.dumps(config["encoder"], sort_keys=True)}`
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main("pretrain", run))

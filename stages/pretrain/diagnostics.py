@@ -1,0 +1,95 @@
+"""Embedding-quality diagnostics for contrastive pretraining.
+
+All functions take (N, D) torch tensors, run without gradients, and return
+python scalars, so they can be logged cheaply from any training loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "alignment",
+    "effective_rank",
+    "is_collapsed",
+    "normalized_std",
+    "uniformity",
+]
+
+
+def _check_2d(z: torch.Tensor, min_rows: int = 1) -> None:
+    if z.dim() != 2 or z.shape[0] < min_rows:
+        raise ValueError(f"expected an (N, D) tensor with N >= {min_rows}, got {tuple(z.shape)}")
+
+
+@torch.no_grad()
+def alignment(z0: torch.Tensor, z1: torch.Tensor, alpha: float = 2) -> float:
+    """Alignment of positive pairs (Wang & Isola 2020): E ||f(x) - f(y)||^alpha.
+
+    Computed on L2-normalised embeddings; 0 for identical views, lower is better.
+    """
+    _check_2d(z0)
+    if z0.shape != z1.shape:
+        raise ValueError(f"shape mismatch: {tuple(z0.shape)} vs {tuple(z1.shape)}")
+    diff = F.normalize(z0.double(), dim=1) - F.normalize(z1.double(), dim=1)
+    return float(diff.norm(dim=1).pow(alpha).mean())
+
+
+@torch.no_grad()
+def uniformity(z: torch.Tensor, t: float = 2) -> float:
+    """Uniformity (Wang & Isola 2020): log E_{i<j} exp(-t ||z_i - z_j||^2).
+
+    Computed on L2-normalised embeddings; 0 when all embeddings coincide, more
+    negative (lower) is more uniform on the hypersphere.
+    """
+    _check_2d(z, min_rows=2)
+    sq_dists = torch.pdist(F.normalize(z.double(), dim=1), p=2).pow(2)
+    return float(sq_dists.mul(-t).exp().mean().log())
+
+
+@torch.no_grad()
+def effective_rank(z: torch.Tensor, eps: float = 1e-7) -> float:
+    """RankMe effective rank (Garrido et al. 2023).
+
+    ``exp(-sum_k p_k log p_k)`` with ``p_k = sigma_k / ||sigma||_1 + eps`` and
+    ``sigma`` the singular values of the (uncentred, unnormalised) embedding
+    matrix, as in the paper.  Ranges from ~1 (rank-1 / collapsed) up to
+    ``min(N, D)``.  Returns 0.0 for an all-zero matrix.
+    """
+    _check_2d(z)
+    sigma = torch.linalg.svdvals(z.double())
+    total = sigma.sum()
+    if total <= 0:
+        return 0.0
+    p = sigma / total + eps
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+@torch.no_grad()
+def normalized_std(z: torch.Tensor) -> float:
+    """Mean over dimensions of the per-dimension std of L2-normalised embeddings.
+
+    For embeddings spread uniformly on the unit sphere in D dimensions this is
+    ~1/sqrt(D); under complete collapse it is 0 (SimSiam, Chen & He 2021).
+    """
+    _check_2d(z, min_rows=2)
+    return float(F.normalize(z.double(), dim=1).std(dim=0).mean())
+
+
+def is_collapsed(z: torch.Tensor, threshold: float = 0.1) -> bool:
+    """True when the embeddings have (nearly) collapsed.
+
+    Rule: ``normalized_std(z) < threshold / sqrt(D)``.  Since a healthy,
+    spread-out embedding has ``normalized_std ~ 1/sqrt(D)`` whatever D is,
+    ``threshold`` is a fraction of that reference value: the default 0.1 flags
+    embeddings whose spread is less than 10% of the uniform-sphere spread.
+    Note this detects complete collapse (all points near one direction); for
+    dimensional collapse look at :func:`effective_rank`.
+    """
+    _check_2d(z, min_rows=2)
+    if threshold <= 0:
+        raise ValueError(f"threshold must be > 0, got {threshold}")
+    return normalized_std(z) < threshold / math.sqrt(z.shape[1])

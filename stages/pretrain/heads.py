@@ -1,0 +1,32 @@
+"""Projection heads (SimCLR): features are evaluated *before* the head, the loss is taken after."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from pipelines.schema import HeadCfg
+
+
+def build_head(in_dim: int, cfg: HeadCfg) -> nn.Module:
+    if cfg.type == "none":
+        return nn.Identity()
+    if cfg.type == "linear":
+        return nn.Linear(in_dim, cfg.out_dim)
+    layers: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(cfg.depth - 1):
+        layers += [nn.Linear(dim, cfg.hidden_dim), nn.BatchNorm1d(cfg.hidden_dim), nn.ReLU(inplace=True)]
+        dim = cfg.hidden_dim
+    layers.append(nn.Linear(dim, cfg.out_dim))
+    return nn.Sequential(*layers)
+
+
+class EncoderWithHead(nn.Module):
+    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, x):  # noqa: ANN001, ANN201 - any batch type the domain collates
+        h = self.encoder(x)
+        return h, self.head(h)

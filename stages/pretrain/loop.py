@@ -1,0 +1,221 @@
+"""The contrastive pretraining loop: one plain function, run by Ray Train workers or in-process.
+
+Under Ray Train each worker reads its Ray Data shard (``get_dataset_shard``), the model is wrapped in
+DDP (``prepare_model``) and the loss gathers negatives from every worker with gradients. In-process
+(``run_in_process``) the same code runs on a list of samples, for unit tests and for measuring
+Ray's overhead. Every worker runs exactly ``steps_per_epoch`` steps per epoch — checked, because a
+gather-based loss hangs or silently mismatches when one worker runs short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from domains import get_domain
+from domains.base import ViewPolicy
+from pipelines.schema import HeadCfg, PretrainCfg
+from stages.common.encoders import load_state_bytes, state_to_bytes
+from stages.common.rows import decode_x
+from stages.pretrain import diagnostics
+from stages.pretrain.heads import EncoderWithHead, build_head
+from stages.pretrain.losses import get_loss
+
+CKPT_MODEL = "model.safetensors"
+CKPT_OPTIM = "optimizer.pt"
+CKPT_STATE = "state.json"
+
+
+def build_model(config: dict[str, Any]) -> EncoderWithHead:
+    torch.manual_seed(config["pretrain"]["seed"])
+    encoder = get_domain(config["domain"]).build_encoder(config["encoder"])
+    head = build_head(encoder.embedding_dim, HeadCfg(**config["pretrain"]["head"]))
+    return EncoderWithHead(encoder, head)
+
+
+def _ray_batches(local_batch: int, epoch: int, seed: int) -> Iterator[list[np.ndarray]]:
+    import ray.train
+
+    shard = ray.train.get_dataset_shard("train")
+    for batch in shard.iter_batches(
+        batch_size=local_batch,
+        batch_format="numpy",
+        drop_last=True,
+        local_shuffle_buffer_size=max(4 * local_batch, 256),
+        local_shuffle_seed=seed + epoch,
+    ):
+        yield [decode_x(x, s) for x, s in zip(batch["x"], batch["shape"], strict=True)]
+
+
+def _list_batches(
+    xs: list[np.ndarray], local_batch: int, epoch: int, seed: int
+) -> Iterator[list[np.ndarray]]:
+    order = np.random.default_rng(seed + epoch).permutation(len(xs))
+    for start in range(0, len(order) - local_batch + 1, local_batch):
+        yield [xs[i] for i in order[start : start + local_batch]]
+
+
+def _save_checkpoint(
+    directory: str, model: torch.nn.Module, optim: torch.optim.Optimizer, state: dict
+) -> None:
+    with open(os.path.join(directory, CKPT_MODEL), "wb") as f:
+        f.write(state_to_bytes(model))
+    torch.save(optim.state_dict(), os.path.join(directory, CKPT_OPTIM))
+    with open(os.path.join(directory, CKPT_STATE), "w") as f:
+        json.dump(state, f)
+
+
+def _load_checkpoint(directory: str, model: torch.nn.Module, optim: torch.optim.Optimizer) -> dict:
+    with open(os.path.join(directory, CKPT_MODEL), "rb") as f:
+        load_state_bytes(model, f.read())
+    # weights_only: a checkpoint is data, never code
+    optim.load_state_dict(torch.load(os.path.join(directory, CKPT_OPTIM), weights_only=True))
+    with open(os.path.join(directory, CKPT_STATE)) as f:
+        return json.load(f)
+
+
+class _Live:
+    """dvclive on rank 0 only; replays resumed history so the curves stay whole after a resume."""
+
+    def __init__(self, directory: str | None, history: list[dict]) -> None:
+        self.live = None
+        if directory:
+            from dvclive import Live
+
+            self.live = Live(directory, save_dvc_exp=False, dvcyaml=None, report=None)
+            for row in history:
+                self.log(row)
+
+    def log(self, row: dict) -> None:
+        if self.live is None:
+            return
+        self.live.step = row["epoch"]
+        for k, v in row.items():
+            if k != "epoch" and isinstance(v, (int, float)):
+                self.live.log_metric(k, v)
+        self.live.next_step()
+
+    def end(self) -> None:
+        if self.live is not None:
+            self.live.end()
+
+
+def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[EncoderWithHead, list[dict]]:
+    """Train; with ``xs`` in-process, else inside a Ray Train worker. Returns (model, history)."""
+    in_ray = xs is None
+    cfg = PretrainCfg(**config["pretrain"])
+    torch.set_num_threads(cfg.threads_per_worker)
+    domain = get_domain(config["domain"])
+    policy = ViewPolicy(**config["policy"])
+    local_batch, steps = int(config["local_batch"]), int(config["steps_per_epoch"])
+
+    model = build_model(config)
+    rank = 0
+    if in_ray:
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        rank = ctx.get_world_rank()
+    optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history: list[dict] = []
+    start_epoch = 0
+    if in_ray and (ckpt := ray.train.get_checkpoint()) is not None:
+        with ckpt.as_directory() as d:
+            state = _load_checkpoint(d, model, optim)
+        start_epoch, history = state["epoch"] + 1, state["history"]
+        if rank == 0:
+            print(f"pretrain: resuming from checkpoint at epoch {state['epoch']}", flush=True)
+    net = ray.train.torch.prepare_model(model) if in_ray else model
+    loss_fn = get_loss(cfg.loss, temperature=cfg.temperature)
+    live = _Live(config.get("live_dir") if rank == 0 else None, history)
+    rng = np.random.default_rng([cfg.seed, rank, start_epoch])
+
+    for epoch in range(start_epoch, cfg.epochs):
+        net.train()
+        batches = (
+            _ray_batches(local_batch, epoch, cfg.seed + rank)
+            if in_ray
+            else _list_batches(xs, local_batch, epoch, cfg.seed)
+        )
+        losses, wait, busy, n = [], 0.0, 0.0, 0
+        t_mark = time.perf_counter()
+        for batch in batches:
+            t_data = time.perf_counter()
+            wait += t_data - t_mark
+            views = [[domain.augment(x, rng, policy) for x in batch] for _ in range(2)]
+            # one forward over both views: DDP allows a single forward per backward
+            h, z = net(domain.collate(views[0] + views[1]))
+            z0, z1 = z[:local_batch], z[local_batch:]
+            loss = loss_fn(z0, z1)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            losses.append(loss.item())
+            n += 1
+            t_mark = time.perf_counter()
+            busy += t_mark - t_data
+            if n == steps:
+                break
+        if n != steps:
+            raise RuntimeError(
+                f"worker {rank} ran {n} steps in epoch {epoch}, expected {steps}: shards are unequal"
+            )
+        with torch.no_grad():
+            h0, h1 = h[:local_batch].detach(), h[local_batch:].detach()
+            row = {
+                "epoch": epoch,
+                "loss": float(np.mean(losses)),
+                "alignment": diagnostics.alignment(h0, h1),
+                "uniformity": diagnostics.uniformity(h0),
+                "rankme": diagnostics.effective_rank(torch.cat([h0, h1])),
+                "collapsed": int(diagnostics.is_collapsed(h0)),
+                "step_time_s": (wait + busy) / n,
+                "data_wait_fraction": wait / max(wait + busy, 1e-12),
+            }
+        history.append(row)
+        live.log(row)
+        if row["collapsed"] and rank == 0:
+            print(f"pretrain: WARNING: representation collapse detected at epoch {epoch}", flush=True)
+        if in_ray:
+            _report(row, epoch, cfg, model, optim, history, rank)
+    live.end()
+    return model, history
+
+
+def _report(row: dict, epoch: int, cfg: PretrainCfg, model, optim, history, rank: int) -> None:  # noqa: ANN001
+    import ray.train
+
+    last = epoch == cfg.epochs - 1
+    if rank == 0 and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
+        # rank 0 writes from a fresh temporary directory; the others report metrics only
+        with tempfile.TemporaryDirectory() as d:
+            _save_checkpoint(d, model, optim, {"epoch": epoch, "history": history})
+            ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(d))
+    else:
+        ray.train.report(row)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point."""
+    train(config)
+
+
+def run_in_process(config: dict[str, Any], xs: list[np.ndarray]) -> tuple[EncoderWithHead, list[dict]]:
+    """The same loop without Ray (world size 1), on a list of samples."""
+    return train(config, xs)
+
+
+def load_checkpoint_model(config: dict[str, Any], directory: str) -> tuple[EncoderWithHead, dict]:
+    model = build_model(config)
+    with open(os.path.join(directory, CKPT_MODEL), "rb") as f:
+        load_state_bytes(model, f.read())
+    with open(os.path.join(directory, CKPT_STATE)) as f:
+        return model, json.load(f)

@@ -1,0 +1,66 @@
+"""Views: ``curated/`` → ``views/plan.json`` (the online view plan) + ``views/preview.png``.
+
+Augmentations here are cheap, so views are generated online in the pretraining workers from this
+plan; the plan pins the policy, its resolved steps and the seed so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from domains import get_domain
+from domains.base import ViewPolicy
+from pipelines.schema import Recipe
+from stages.common.cli import Dirs, StageError, main
+from stages.common.rows import table_to_rows
+from stages.common.storage import atomic_dir, join, read_table, write_bytes, write_json
+from stages.views.preview import preview_png
+
+
+def view_policy(recipe: Recipe) -> ViewPolicy:
+    """The recipe's ``views.policy`` as a :class:`ViewPolicy` (a named policy or explicit steps)."""
+    policy = recipe.views.policy
+    if isinstance(policy, str):
+        return ViewPolicy(name=policy)
+    return ViewPolicy(name="custom", params={"steps": [s.model_dump() for s in policy]})
+
+
+def run(recipe: Recipe, dirs: Dirs) -> None:
+    domain = get_domain(recipe.domain)
+    policy = view_policy(recipe)
+    rows = [r for r in table_to_rows(read_table(join(dirs.data, "curated"))) if r.get("split") != "test"]
+    if not rows:
+        raise StageError("no non-test rows to make views from")
+    rng = np.random.default_rng(recipe.views.seed)
+    try:
+        picks = rng.choice(len(rows), size=min(recipe.views.preview_pairs, len(rows)), replace=False)
+        samples = [
+            (
+                rows[i]["id"],
+                rows[i]["x"],
+                [domain.augment(rows[i]["x"], rng, policy) for _ in range(recipe.views.n_views)],
+            )
+            for i in picks
+        ]
+    except (KeyError, TypeError, ValueError) as e:
+        raise StageError(f"views.policy: {e}") from None
+    plan = {
+        "domain": recipe.domain,
+        "policy": policy.name,
+        "params": policy.params,
+        "n_views": recipe.views.n_views,
+        "seed": recipe.views.seed,
+        "mode": "online",
+    }
+    with atomic_dir(join(dirs.data, "views")) as tmp:
+        write_json(join(tmp, "plan.json"), plan)
+        write_bytes(join(tmp, "preview.png"), preview_png(samples))
+    print(
+        f"views: online plan '{policy.name}' with {recipe.views.n_views} views; preview of {len(samples)} rows"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main("views", run))

@@ -1,0 +1,75 @@
+"""Shared fixtures: one Ray instance per test session, started as a real head node on 127.0.0.1.
+
+Stages run in subprocesses (as DVC runs them) connect to it through RAY_ADDRESS instead of each
+starting their own; in-process tests attach to it too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_address(tmp_path_factory: pytest.TempPathFactory) -> str:
+    port = _free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    ray = str(BIN / "ray")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=4",
+            "--include-dashboard=false",
+            f"--temp-dir={temp}",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    address = f"127.0.0.1:{port}"
+    yield address
+    subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def ray_session(ray_address: str):  # noqa: ANN201
+    import ray
+
+    ray.init(address=ray_address, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    yield ray
+    ray.shutdown()
+
+
+def copy_project(dest: Path) -> Path:
+    """A fresh project tree (code, recipes, DVC config) in ``dest`` for end-to-end runs."""
+    for name in ("domains", "stages", "pipelines", "params.yaml", "dvc.yaml", ".dvc/config"):
+        src = REPO / name
+        target = dest / name
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, target)
+    (dest / ".gitignore").write_text("/data/\n/models/\n/runs/\n/metrics/\n/reports/\n")
+    return dest

@@ -1,0 +1,78 @@
+"""Recipes are validated before work starts; every problem is one line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.configure import stage_configs
+from stages.common.config import ConfigError, deep_merge, load_recipe, parse_set
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = sorted((REPO / "pipelines").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("scale", ["demo", "tiny"])
+def test_every_recipe_is_valid_at_every_scale(recipe: Path, scale: str) -> None:
+    r = load_recipe(recipe, REPO / "params.yaml", [f"scale={scale}"])
+    assert r.name == recipe.stem and r.scale == scale
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("pretrain.temperature=-1", "pretrain.temperature"),
+        ("pretrain.temprature=0.5", "pretrain.temprature"),
+        ("finetune.fractions=[0.5, 2.0]", "finetune"),
+        ("ray.num_workers=0", "ray.num_workers"),
+        ("views.n_views=1", "views.n_views"),
+        ("data.source=nope", "data.source"),
+        ("domain=quantum", "domain"),
+    ],
+)
+def test_bad_parameter_is_one_line_naming_the_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_recipe(REPO / "pipelines/timeseries-gunpoint.yaml", REPO / "params.yaml", [override])
+    msg = str(err.value)
+    assert "\n" not in msg and key in msg
+
+
+def test_scale_overrides_recipe_and_set_overrides_scale() -> None:
+    recipe = REPO / "pipelines/timeseries-gunpoint.yaml"
+    tiny = load_recipe(recipe, REPO / "params.yaml", ["scale=tiny"])
+    assert tiny.pretrain.epochs == 2
+    assert load_recipe(recipe, REPO / "params.yaml", ["scale=tiny", "pretrain.epochs=5"]).pretrain.epochs == 5
+
+
+def test_unknown_scale_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="scale"):
+        load_recipe(REPO / "pipelines/timeseries-gunpoint.yaml", REPO / "params.yaml", ["scale=galactic"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_recipe(bad, REPO / "params.yaml")
+
+
+def test_yaml_tags_are_not_executed(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError):
+        load_recipe(evil, REPO / "params.yaml")
+
+
+def test_merge_and_set_parsing() -> None:
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
+    assert parse_set(["x.y=0.5", "z=[1, 2]"]) == {"x": {"y": 0.5}, "z": [1, 2]}
+    with pytest.raises(ConfigError):
+        parse_set(["novalue"])
+
+
+def test_stage_configs_isolate_parameters() -> None:
+    """A pretrain-only change must leave the upstream stages' config files untouched."""
+    recipe = REPO / "pipelines/timeseries-gunpoint.yaml"
+    a = stage_configs(load_recipe(recipe, REPO / "params.yaml"))
+    b = stage_configs(load_recipe(recipe, REPO / "params.yaml", ["pretrain.temperature=0.7"]))
+    changed = {s for s in a if a[s] != b[s]}
+    assert changed == {"pretrain"}

@@ -1,0 +1,135 @@
+"""End to end at the `tiny` scale: `dvc repro` of the time-series recipe on a shared Ray instance,
+selective re-runs after a parameter change, and a pretraining run killed and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import BIN, copy_project
+
+pytestmark = pytest.mark.e2e
+RECIPE = "timeseries-gunpoint"
+
+
+def _env(ray_address: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "RAY_ADDRESS": ray_address,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _run(cmd: list[str], cwd: Path, env: dict, timeout: int = 600) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-4000:]}"
+    return out
+
+
+def _ran(log: str) -> set[str]:
+    return {m.split("@")[0] for m in re.findall(r"Running stage '([^']+)'", log)}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> tuple[Path, dict, str]:
+    proj = copy_project(tmp_path_factory.mktemp("e2e"))
+    (proj / ".dvc" / "config").unlink()
+    (proj / ".dvc").rmdir()
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["scale"] = "tiny"
+    params["domains"] = {RECIPE: {"domain": "timeseries"}}
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = _env(ray_address)
+    _run(["git", "init", "-q"], proj, env)
+    _run([str(BIN / "dvc"), "init", "-q"], proj, env)
+    log = _run([str(BIN / "dvc"), "repro"], proj, env, timeout=900)
+    return proj, env, log
+
+
+def test_repro_runs_six_stages_and_reports_three_encoders(project: tuple[Path, dict, str]) -> None:
+    proj, env, log = project
+    assert _ran(log) == {"configure", "ingest", "curate", "views", "pretrain", "finetune", "evaluate"}
+    metrics = json.loads(_run([str(BIN / "dvc"), "metrics", "show", "--json"], proj, env))
+    flat = json.dumps(metrics)
+    ev = json.loads((proj / f"metrics/{RECIPE}/evaluate.json").read_text())
+    for encoder in ("pretrained", "random_init"):
+        for probe in ("svm", "linear", "knn"):
+            assert 0.0 <= ev[encoder][probe] <= 1.0
+    assert 0.0 <= ev["supervised"]["accuracy"] <= 1.0
+    assert '"svm"' in flat and '"supervised"' in flat  # dvc metrics show sees them
+    assert (proj / f"models/{RECIPE}/pretrained/encoder.safetensors").exists()
+    report = (proj / f"reports/{RECIPE}/report.md").read_text()
+    assert "Frozen-feature probes" in report and "views_preview.png" in report
+    ingest = json.loads((proj / f"metrics/{RECIPE}/ingest.json").read_text())
+    assert ingest["rows"] == 200 and ingest["rejected"] == 0
+
+
+def test_changing_one_parameter_reruns_only_downstream(project: tuple[Path, dict, str]) -> None:
+    proj, env, _ = project
+    recipe = proj / f"pipelines/{RECIPE}.yaml"
+    cfg = yaml.safe_load(recipe.read_text())
+    cfg["pretrain"]["temperature"] = 0.35
+    recipe.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    log = _run([str(BIN / "dvc"), "repro"], proj, env, timeout=900)
+    assert _ran(log) == {"configure", "pretrain", "finetune", "evaluate"}
+    status = _run([str(BIN / "dvc"), "status"], proj, env)
+    assert "up to date" in status.lower()
+
+
+def test_killed_pretraining_resumes_from_its_latest_checkpoint(project: tuple[Path, dict, str]) -> None:
+    proj, env, _ = project
+    cmd = [
+        sys.executable,
+        "-m",
+        "stages.pretrain",
+        "--recipe",
+        f"pipelines/{RECIPE}.yaml",
+        "--set",
+        "pretrain.epochs=30",
+        "--set",
+        "pretrain.checkpoint_every=1",
+    ]
+    before = set((proj / "runs" / RECIPE).iterdir())
+    proc = subprocess.Popen(
+        cmd,
+        cwd=proj,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    run_dir = None
+    while time.time() < deadline:
+        new = set((proj / "runs" / RECIPE).iterdir()) - before
+        if new:
+            run_dir = next(iter(new))
+            if len(list(run_dir.glob("checkpoint_*"))) >= 2:
+                break
+        assert proc.poll() is None, (
+            f"pretraining ended before it could be killed:\n{proc.stdout.read()[-3000:]}"
+        )
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole stage, as a lost node or a Ctrl-\ would
+    proc.wait()
+    assert run_dir is not None
+    log = _run(cmd, proj, env, timeout=600)
+    m = re.search(r"resuming from checkpoint at epoch (\d+)", log)
+    assert m and int(m.group(1)) >= 1, log[-3000:]
+    pre = json.loads((proj / f"metrics/{RECIPE}/pretrain.json").read_text())
+    assert pre["epochs"] == 30  # the resumed run's history is whole: nothing lost, nothing repeated
+    loss_tsv = (proj / f"metrics/{RECIPE}/pretrain/plots/metrics/loss.tsv").read_text().splitlines()
+    assert len(loss_tsv) == 1 + 30

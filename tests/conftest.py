@@ -30,6 +30,8 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> str:
     port = _free_port()
     temp = tmp_path_factory.mktemp("ray")
     ray = str(BIN / "ray")
+    # `ray start` enables token authentication (Ray >= 2.5x); clients must opt in to present it.
+    os.environ["RAY_AUTH_MODE"] = "token"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run(
         [

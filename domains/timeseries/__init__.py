@@ -15,6 +15,7 @@ from torch import nn
 from domains import register_domain
 from domains.base import Domain, Row, ViewPolicy
 from domains.timeseries.encoders import TS2VecEncoder
+from domains.timeseries.objectives import TS2VecObjective
 from domains.timeseries.readers import SOURCES
 from domains.timeseries.views import POLICIES, apply_policy
 
@@ -70,6 +71,14 @@ class TimeSeriesDomain(Domain):
         if name not in ENCODERS:
             raise KeyError(f"unknown time-series encoder {name!r}; known: {sorted(ENCODERS)}")
         return ENCODERS[name](**cfg)
+
+    def objectives(self) -> dict[str, Any]:
+        """TS2Vec's hierarchical contrastive loss over overlapping crops (``pretrain.loss: ts2vec``).
+
+        Its instance contrast uses the worker's own batch (as TS2Vec, which is single-device);
+        DDP still averages the gradients across workers.
+        """
+        return {"ts2vec": TS2VecObjective}
 
     def collate(self, xs: list[np.ndarray]) -> torch.Tensor:
         """Pad to the longest series with NaN (the encoder masks NaN timestamps)."""

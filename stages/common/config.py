@@ -106,6 +106,14 @@ def _check_domain(recipe: Recipe, source: Path) -> None:
         domain = get_domain(recipe.domain)
     except KeyError as e:
         raise ConfigError(f"{source}: domain: {e.args[0]}") from None
+    from stages.pretrain.losses import list_losses  # the loss registry every stage shares
+
+    losses = sorted(set(list_losses()) | set(domain.objectives()))
+    if recipe.pretrain.loss not in losses:
+        raise ConfigError(
+            f"{source}: pretrain.loss: unknown loss {recipe.pretrain.loss!r} for domain "
+            f"{recipe.domain!r} (known: {', '.join(losses)})"
+        )
     if recipe.data.source not in domain.sources:
         known = ", ".join(sorted(domain.sources))
         raise ConfigError(

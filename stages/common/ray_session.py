@@ -23,6 +23,9 @@ def init_ray(cfg: RayCfg) -> None:
     # Workers must import `domains` and `stages`: on a local instance point them at this checkout;
     # under `ray job submit --working-dir .` the job's working dir already provides them.
     runtime_env = {"env_vars": {"PYTHONPATH": REPO_ROOT, "OMP_NUM_THREADS": "1"}}
+    # Ray Train's controller collects reports when it polls the workers (every 2 s by default);
+    # a shorter poll keeps short epochs from waiting on it.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     address = os.environ.get("RAY_ADDRESS") or cfg.address
     common = dict(runtime_env=runtime_env, logging_level=logging.WARNING, log_to_driver=True)
     if address:

@@ -103,6 +103,10 @@ def finetune_one(
         # Frozen encoder: embed once, then fit the linear head on cached features.
         feats = torch.from_numpy(embed(encoder, domain_name, tr.xs))
         test_feats = torch.from_numpy(embed(encoder, domain_name, data.test.xs))
+        # Standardise with statistics of the labelled training subset only (as TS2Vec's fit_lr does
+        # with StandardScaler): raw max-pooled features differ in scale by orders of magnitude.
+        mean, std = feats[train_idx].mean(0), feats[train_idx].std(0, unbiased=False).clamp_min(1e-6)
+        feats, test_feats = (feats - mean) / std, (test_feats - mean) / std
 
         def fwd(inputs, idx):  # noqa: ANN001, ANN202
             return model.fc(inputs[torch.as_tensor(idx)])
@@ -120,6 +124,9 @@ def finetune_one(
         )
         with torch.no_grad():
             acc = _accuracy(model.fc(test_feats), data.test.y)
+            # Fold the standardisation into the head so the saved model takes raw encoder output.
+            model.fc.bias -= model.fc.weight @ (mean / std)
+            model.fc.weight /= std
         return model, acc, epoch
 
     xs_train = [tr.xs[i] for i in train_idx]

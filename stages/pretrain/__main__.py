@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from domains import get_domain
-from pipelines.schema import Recipe
+from pipelines.schema import RayCfg, Recipe
 from stages.common.cli import Dirs, StageError, main
 from stages.common.encoders import save_encoder
 from stages.common.ray_session import init_ray
@@ -56,10 +56,32 @@ def run_name(config: dict[str, Any], rows: list[dict]) -> str:
     return "pretrain-" + h.hexdigest()[:12]
 
 
-def run(recipe: Recipe, dirs: Dirs) -> None:
-    import ray.data
+def make_trainer(config: dict[str, Any], ds: Any, ray_cfg: RayCfg, storage: str, name: str) -> Any:
+    """A ``TorchTrainer`` for ``train_loop_per_worker``; re-creating it with the same ``(storage,
+    name)`` resumes from the run's latest checkpoint (Ray Train V2)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(
+            num_workers=config["world_size"],
+            use_gpu=ray_cfg.use_gpu,
+            resources_per_worker={"CPU": ray_cfg.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            failure_config=FailureConfig(max_failures=ray_cfg.max_failures),
+        ),
+        datasets={"train": ds},
+    )
+
+
+def run(recipe: Recipe, dirs: Dirs) -> None:
+    import ray.data
 
     curated = join(dirs.data, "curated")
     rows = [r for r in table_to_rows(read_table(curated)) if r.get("split") != "test"]
@@ -78,22 +100,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         .materialize()
     )
     storage = join(dirs.runs) if "://" in dirs.runs else os.path.abspath(dirs.runs)
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={**config, "live_dir": live_dir},
-        scaling_config=ScalingConfig(
-            num_workers=world,
-            use_gpu=recipe.ray.use_gpu,
-            resources_per_worker={"CPU": recipe.ray.cpus_per_worker},
-        ),
-        run_config=RunConfig(
-            name=name,
-            storage_path=storage,
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
-            failure_config=FailureConfig(max_failures=recipe.ray.max_failures),
-        ),
-        datasets={"train": ds},
-    )
+    trainer = make_trainer({**config, "live_dir": live_dir}, ds, recipe.ray, storage, name)
     print(
         f"pretrain: {len(rows)} rows, {world} workers x {config['local_batch']} per batch, "
         f"{config['steps_per_epoch']} steps/epoch, {recipe.pretrain.epochs} epochs, run {name}",

@@ -27,6 +27,12 @@ class EncoderWithHead(nn.Module):
         self.encoder = encoder
         self.head = head
 
-    def forward(self, x):  # noqa: ANN001, ANN201 - any batch type the domain collates
+    def forward(self, x, timestamps: bool = False):  # noqa: ANN001, ANN201 - any batch the domain collates
+        """``(h, z)``; with ``timestamps`` the encoder's per-step output (for dense objectives).
+
+        Dense objectives go through ``forward`` too, so DDP sees every forward it must sync.
+        """
+        if timestamps:
+            return self.encoder.forward_timestamps(x)
         h = self.encoder(x)
         return h, self.head(h)

@@ -35,23 +35,59 @@ CKPT_STATE = "state.json"
 
 def build_model(config: dict[str, Any]) -> EncoderWithHead:
     torch.manual_seed(config["pretrain"]["seed"])
-    encoder = get_domain(config["domain"]).build_encoder(config["encoder"])
-    head = build_head(encoder.embedding_dim, HeadCfg(**config["pretrain"]["head"]))
+    domain = get_domain(config["domain"])
+    encoder = domain.build_encoder(config["encoder"])
+    head_cfg = HeadCfg(**config["pretrain"]["head"])
+    if config["pretrain"]["loss"] in domain.objectives():
+        head_cfg = HeadCfg(type="none")  # dense domain objectives work on the encoder's own output
+    head = build_head(encoder.embedding_dim, head_cfg)
     return EncoderWithHead(encoder, head)
 
 
-def _ray_batches(local_batch: int, epoch: int, seed: int) -> Iterator[list[np.ndarray]]:
-    import ray.train
+class ShardReader:
+    """Batches from this worker's Ray Data shard.
 
-    shard = ray.train.get_dataset_shard("train")
-    for batch in shard.iter_batches(
-        batch_size=local_batch,
-        batch_format="numpy",
-        drop_last=True,
-        local_shuffle_buffer_size=max(4 * local_batch, 256),
-        local_shuffle_seed=seed + epoch,
-    ):
-        yield [decode_x(x, s) for x, s in zip(batch["x"], batch["shape"], strict=True)]
+    Each pass over a streaming shard costs a coordination round with Ray Data (about a second on a
+    small machine), which dominates epochs of a few steps. A shard that fits in ``cache_mb`` is
+    therefore read once into worker memory and reshuffled locally every epoch; a larger one streams
+    every epoch. Either way every worker holds the same number of rows (``equal=True`` split).
+    """
+
+    def __init__(self, local_batch: int, cache_mb: float) -> None:
+        import ray.train
+
+        self.shard = ray.train.get_dataset_shard("train")
+        self.local_batch = local_batch
+        self.cache_bytes = cache_mb * 2**20
+        self.cached: list[np.ndarray] | None = None
+        self.streaming = cache_mb <= 0
+
+    def _read_all(self) -> list[np.ndarray] | None:
+        xs: list[np.ndarray] = []
+        size = 0
+        for batch in self.shard.iter_batches(batch_size=1024, batch_format="numpy"):
+            for x, shape in zip(batch["x"], batch["shape"], strict=True):
+                xs.append(decode_x(x, shape))
+                size += xs[-1].nbytes
+            if size > self.cache_bytes:
+                return None
+        return xs
+
+    def batches(self, epoch: int, seed: int) -> Iterator[list[np.ndarray]]:
+        if self.cached is None and not self.streaming:
+            self.cached = self._read_all()
+            self.streaming = self.cached is None
+        if self.cached is not None:
+            yield from _list_batches(self.cached, self.local_batch, epoch, seed)
+            return
+        for batch in self.shard.iter_batches(
+            batch_size=self.local_batch,
+            batch_format="numpy",
+            drop_last=True,
+            local_shuffle_buffer_size=max(4 * self.local_batch, 256),
+            local_shuffle_seed=seed + epoch,
+        ):
+            yield [decode_x(x, s) for x, s in zip(batch["x"], batch["shape"], strict=True)]
 
 
 def _list_batches(
@@ -134,15 +170,18 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
         if rank == 0:
             print(f"pretrain: resuming from checkpoint at epoch {state['epoch']}", flush=True)
     net = ray.train.torch.prepare_model(model) if in_ray else model
-    loss_fn = get_loss(cfg.loss, temperature=cfg.temperature)
+    objective = domain.objectives().get(cfg.loss)
+    objective = objective() if objective is not None else None
+    loss_fn = None if objective is not None else get_loss(cfg.loss, temperature=cfg.temperature)
     live = _Live(config.get("live_dir") if rank == 0 else None, history)
     rng = np.random.default_rng([cfg.seed, rank, start_epoch])
 
+    reader = ShardReader(local_batch, cfg.shard_cache_mb) if in_ray else None
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
         batches = (
-            _ray_batches(local_batch, epoch, cfg.seed + rank)
-            if in_ray
+            reader.batches(epoch, cfg.seed + rank)
+            if reader is not None
             else _list_batches(xs, local_batch, epoch, cfg.seed)
         )
         losses, wait, busy, n = [], 0.0, 0.0, 0
@@ -150,11 +189,17 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
         for batch in batches:
             t_data = time.perf_counter()
             wait += t_data - t_mark
-            views = [[domain.augment(x, rng, policy) for x in batch] for _ in range(2)]
-            # one forward over both views: DDP allows a single forward per backward
-            h, z = net(domain.collate(views[0] + views[1]))
-            z0, z1 = z[:local_batch], z[local_batch:]
-            loss = loss_fn(z0, z1)
+            if objective is None:
+                views = [[domain.augment(x, rng, policy) for x in batch] for _ in range(2)]
+                # one forward over both views: DDP allows a single forward per backward
+                h, z = net(domain.collate(views[0] + views[1]))
+                loss = loss_fn(z[:local_batch], z[local_batch:])
+            else:
+                # a domain objective makes its own views and reads per-step representations
+                v1, v2, ctx = objective.make_views(batch, rng)
+                reps, _ = net(domain.collate(v1 + v2), timestamps=True)
+                loss = objective.loss(reps[:local_batch], reps[local_batch:], v1[0].shape[-1], ctx)
+                h = objective.instance_embeddings(reps, local_batch, v1[0].shape[-1], ctx)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
@@ -191,10 +236,16 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
 
 
 def _report(row: dict, epoch: int, cfg: PretrainCfg, model, optim, history, rank: int) -> None:  # noqa: ANN001
+    """Report to Ray Train at checkpoint epochs only (every worker on the same schedule).
+
+    A report waits for the controller's next poll (up to ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``),
+    so reporting every epoch would dominate short epochs; per-epoch curves go to dvclive instead.
+    """
     import ray.train
 
-    last = epoch == cfg.epochs - 1
-    if rank == 0 and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
+    if (epoch + 1) % cfg.checkpoint_every and epoch != cfg.epochs - 1:
+        return
+    if rank == 0:
         # rank 0 writes from a fresh temporary directory; the others report metrics only
         with tempfile.TemporaryDirectory() as d:
             _save_checkpoint(d, model, optim, {"epoch": epoch, "history": history})

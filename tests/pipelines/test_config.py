@@ -30,6 +30,7 @@ def test_every_recipe_is_valid_at_every_scale(recipe: Path, scale: str) -> None:
         ("views.n_views=1", "views.n_views"),
         ("data.source=nope", "data.source"),
         ("domain=quantum", "domain"),
+        ("pretrain.loss=telepathy", "pretrain.loss"),
     ],
 )
 def test_bad_parameter_is_one_line_naming_the_key(override: str, key: str) -> None:

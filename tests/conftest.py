@@ -48,6 +48,7 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> str:
         check=True,
         env=env,
         capture_output=True,
+        cwd=temp,  # workers must not depend on the stage's working directory (as on a real cluster)
     )
     address = f"127.0.0.1:{port}"
     yield address

@@ -76,7 +76,8 @@ def _expand(paths: str | Sequence[str]) -> list[str]:
     out: list[str] = []
     for p in paths:
         hits = sorted(glob.glob(os.path.expanduser(p), recursive=True))
-        hits = [h for h in hits if os.path.isfile(h)]
+        # Absolute, because units are read by Ray tasks whose working directory is the cluster's.
+        hits = [os.path.abspath(h) for h in hits if os.path.isfile(h)]
         if not hits:
             # A pattern matching nothing is almost always a typo in the recipe: fail loudly.
             raise FileNotFoundError(f"no file matches {p!r}")
@@ -169,7 +170,7 @@ def _read_ts(unit: dict[str, Any]) -> Iterator[Row]:
 def _tsv_units(root: str, name: str) -> list[dict[str, Any]]:
     units = []
     for split in SPLITS:
-        path = os.path.join(root, name, f"{name}_{split.upper()}.tsv")
+        path = os.path.abspath(os.path.join(root, name, f"{name}_{split.upper()}.tsv"))
         if os.path.isfile(path):
             units.append({"path": path, "name": name, "split": split})
     if not units:

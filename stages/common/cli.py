@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,13 @@ class Dirs:
     @classmethod
     def of(cls, recipe: Recipe) -> Dirs:
         p = recipe.paths
-        return cls(*(join(root, recipe.name) for root in (p.data, p.models, p.metrics, p.runs)))
+        return cls(*(join(_absolute(root), recipe.name) for root in (p.data, p.models, p.metrics, p.runs)))
+
+
+def _absolute(root: str) -> str:
+    # Ray tasks and workers run in the cluster's working directory, not the stage's: a relative
+    # path handed to Ray Data would resolve against the wrong directory (or the wrong machine).
+    return root if "://" in root else os.path.abspath(root)
 
 
 class StageError(RuntimeError):

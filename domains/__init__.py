@@ -5,9 +5,19 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from domains.base import Domain, Row, Source, ViewPolicy
+from domains.base import Domain, DomainResult, EvalContext, Row, Source, ViewPolicy
 
-__all__ = ["Domain", "Row", "Source", "ViewPolicy", "get_domain", "list_domains", "register_domain"]
+__all__ = [
+    "Domain",
+    "DomainResult",
+    "EvalContext",
+    "Row",
+    "Source",
+    "ViewPolicy",
+    "get_domain",
+    "list_domains",
+    "register_domain",
+]
 
 _REGISTRY: dict[str, type[Domain]] = {}
 # Domains are imported lazily so that `import domains` stays cheap and a domain's heavy

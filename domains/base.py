@@ -48,6 +48,38 @@ class ViewPolicy:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class EvalContext:
+    """What the evaluate stage hands a domain for its field's own protocol (see ``Domain.evaluate``).
+
+    ``train_rows``/``test_rows`` are the curated rows (``x``, ``label``, ``group``, ``meta``), test
+    rows never used for fitting. ``encoders`` holds at least ``pretrained`` and ``random_init``
+    (eval mode); ``embed(encoder, xs)`` turns samples into frozen features ``[N, D]``.
+    ``features`` caches ``{encoder name: (train, test)}`` features already computed for the probes
+    (empty when the domain has no classification task).
+    """
+
+    recipe: dict[str, Any]
+    train_rows: list[Row]
+    test_rows: list[Row]
+    encoders: dict[str, nn.Module]
+    embed: Callable[[nn.Module, list[np.ndarray]], np.ndarray]
+    features: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    models_dir: str = ""
+    data_dir: str = ""
+    seed: int = 0
+
+
+@dataclass
+class DomainResult:
+    """A domain's own evaluation: metrics merged into ``evaluate.json`` under ``domain`` and a
+    Markdown section (tables, ``figures`` written next to the report as ``{file name: png bytes}``)."""
+
+    metrics: dict[str, Any]
+    markdown: str = ""
+    figures: dict[str, bytes] = field(default_factory=dict)
+
+
 class Domain(ABC):
     """Base class of every modality plug-in. Register subclasses with ``@register_domain(name)``."""
 
@@ -87,6 +119,14 @@ class Domain(ABC):
     def data_args(self, x: np.ndarray) -> dict[str, Any]:
         """Encoder arguments implied by the data (e.g. input channels), merged into the recipe's."""
         return {}
+
+    def evaluate(self, ctx: EvalContext) -> DomainResult | None:
+        """The field's own evaluation protocol beyond the shared classification probes.
+
+        E.g. an MFCC baseline (audio), few-shot accuracy (point clouds), state-probe R² (RL),
+        segmentation Dice (medical). ``None`` (the default) when the shared probes are the protocol.
+        """
+        return None
 
     def objectives(self) -> dict[str, Callable[..., torch.Tensor]]:
         """Domain-specific losses merged into the pretrain stage's registry (none by default)."""

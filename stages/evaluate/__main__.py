@@ -17,11 +17,13 @@ import sys
 import numpy as np
 import torch
 
+from domains import DomainResult, EvalContext, get_domain
 from pipelines.schema import Recipe
 from stages.common.cli import Dirs, main
 from stages.common.encoders import build_encoder, embed, load_encoder
-from stages.common.labelled import load_labelled
-from stages.common.storage import exists, join, read_bytes, read_json, write_bytes, write_json
+from stages.common.labelled import Labelled, load_labelled
+from stages.common.rows import table_to_rows
+from stages.common.storage import exists, join, read_bytes, read_json, read_table, write_bytes, write_json
 from stages.evaluate import report
 from stages.evaluate.probes import evaluate_probes
 
@@ -39,7 +41,7 @@ def _history(live_dir: str) -> dict[str, list[tuple[float, float]]]:
 
 def run(recipe: Recipe, dirs: Dirs) -> None:
     cfg = recipe.evaluate
-    data = load_labelled(dirs.data)
+    domain = get_domain(recipe.domain)
     pretrained_dir = join(dirs.models, "pretrained")
     config = json.loads(read_bytes(join(pretrained_dir, "config.json")))
     torch.manual_seed(0)
@@ -48,46 +50,68 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         "random_init": build_encoder(recipe.domain, config["encoder"]).eval(),
     }
     metrics: dict = {}
-    feats_test: dict[str, np.ndarray] = {}
-    for name, enc in encoders.items():
-        tr = embed(enc, recipe.domain, data.train.xs)
-        te = embed(enc, recipe.domain, data.test.xs)
-        res = evaluate_probes(tr, data.train.y, te, data.test.y, cfg.probes, seed=0)
-        if "svm_C" in res:  # the grid may pick C=inf, which strict JSON cannot hold
-            res["svm_C"] = res["svm_C"] if math.isfinite(res["svm_C"]) else "inf"
-        metrics[name] = res
-        feats_test[name] = te
-        print(f"evaluate: {name}: " + ", ".join(f"{k} {v}" for k, v in res.items()), flush=True)
+    feats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    data = None
+    if "classification" in domain.tasks:
+        data = load_labelled(dirs.data)
+        for name, enc in encoders.items():
+            tr = embed(enc, recipe.domain, data.train.xs)
+            te = embed(enc, recipe.domain, data.test.xs)
+            res = evaluate_probes(tr, data.train.y, te, data.test.y, cfg.probes, seed=0)
+            if "svm_C" in res:  # the grid may pick C=inf, which strict JSON cannot hold
+                res["svm_C"] = res["svm_C"] if math.isfinite(res["svm_C"]) else "inf"
+            metrics[name] = res
+            feats[name] = (tr, te)
+            print(f"evaluate: {name}: " + ", ".join(f"{k} {v}" for k, v in res.items()), flush=True)
+        finetune = read_json(join(dirs.metrics, "finetune.json"))
+        key = f"{max(recipe.finetune.fractions) * 100:g}%"
+        metrics["supervised"] = (
+            {"accuracy": finetune["random_init"]["full"][key]}
+            if "full" in finetune.get("random_init", {})
+            else {}
+        )
+        metrics["finetuned"] = {m: v[key] for m, v in finetune.get("pretrained", {}).items()}
+        metrics["n_train"], metrics["n_test"], metrics["n_classes"] = (
+            len(data.train.y),
+            len(data.test.y),
+            len(data.classes),
+        )
 
-    finetune = read_json(join(dirs.metrics, "finetune.json"))
-    full = max(recipe.finetune.fractions)
-    key = f"{full * 100:g}%"
-    metrics["supervised"] = (
-        {"accuracy": finetune["random_init"]["full"][key]}
-        if "full" in finetune.get("random_init", {})
-        else {}
+    rows = table_to_rows(read_table(join(dirs.data, "curated")))
+    ctx = EvalContext(
+        recipe=recipe.model_dump(),
+        train_rows=[r for r in rows if r.get("split") != "test"],
+        test_rows=[r for r in rows if r.get("split") == "test"],
+        encoders=encoders,
+        embed=lambda enc, xs: embed(enc, recipe.domain, xs),
+        features=feats,
+        models_dir=dirs.models,
+        data_dir=dirs.data,
     )
-    metrics["finetuned"] = {m: v[key] for m, v in finetune.get("pretrained", {}).items()}
-    metrics["n_train"], metrics["n_test"], metrics["n_classes"] = (
-        len(data.train.y),
-        len(data.test.y),
-        len(data.classes),
-    )
+    extra = domain.evaluate(ctx)
+    if extra is not None:
+        metrics["domain"] = extra.metrics
     write_json(join(dirs.metrics, "evaluate.json"), metrics)
-    write_report(recipe, dirs, metrics, finetune, feats_test, data.test.y)
+    write_report(recipe, dirs, metrics, data, feats, extra)
 
 
 def write_report(
-    recipe: Recipe, dirs: Dirs, metrics: dict, finetune: dict, feats: dict, y: np.ndarray
+    recipe: Recipe,
+    dirs: Dirs,
+    metrics: dict,
+    data: Labelled | None,
+    feats: dict[str, tuple[np.ndarray, np.ndarray]],
+    extra: DomainResult | None,
 ) -> None:
     out = join("reports", recipe.name)
-    n = min(recipe.evaluate.embedding_map_points, len(y))
     figures = []
+    y = data.test.y if data is not None else np.zeros(0)
+    n = min(recipe.evaluate.embedding_map_points, len(y))
     if n >= 5:
         idx = np.random.default_rng(0).choice(len(y), n, replace=False)
         write_bytes(
             join(out, "embedding_map.png"),
-            report.embedding_map_png({k: v[idx] for k, v in feats.items()}, y[idx]),
+            report.embedding_map_png({k: v[1][idx] for k, v in feats.items()}, y[idx]),
         )
         figures.append(("Embedding map (t-SNE of test embeddings)", "embedding_map.png"))
     history = _history(join(dirs.metrics, "pretrain"))
@@ -95,21 +119,14 @@ def write_report(
         write_bytes(join(out, "pretrain_curves.png"), report.curves_png(history))
         figures.append(("Pretraining curves", "pretrain_curves.png"))
     curve = read_json(join(dirs.metrics, "label_efficiency.json"))
-    write_bytes(join(out, "label_efficiency.png"), report.label_efficiency_png(curve))
-    figures.append(("Label efficiency", "label_efficiency.png"))
+    if curve:
+        write_bytes(join(out, "label_efficiency.png"), report.label_efficiency_png(curve))
+        figures.append(("Label efficiency", "label_efficiency.png"))
     preview = join(dirs.data, "views", "preview.png")
     if exists(preview):
         write_bytes(join(out, "views_preview.png"), read_bytes(preview))
         figures.append(("Sampled views", "views_preview.png"))
 
-    probes = recipe.evaluate.probes
-    rows = [[name] + [metrics[name].get(p, "") for p in probes] for name in ("pretrained", "random_init")]
-    ft_rows = [
-        [f"{init} / {mode}"]
-        + [finetune[init][mode].get(f"{f * 100:g}%", "") for f in recipe.finetune.fractions]
-        for init in finetune
-        for mode in finetune[init]
-    ]
     pre = (
         read_json(join(dirs.metrics, "pretrain.json")) if exists(join(dirs.metrics, "pretrain.json")) else {}
     )
@@ -117,13 +134,15 @@ def write_report(
         f"# {recipe.name}\n",
         f"{recipe.description}\n",
         f"Domain `{recipe.domain}`, source `{recipe.data.source}` {json.dumps(recipe.data.options)}; "
-        f"{metrics['n_train']} training / {metrics['n_test']} test rows, {metrics['n_classes']} classes; scale `{recipe.scale}`.\n",
-        "## Frozen-feature probes (test accuracy)\n",
-        report.table(["encoder", *probes], rows),
-        f"\nSupervised baseline (random init, trained end to end on all training labels): "
-        f"**{metrics['supervised'].get('accuracy', float('nan')):.4f}**.\n",
-        "## Fine-tuning by label fraction (test accuracy)\n",
-        report.table(["init / mode", *[f"{f * 100:g}%" for f in recipe.finetune.fractions]], ft_rows),
+        f"scale `{recipe.scale}`.\n",
+    ]
+    if data is not None:
+        text += _classification_section(recipe, dirs, metrics)
+    if extra is not None:
+        text += [extra.markdown, ""]
+        for fname, png in extra.figures.items():
+            write_bytes(join(out, fname), png)
+    text += [
         "\n## Pretraining\n",
         report.table(["metric", "value"], [[k, v] for k, v in sorted(pre.items())])
         if pre
@@ -134,6 +153,27 @@ def write_report(
         text += [f"### {title}\n", f"![{title}]({path})\n"]
     write_bytes(join(out, "report.md"), "\n".join(text).encode())
     print(f"evaluate: report -> {join(out, 'report.md')}")
+
+
+def _classification_section(recipe: Recipe, dirs: Dirs, metrics: dict) -> list[str]:
+    finetune = read_json(join(dirs.metrics, "finetune.json"))
+    probes = recipe.evaluate.probes
+    rows = [[name] + [metrics[name].get(p, "") for p in probes] for name in ("pretrained", "random_init")]
+    ft_rows = [
+        [f"{init} / {mode}"]
+        + [finetune[init][mode].get(f"{f * 100:g}%", "") for f in recipe.finetune.fractions]
+        for init in finetune
+        for mode in finetune[init]
+    ]
+    return [
+        f"{metrics['n_train']} training / {metrics['n_test']} test rows, {metrics['n_classes']} classes.\n",
+        "## Frozen-feature probes (test accuracy)\n",
+        report.table(["encoder", *probes], rows),
+        f"\nSupervised baseline (random init, trained end to end on all training labels): "
+        f"**{metrics['supervised'].get('accuracy', float('nan')):.4f}**.\n",
+        "## Fine-tuning by label fraction (test accuracy)\n",
+        report.table(["init / mode", *[f"{f * 100:g}%" for f in recipe.finetune.fractions]], ft_rows),
+    ]
 
 
 if __name__ == "__main__":

@@ -157,6 +157,12 @@ def finetune_one(
 def run(recipe: Recipe, dirs: Dirs) -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = recipe.finetune
+    if "classification" not in get_domain(recipe.domain).tasks:
+        # e.g. RL state encoders: their supervised baseline lives in the domain's own evaluation.
+        print(f"finetune: domain {recipe.domain!r} has no classification task; nothing to fine-tune")
+        write_json(join(dirs.metrics, "finetune.json"), {})
+        write_json(join(dirs.metrics, "label_efficiency.json"), [])
+        return
     data = load_labelled(dirs.data)
     pretrained_dir = join(dirs.models, "pretrained")
     enc_config = json.loads(read_bytes(join(pretrained_dir, "config.json")))

@@ -27,6 +27,12 @@ class EncoderWithHead(nn.Module):
         self.encoder = encoder
         self.head = head
 
+    @property
+    def out_dim(self) -> int:
+        """Width of ``z``, the head's output (the encoder's embedding when the head is ``none``)."""
+        linears = [m for m in self.head.modules() if isinstance(m, nn.Linear)]
+        return linears[-1].out_features if linears else int(self.encoder.embedding_dim)
+
     def forward(self, x, timestamps: bool = False):  # noqa: ANN001, ANN201 - any batch the domain collates
         """``(h, z)``; with ``timestamps`` the encoder's per-step output (for dense objectives).
 

@@ -26,11 +26,13 @@ from stages.common.encoders import load_state_bytes, state_to_bytes
 from stages.common.rows import decode_x
 from stages.pretrain import diagnostics
 from stages.pretrain.heads import EncoderWithHead, build_head
-from stages.pretrain.losses import get_loss
+from stages.pretrain.losses import ModelLoss, build_loss, sync_loss_gradients
 
 CKPT_MODEL = "model.safetensors"
 CKPT_OPTIM = "optimizer.pt"
 CKPT_STATE = "state.json"
+#: state of a loss that owns modules (momentum target, queue, predictor, prototypes), when it has any
+CKPT_LOSS = "loss.pt"
 
 
 def build_model(config: dict[str, Any]) -> EncoderWithHead:
@@ -38,7 +40,14 @@ def build_model(config: dict[str, Any]) -> EncoderWithHead:
     domain = get_domain(config["domain"])
     encoder = domain.build_encoder(config["encoder"])
     head_cfg = HeadCfg(**config["pretrain"]["head"])
-    if config["pretrain"]["loss"] in domain.objectives():
+    objective = domain.objectives().get(config["pretrain"]["loss"])
+    if objective is not None:
+        obj = objective()
+        if isinstance(obj, torch.nn.Module):
+            # An objective with parameters (CURL's bilinear W, an EMA target) is the model's head, so
+            # the optimiser, DDP and checkpoints cover it; bind() sizes it for the encoder.
+            obj.bind(encoder)
+            return EncoderWithHead(encoder, obj)
         head_cfg = HeadCfg(type="none")  # dense domain objectives work on the encoder's own output
     head = build_head(encoder.embedding_dim, head_cfg)
     return EncoderWithHead(encoder, head)
@@ -99,20 +108,30 @@ def _list_batches(
 
 
 def _save_checkpoint(
-    directory: str, model: torch.nn.Module, optim: torch.optim.Optimizer, state: dict
+    directory: str,
+    model: torch.nn.Module,
+    optim: torch.optim.Optimizer,
+    state: dict,
+    loss: torch.nn.Module | None = None,
 ) -> None:
     with open(os.path.join(directory, CKPT_MODEL), "wb") as f:
         f.write(state_to_bytes(model))
     torch.save(optim.state_dict(), os.path.join(directory, CKPT_OPTIM))
+    if loss is not None and loss.state_dict():
+        torch.save(loss.state_dict(), os.path.join(directory, CKPT_LOSS))
     with open(os.path.join(directory, CKPT_STATE), "w") as f:
         json.dump(state, f)
 
 
-def _load_checkpoint(directory: str, model: torch.nn.Module, optim: torch.optim.Optimizer) -> dict:
+def _load_checkpoint(
+    directory: str, model: torch.nn.Module, optim: torch.optim.Optimizer, loss: torch.nn.Module | None = None
+) -> dict:
     with open(os.path.join(directory, CKPT_MODEL), "rb") as f:
         load_state_bytes(model, f.read())
     # weights_only: a checkpoint is data, never code
     optim.load_state_dict(torch.load(os.path.join(directory, CKPT_OPTIM), weights_only=True))
+    if loss is not None and os.path.exists(os.path.join(directory, CKPT_LOSS)):
+        loss.load_state_dict(torch.load(os.path.join(directory, CKPT_LOSS), weights_only=True))
     with open(os.path.join(directory, CKPT_STATE)) as f:
         return json.load(f)
 
@@ -160,25 +179,40 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
 
         ctx = ray.train.get_context()
         rank = ctx.get_world_rank()
-    optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # A registry loss (not a domain objective) is built before the optimiser: a loss that owns
+    # modules (BYOL's predictor, SwAV's prototypes) attaches to the model and joins the optimiser.
+    loss_fn = (
+        None if cfg.loss in domain.objectives() else build_loss(cfg.loss, cfg.temperature, cfg.loss_options)
+    )
+    if isinstance(loss_fn, ModelLoss):
+        loss_fn.attach(model)
+    params = list(model.parameters())
+    if loss_fn is not None:
+        params += [p for p in loss_fn.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict] = []
     start_epoch = 0
     if in_ray and (ckpt := ray.train.get_checkpoint()) is not None:
         with ckpt.as_directory() as d:
-            state = _load_checkpoint(d, model, optim)
+            state = _load_checkpoint(d, model, optim, loss_fn)
         start_epoch, history = state["epoch"] + 1, state["history"]
         if rank == 0:
             print(f"pretrain: resuming from checkpoint at epoch {state['epoch']}", flush=True)
     net = ray.train.torch.prepare_model(model) if in_ray else model
     objective = domain.objectives().get(cfg.loss)
-    objective = objective() if objective is not None else None
-    loss_fn = None if objective is not None else get_loss(cfg.loss, temperature=cfg.temperature)
+    if objective is not None:
+        own = isinstance(objective, type) and isinstance(model.head, objective)
+        objective = model.head if own else objective()
+    if loss_fn is not None:
+        loss_fn.to(next(model.parameters()).device)  # prepare_model may have moved the model
     live = _Live(config.get("live_dir") if rank == 0 else None, history)
-    rng = np.random.default_rng([cfg.seed, rank, start_epoch])
 
     reader = ShardReader(local_batch, cfg.shard_cache_mb) if in_ray else None
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
+        # Views are drawn from a per-epoch stream, so a run resumed at epoch N sees the same views
+        # from N on as an uninterrupted run would.
+        rng = np.random.default_rng([cfg.seed, rank, epoch])
         batches = (
             reader.batches(epoch, cfg.seed + rank)
             if reader is not None
@@ -192,8 +226,11 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
             if objective is None:
                 views = [[domain.augment(x, rng, policy) for x in batch] for _ in range(2)]
                 # one forward over both views: DDP allows a single forward per backward
-                h, z = net(domain.collate(views[0] + views[1]))
-                loss = loss_fn(z[:local_batch], z[local_batch:])
+                inputs = domain.collate(views[0] + views[1])
+                h, z = net(inputs)
+                # momentum losses (BYOL, MoCo) run their target network on the same inputs
+                extra = {"inputs": inputs} if getattr(loss_fn, "needs_inputs", False) else {}
+                loss = loss_fn(z[:local_batch], z[local_batch:], **extra)
             else:
                 # a domain objective makes its own views and reads per-step representations
                 v1, v2, ctx = objective.make_views(batch, rng)
@@ -202,7 +239,13 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
                 h = objective.instance_embeddings(reps, local_batch, v1[0].shape[-1], ctx)
             optim.zero_grad(set_to_none=True)
             loss.backward()
+            if loss_fn is not None:
+                sync_loss_gradients(loss_fn)  # DDP averages the model's gradients, not the loss's
             optim.step()
+            if isinstance(loss_fn, ModelLoss):
+                loss_fn.on_step(model)
+            if hasattr(objective, "after_step"):
+                objective.after_step(model.encoder)  # e.g. a momentum target's EMA update
             losses.append(loss.item())
             n += 1
             t_mark = time.perf_counter()
@@ -230,12 +273,12 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
         if row["collapsed"] and rank == 0:
             print(f"pretrain: WARNING: representation collapse detected at epoch {epoch}", flush=True)
         if in_ray:
-            _report(row, epoch, cfg, model, optim, history, rank)
+            _report(row, epoch, cfg, model, optim, history, rank, loss_fn)
     live.end()
     return model, history
 
 
-def _report(row: dict, epoch: int, cfg: PretrainCfg, model, optim, history, rank: int) -> None:  # noqa: ANN001
+def _report(row: dict, epoch: int, cfg: PretrainCfg, model, optim, history, rank: int, loss_fn=None) -> None:  # noqa: ANN001
     """Report to Ray Train at checkpoint epochs only (every worker on the same schedule).
 
     A report waits for the controller's next poll (up to ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``),
@@ -248,7 +291,7 @@ def _report(row: dict, epoch: int, cfg: PretrainCfg, model, optim, history, rank
     if rank == 0:
         # rank 0 writes from a fresh temporary directory; the others report metrics only
         with tempfile.TemporaryDirectory() as d:
-            _save_checkpoint(d, model, optim, {"epoch": epoch, "history": history})
+            _save_checkpoint(d, model, optim, {"epoch": epoch, "history": history}, loss_fn)
             ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(d))
     else:
         ray.train.report(row)

@@ -17,7 +17,7 @@ from stages.common.storage import atomic_dir, join, write_json
 #: which parts of the resolved recipe each stage's output depends on
 STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "ingest": ("domain", "data", "ingest"),
-    "curate": ("domain", "curate"),
+    "curate": ("domain", "curate", "encoder"),  # encoder: the random-init SemDeDup embedder
     "views": ("domain", "views"),
     "pretrain": ("domain", "encoder", "pretrain", "ray.num_workers", "ray.use_gpu"),
     "finetune": ("domain", "finetune"),

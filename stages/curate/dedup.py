@@ -6,7 +6,6 @@ Only training rows are ever removed: the test split is the benchmark and stays a
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import numpy as np
 
@@ -20,15 +19,18 @@ def content_hash(x: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def exact_duplicates(rows: list[dict[str, Any]], hashes: list[str]) -> dict[int, str]:
-    """Index → reason for every non-test row whose content equals an earlier non-test row's."""
-    first: dict[str, str] = {}
-    out = {}
-    for i, (row, h) in enumerate(zip(rows, hashes, strict=True)):
-        if row.get("split") == "test":
-            continue
-        if h in first:
-            out[i] = f"exact_duplicate: same content as {first[h]}"
-        else:
-            first[h] = row["id"]
-    return out
+def hash_group(
+    ids: list[str], splits: list[str | None], exact: bool
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Rows sharing one content hash → (exact duplicates, training rows leaking that content).
+
+    A group that holds a test row leaks: its training rows go to the leakage rule (test wins).
+    Otherwise the smallest id is kept, so the choice never depends on row or shard order.
+    """
+    tests = sorted(i for i, s in zip(ids, splits, strict=True) if s == "test")
+    train = sorted(i for i, s in zip(ids, splits, strict=True) if s != "test")
+    if tests:
+        return {}, {i: f"leakage: same content as test row {tests[0]}" for i in train}
+    if not exact or len(train) < 2:
+        return {}, {}
+    return {i: f"exact_duplicate: same content as {train[0]}" for i in train[1:]}, {}

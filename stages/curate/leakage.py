@@ -1,20 +1,22 @@
-"""Train/test leakage: training rows that equal a test row, or share a group with one."""
+"""Train/test leakage by group: training rows sharing a ``group`` (patient, speaker...) with a test row.
+
+Content leakage (a training row equal to a test row) is found with the content hashes
+(``dedup.hash_group``), near leakage with the near-dedup buckets (``near.resolve``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-def leakage(rows: list[dict[str, Any]], hashes: list[str]) -> dict[int, str]:
-    """Index → reason for every non-test row that leaks test content or a test group."""
-    test_hash = {h: r["id"] for r, h in zip(rows, hashes, strict=True) if r.get("split") == "test"}
-    test_groups = {r["group"] for r in rows if r.get("split") == "test" and r.get("group") is not None}
-    out = {}
-    for i, (row, h) in enumerate(zip(rows, hashes, strict=True)):
-        if row.get("split") == "test":
-            continue
-        if h in test_hash:
-            out[i] = f"leakage: same content as test row {test_hash[h]}"
-        elif row.get("group") is not None and row["group"] in test_groups:
-            out[i] = f"leakage: group {row['group']!r} is also in the test split"
-    return out
+def test_groups(rows: list[dict[str, Any]]) -> set[str]:
+    return {r["group"] for r in rows if r.get("split") == "test" and r.get("group") is not None}
+
+
+def group_leaks(rows: list[dict[str, Any]], groups: set[str]) -> dict[str, str]:
+    """Id → reason for every non-test row whose group is also in the test split."""
+    return {
+        r["id"]: f"leakage: group {r['group']!r} is also in the test split"
+        for r in rows
+        if r.get("split") != "test" and r.get("group") is not None and r["group"] in groups
+    }

@@ -126,6 +126,18 @@ def write_report(
     if exists(preview):
         write_bytes(join(out, "views_preview.png"), read_bytes(preview))
         figures.append(("Sampled views", "views_preview.png"))
+    curation = join(dirs.data, "curated", "curation_report.json")
+    if exists(curation) and exists(join(dirs.data, "curated", "similarity.png")):
+        cur = read_json(curation)
+        write_bytes(
+            join(out, "curation_similarity.png"), read_bytes(join(dirs.data, "curated", "similarity.png"))
+        )
+        figures.append(
+            (
+                f"Curation: {cur['rows_out']}/{cur['rows_in']} rows kept, removed {cur['removed_by_rule']}",
+                "curation_similarity.png",
+            )
+        )
 
     pre = (
         read_json(join(dirs.metrics, "pretrain.json")) if exists(join(dirs.metrics, "pretrain.json")) else {}

@@ -1,0 +1,378 @@
+"""The curation rules on Ray Data, for data that does not fit one process.
+
+Per-row work (validation, content hashes, fingerprints, LSH keys, embeddings) runs in streaming
+``map_batches`` tasks; grouping (content hash, LSH bucket, k-means cluster) is a hash shuffle
+(``groupby(...).map_groups``). Content hashes and LSH keys are grouped by a coarse *partition* of
+the key (``key mod P``, P growing with the data) and grouped exactly inside each partition with
+numpy, because Ray calls ``map_groups`` once per group in Python: one call per LSH bucket would be
+tens of millions of calls. LSH runs in two passes: the first ships only int64 keys and returns the
+keys that occur twice or more; the second ships fingerprints of the rows in those buckets only.
+(``groupby().count()``, Ray's aggregation, costs ~45 s of fixed overhead per call here: avoided.)
+The driver holds only what it must decide on: removed ids with their reasons, verified pairs,
+test groups, a k-means sample of at most ``clusters x 256`` embeddings, histograms.
+
+The per-group functions are the in-process path's (``stages.curate.rules``), so both decide alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from domains import get_domain
+from pipelines.schema import Recipe
+from stages.common.rows import decode_x
+from stages.curate.dedup import content_hash, hash_group
+from stages.curate.near import HIST_BINS, band_keys, bits_per_band, bucket_pairs, hyperplanes, resolve
+from stages.curate.rules import Decisions, prune_args, wants_embeddings
+from stages.curate.semantic import assign, build_embedder, fit_kmeans, in_fit_sample, prune_cluster
+
+#: what every group function returns: a verified pair (kind near/leak: a kept, b the other), a
+#: removal (kind exact/leak/semantic: b removed for ``reason``) or a histogram bin (kind hist)
+RECORDS = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("a", pa.string()),
+        ("b", pa.string()),
+        ("sim", pa.float64()),
+        ("reason", pa.string()),
+    ]
+)
+HIST = len(HIST_BINS) - 1
+
+
+def _xs(batch: pa.Table) -> list[np.ndarray]:
+    flat = batch.column("x").combine_chunks()
+    values, offsets = flat.values.to_numpy(zero_copy_only=False), flat.offsets.to_numpy()
+    shapes = batch.column("shape").to_pylist()
+    return [decode_x(values[offsets[i] : offsets[i + 1]], s) for i, s in enumerate(shapes)]
+
+
+def featurise(batch: pa.Table, domain_name: str, quality: bool) -> pa.Table:
+    """Per row: id, split, group, content hash, quality reason ('' if usable) and fingerprint."""
+    domain = get_domain(domain_name)
+    xs = _xs(batch)
+    reasons = [(domain.validate({"x": x}) or "") if quality else "" for x in xs]
+    ok = [i for i, r in enumerate(reasons) if not r]
+    fps = domain.fingerprint([xs[i] for i in ok]) if ok else np.zeros((0, 1), np.float32)
+    full = np.zeros((len(xs), fps.shape[1]), np.float32)
+    full[ok] = fps
+    return pa.table(
+        {
+            "id": batch.column("id"),
+            "split": pc.fill_null(batch.column("split"), ""),
+            "group": batch.column("group"),
+            "hash": [content_hash(x) for x in xs],
+            "quality": reasons,
+            "fp": pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1)), full.shape[1]),
+        }
+    )
+
+
+def _drop(batch: pa.Table, removed: np.ndarray, train_only: bool = False) -> pa.Table:
+    mask = pc.invert(pc.is_in(batch.column("id"), value_set=pa.array(removed, pa.string())))
+    if train_only:
+        mask = pc.and_(mask, pc.not_equal(pc.fill_null(batch.column("split"), ""), "test"))
+    return batch.filter(mask)
+
+
+def _column(ds: Any, key: str) -> list[Any]:
+    return [
+        v for t in ds.iter_batches(batch_format="pyarrow", batch_size=None) for v in t.column(key).to_pylist()
+    ]
+
+
+def _records(rows: list[tuple[str, str, str, float, str]]) -> pa.Table:
+    cols = list(zip(*rows, strict=True)) if rows else [()] * len(RECORDS.names)
+    return pa.table({n: list(c) for n, c in zip(RECORDS.names, cols, strict=True)}, schema=RECORDS)
+
+
+def _hist_records(hist: np.ndarray) -> list[tuple[str, str, str, float, str]]:
+    # histograms travel as records too, so every group function returns one schema
+    return [("hist", str(i), "", float(c), "") for i, c in enumerate(hist) if c]
+
+
+def _removals(kind: str, reasons: dict[str, str]) -> list[tuple[str, str, str, float, str]]:
+    return [(kind, "", i, 0.0, r) for i, r in reasons.items()]
+
+
+def _iter_records(ds: Any) -> Any:
+    for t in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        yield from zip(*(t.column(c).to_pylist() for c in RECORDS.names), strict=True)
+
+
+def explode_keys(batch: pa.Table, planes: np.ndarray, bands: int, keep: np.ndarray | None) -> pa.Table:
+    """One row per (row, band): its bucket key; with ``keep``, only colliding keys, with the fingerprint."""
+    fps = batch.column("fp").combine_chunks().flatten().to_numpy().reshape(len(batch), -1)
+    keys = band_keys(fps, planes, bands).reshape(-1)
+    idx = np.repeat(np.arange(len(batch)), bands)
+    if keep is None:
+        return pa.table({"key": keys})
+    m = np.isin(keys, keep)
+    idx = idx[m]
+    return pa.table(
+        {
+            "key": keys[m],
+            "id": batch.column("id").take(idx),
+            "split": batch.column("split").take(idx),
+            "fp": batch.column("fp").take(idx),
+        }
+    )
+
+
+class Embed:
+    """Ray Data actor: builds the encoder once, then embeds batches of rows."""
+
+    def __init__(self, domain_name: str, encoder_cfg: dict[str, Any], path: str | None, seed: int, bs: int):
+        from stages.common.encoders import embed
+
+        self.domain, self.bs, self.embed = domain_name, bs, embed
+        self.encoder = build_embedder(domain_name, encoder_cfg, path, seed)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        emb = self.embed(self.encoder, self.domain, _xs(batch), self.bs)
+        return pa.table(
+            {
+                "id": batch.column("id"),
+                "emb": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1]),
+            }
+        )
+
+
+def _emb(batch: pa.Table) -> np.ndarray:
+    return batch.column("emb").combine_chunks().flatten().to_numpy().reshape(len(batch), -1)
+
+
+def assign_batch(batch: pa.Table, centroids: np.ndarray, mean: np.ndarray) -> pa.Table:
+    """Centre the embeddings (as k-means saw them), then add each row's cluster and centroid cosine."""
+    emb = _emb(batch) - mean
+    cluster, csim = assign(emb, centroids)
+    return pa.table(
+        {
+            "id": batch.column("id"),
+            "emb": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1]),
+            "cluster": pa.array(cluster),
+            "csim": pa.array(csim),
+        }
+    )
+
+
+def cluster_records(batch: pa.Table, args: dict[str, Any]) -> pa.Table:
+    ids = np.array(batch.column("id").to_pylist(), dtype=object)
+    c = int(batch.column("cluster")[0].as_py())
+    removed, hist = prune_cluster(ids, _emb(batch), batch.column("csim").to_numpy(), c, **args)
+    return _records(_removals("semantic", removed) + _hist_records(hist))
+
+
+def decide_ray(recipe: Recipe, files: list[str]) -> Decisions:
+    """The same decisions as ``rules.decide``, computed with Ray Data over Parquet ``files``."""
+    import ray
+
+    cfg = recipe.curate
+    drop = cfg.leakage == "drop_train"
+    d = Decisions()
+    raw = ray.data.read_parquet(files)
+    feats = raw.map_batches(
+        featurise,
+        batch_format="pyarrow",
+        batch_size=1024,
+        fn_kwargs={"domain_name": recipe.domain, "quality": cfg.quality_filter},
+    ).materialize()
+    n_rows = feats.count()
+
+    def removed() -> np.ndarray:
+        return np.array(sorted(d.removed), dtype=object)
+
+    def alive(ds: Any, train_only: bool = False) -> Any:
+        return ds.map_batches(
+            _drop, batch_format="pyarrow", fn_kwargs={"removed": removed(), "train_only": train_only}
+        )
+
+    if cfg.quality_filter:
+        bad = feats.map_batches(
+            lambda t: t.filter(pc.not_equal(t.column("quality"), "")), batch_format="pyarrow"
+        )
+        for t in bad.select_columns(["id", "quality"]).iter_batches(batch_format="pyarrow", batch_size=None):
+            d.add(
+                {
+                    i: f"quality: {q}"
+                    for i, q in zip(t.column("id").to_pylist(), t.column("quality").to_pylist(), strict=True)
+                }
+            )
+
+    parts = _parts(n_rows)
+    recs = (
+        alive(feats)
+        .select_columns(["id", "split", "hash"])
+        .map_batches(_with_part, batch_format="pyarrow", fn_kwargs={"parts": parts})
+        .groupby("part", num_partitions=min(parts, 64))
+        .map_groups(hash_part_records, batch_format="pyarrow", fn_kwargs={"exact": cfg.exact_dedup})
+    )
+    exact, leaks = {}, {}
+    for kind, _, b, _, reason in _iter_records(recs):
+        (exact if kind == "exact" else leaks)[b] = reason
+    d.add(exact)
+    d.add_leaks(leaks, drop)
+
+    test = feats.map_batches(
+        lambda t: t.filter(pc.and_(pc.equal(t.column("split"), "test"), pc.is_valid(t.column("group")))),
+        batch_format="pyarrow",
+    )
+    groups = np.array(sorted(set(_column(test.select_columns(["group"]), "group"))), dtype=object)
+    if len(groups):
+        leaking = alive(feats, train_only=True).map_batches(
+            lambda t, g: t.filter(pc.is_in(t.column("group"), value_set=pa.array(g, pa.string()))),
+            batch_format="pyarrow",
+            fn_kwargs={"g": groups},
+        )
+        for t in leaking.select_columns(["id", "group"]).iter_batches(
+            batch_format="pyarrow", batch_size=None
+        ):
+            d.add_leaks(
+                {
+                    i: f"leakage: group {g!r} is also in the test split"
+                    for i, g in zip(t.column("id").to_pylist(), t.column("group").to_pylist(), strict=True)
+                },
+                drop,
+            )
+
+    if cfg.near_dedup.enabled:
+        nd = cfg.near_dedup
+        live = alive(feats).materialize()
+        dim = live.take(1)[0]["fp"].__len__() if live.count() else 0
+        if dim:
+            planes = hyperplanes(dim, nd.bands, bits_per_band(nd), cfg.seed)
+            kw = {"planes": planes, "bands": nd.bands}
+            parts = _parts(n_rows * nd.bands)
+            keys = live.map_batches(explode_keys, batch_format="pyarrow", fn_kwargs={**kw, "keep": None})
+            hot_ds = (
+                keys.map_batches(_with_part, batch_format="pyarrow", fn_kwargs={"parts": parts})
+                .groupby("part", num_partitions=min(parts, 64))
+                .map_groups(hot_keys, batch_format="pyarrow")
+            )
+            hot = np.array(_column(hot_ds, "key"), dtype=np.int64)
+            if len(hot):
+                parts = _parts(len(hot) * 4)
+                cand = live.map_batches(explode_keys, batch_format="pyarrow", fn_kwargs={**kw, "keep": hot})
+                recs = (
+                    cand.map_batches(_with_part, batch_format="pyarrow", fn_kwargs={"parts": parts})
+                    .groupby("part", num_partitions=min(parts, 64))
+                    .map_groups(
+                        bucket_part_records, batch_format="pyarrow", fn_kwargs={"threshold": nd.threshold}
+                    )
+                )
+                pairs = []
+                for kind, a, b, sim, _ in _iter_records(recs):
+                    if kind == "hist":
+                        d.hist_near[int(a)] += int(sim)
+                    else:
+                        pairs.append((a, b, sim, kind))
+                near_removed, d.near_leakage_found = resolve(pairs, nd.leakage == "drop_train")
+                d.add(near_removed)
+
+    if wants_embeddings(recipe):
+        _semantic_ray(recipe, raw, alive, d)
+    return d
+
+
+#: rows per coarse partition of a grouping (each is one ``map_groups`` call, held in memory)
+ROWS_PER_PARTITION = 500_000
+
+
+def _parts(n: int) -> int:
+    return int(min(4096, max(1, -(-n // ROWS_PER_PARTITION))))
+
+
+def _runs(keys: np.ndarray) -> list[np.ndarray]:
+    """Indices of each run of equal keys with two or more members."""
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    sizes = np.diff(np.r_[starts, len(k)])
+    return [order[s : s + m] for s, m in zip(starts, sizes, strict=True) if m > 1]
+
+
+def hash_part_records(batch: pa.Table, exact: bool) -> pa.Table:
+    """All rows of one partition of content hashes → exact-duplicate and leakage removals."""
+    hashes = np.array(batch.column("hash").to_pylist(), dtype=object)
+    ids, splits = batch.column("id").to_pylist(), batch.column("split").to_pylist()
+    out = []
+    for members in _runs(hashes):
+        exact_r, leaks = hash_group([ids[i] for i in members], [splits[i] for i in members], exact)
+        out += _removals("exact", exact_r) + _removals("leak", leaks)
+    return _records(out)
+
+
+def hot_keys(batch: pa.Table) -> pa.Table:
+    """Keys of one partition that occur at least twice (LSH buckets worth verifying)."""
+    keys, counts = np.unique(batch.column("key").to_numpy(), return_counts=True)
+    return pa.table({"key": keys[counts > 1]})
+
+
+def bucket_part_records(batch: pa.Table, threshold: float) -> pa.Table:
+    """All (row, band) entries of one partition of colliding keys → verified pairs + histogram."""
+    keys = batch.column("key").to_numpy()
+    fps = batch.column("fp").combine_chunks().flatten().to_numpy().reshape(len(batch), -1)
+    ids = np.array(batch.column("id").to_pylist(), dtype=object)
+    splits = np.array(batch.column("split").to_pylist(), dtype=object)
+    out, hist = [], np.zeros(HIST, np.int64)
+    for m in _runs(keys):
+        pairs, h = bucket_pairs(ids[m], splits[m], fps[m], threshold)
+        out += [(k, a, b, s, "") for a, b, s, k in pairs]
+        hist += h
+    return _records(out + _hist_records(hist))
+
+
+def _with_part(batch: pa.Table, parts: int) -> pa.Table:
+    if "key" in batch.column_names:
+        part = np.mod(batch.column("key").to_numpy(), parts)
+    else:
+        part = np.array([int(h[:15], 16) % parts for h in batch.column("hash").to_pylist()], np.int64)
+    return batch.append_column("part", pa.array(part, pa.int64()))
+
+
+def _semantic_ray(recipe: Recipe, raw: Any, alive: Any, d: Decisions) -> None:
+    cfg = recipe.curate
+    train = alive(raw, train_only=True)
+    first = train.take(1)
+    if not first:
+        return
+    domain = get_domain(recipe.domain)
+    x0 = decode_x(first[0]["x"], first[0]["shape"])
+    enc_cfg = {**recipe.encoder, **domain.data_args(x0)}
+    emb = train.map_batches(
+        Embed,
+        batch_format="pyarrow",
+        batch_size=cfg.embedding.batch_size,
+        fn_constructor_args=(
+            recipe.domain,
+            enc_cfg,
+            cfg.embedding.encoder,
+            cfg.seed,
+            cfg.embedding.batch_size,
+        ),
+        concurrency=(1, max(1, recipe.ray.num_workers)),
+    ).materialize()
+    n = emb.count()
+    sample = emb.map_batches(
+        lambda t: t.filter(pa.array(in_fit_sample(np.array(t.column("id").to_pylist(), object), n, cfg))),
+        batch_format="pyarrow",
+    )
+    parts = list(sample.iter_batches(batch_format="pyarrow", batch_size=None))
+    fit_ids = np.array([i for t in parts for i in t.column("id").to_pylist()], dtype=object)
+    centroids, mean = fit_kmeans(fit_ids, np.concatenate([_emb(t) for t in parts]), cfg)
+    d.clusters = len(centroids)
+    assigned = emb.map_batches(
+        assign_batch, batch_format="pyarrow", fn_kwargs={"centroids": centroids, "mean": mean}
+    )
+    recs = assigned.groupby("cluster", num_partitions=min(64, _parts(n))).map_groups(
+        cluster_records, batch_format="pyarrow", fn_kwargs={"args": prune_args(recipe)}
+    )
+    for kind, a, b, sim, reason in _iter_records(recs):
+        if kind == "hist":
+            d.hist_semantic[int(a)] += int(sim)
+        else:
+            d.add({b: reason})

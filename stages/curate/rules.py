@@ -1,0 +1,146 @@
+"""The curation rules in order, in-process: quality → content hash (exact dedup + content leakage) →
+group leakage → near dedup (fingerprints) → SemDeDup and balancing (embeddings, training rows only).
+
+Each rule sees only the rows that survived the ones before it. ``stages.curate.distributed`` runs
+the same per-group functions on Ray Data for data that does not fit one process; both return a
+:class:`Decisions`, and for the same input they decide the same.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from domains import get_domain
+from pipelines.schema import Recipe
+from stages.common.encoders import embed
+from stages.curate.dedup import content_hash, hash_group
+from stages.curate.filters import quality_reasons
+from stages.curate.leakage import group_leaks, test_groups
+from stages.curate.near import HIST_BINS, band_keys, bits_per_band, bucket_pairs, hyperplanes, resolve
+from stages.curate.semantic import assign, build_embedder, fit_kmeans, in_fit_sample, prune_cluster
+
+Row = dict[str, Any]
+
+
+@dataclass
+class Decisions:
+    """Which rows go and why, plus what the report shows about the similarity distributions."""
+
+    removed: dict[str, str] = field(default_factory=dict)
+    leakage_found: int = 0
+    #: training rows near (not equal to) a test row, removed only with ``near_dedup.leakage: drop_train``
+    near_leakage_found: int = 0
+    hist_near: np.ndarray = field(default_factory=lambda: np.zeros(len(HIST_BINS) - 1, np.int64))
+    hist_semantic: np.ndarray = field(default_factory=lambda: np.zeros(len(HIST_BINS) - 1, np.int64))
+    clusters: int = 0
+
+    def add(self, reasons: dict[str, str]) -> None:
+        for row_id, reason in reasons.items():
+            self.removed.setdefault(row_id, reason)
+
+    def add_leaks(self, reasons: dict[str, str], drop: bool) -> None:
+        self.leakage_found += len(reasons)
+        if drop:
+            self.add(reasons)
+
+
+def wants_embeddings(recipe: Recipe) -> bool:
+    return recipe.curate.semdedup.enabled or recipe.curate.balance.enabled
+
+
+def embedder_for(recipe: Recipe, rows: list[Row]) -> Any:
+    domain = get_domain(recipe.domain)
+    cfg = {**recipe.encoder, **domain.data_args(rows[0]["x"])}
+    return build_embedder(recipe.domain, cfg, recipe.curate.embedding.encoder, recipe.curate.seed)
+
+
+def decide(recipe: Recipe, rows: list[Row]) -> Decisions:
+    """Run every enabled rule over ``rows`` (in memory) and return the decisions."""
+    cfg = recipe.curate
+    domain = get_domain(recipe.domain)
+    drop = cfg.leakage == "drop_train"
+    d = Decisions()
+
+    def alive() -> list[Row]:
+        return [r for r in rows if r["id"] not in d.removed]
+
+    if cfg.quality_filter:
+        d.add({rows[i]["id"]: reason for i, reason in quality_reasons(domain, rows).items()})
+
+    by_hash: dict[str, list[Row]] = defaultdict(list)
+    for r in alive():
+        by_hash[content_hash(r["x"])].append(r)
+    for group in by_hash.values():
+        if len(group) > 1:
+            exact, leaks = hash_group(
+                [r["id"] for r in group], [r.get("split") for r in group], cfg.exact_dedup
+            )
+            d.add(exact)
+            d.add_leaks(leaks, drop)
+    d.add_leaks(group_leaks(alive(), test_groups(rows)), drop)
+
+    if cfg.near_dedup.enabled:
+        live = alive()
+        if live:
+            nd = cfg.near_dedup
+            fps = domain.fingerprint([r["x"] for r in live])
+            keys = band_keys(fps, hyperplanes(fps.shape[1], nd.bands, bits_per_band(nd), cfg.seed), nd.bands)
+            ids = np.array([r["id"] for r in live], dtype=object)
+            splits = np.array([r.get("split") or "" for r in live], dtype=object)
+            pairs = []
+            for members in buckets(keys):
+                found, hist = bucket_pairs(ids[members], splits[members], fps[members], nd.threshold)
+                pairs += found
+                d.hist_near += hist
+            removed, d.near_leakage_found = resolve(pairs, nd.leakage == "drop_train")
+            d.add(removed)
+
+    if wants_embeddings(recipe):
+        train = [r for r in alive() if r.get("split") != "test"]
+        if train:
+            emb = embed(
+                embedder_for(recipe, train), recipe.domain, [r["x"] for r in train], cfg.embedding.batch_size
+            )
+            semantic(recipe, np.array([r["id"] for r in train], dtype=object), emb, d)
+    return d
+
+
+def semantic(recipe: Recipe, ids: np.ndarray, emb: np.ndarray, d: Decisions) -> None:
+    """SemDeDup and balancing over the training rows' embeddings (k-means fit on a sample of them)."""
+    cfg = recipe.curate
+    m = in_fit_sample(ids, len(ids), cfg)
+    centroids, mean = fit_kmeans(ids[m], emb[m], cfg)
+    emb = emb - mean
+    d.clusters = len(centroids)
+    cluster, csim = assign(emb, centroids)
+    for c in np.unique(cluster):
+        m = cluster == c
+        removed, hist = prune_cluster(ids[m], emb[m], csim[m], int(c), **prune_args(recipe))
+        d.add(removed)
+        d.hist_semantic += hist
+
+
+def prune_args(recipe: Recipe) -> dict[str, Any]:
+    cfg = recipe.curate
+    return {
+        "dedup": cfg.semdedup.enabled,
+        "threshold": cfg.semdedup.threshold,
+        "keep": cfg.semdedup.keep,
+        "max_per_cluster": cfg.balance.max_per_cluster if cfg.balance.enabled else None,
+        "seed": cfg.seed,
+    }
+
+
+def buckets(keys: np.ndarray) -> list[np.ndarray]:
+    """Row indices of every LSH bucket with two or more rows (one bucket per band and key)."""
+    flat = keys.reshape(-1)
+    rows = np.repeat(np.arange(keys.shape[0]), keys.shape[1])
+    order = np.argsort(flat, kind="stable")
+    flat, rows = flat[order], rows[order]
+    starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+    sizes = np.diff(np.r_[starts, len(flat)])
+    return [rows[s : s + n] for s, n in zip(starts, sizes, strict=True) if n > 1]

@@ -1,0 +1,148 @@
+"""The RL domain's own evaluation: how much of the true state a frozen pixel embedding holds.
+
+**State probe** (as in ATC's and SPR-style probing studies): a ridge regression from the frozen
+embedding of ``o_t`` to the true physical state ``s_t`` (each dimension standardised on the training
+episodes) and to the reward ``r_t``, fit on the training episodes with its penalty chosen by
+episode-grouped cross-validation, scored once as R² per dimension on the held-out test episodes.
+Encoders compared: the pretrained one, the same architecture at random init, and an **end-to-end
+supervised** encoder trained to regress the state from pixels on the training episodes (the
+probe's upper reference); plus a ridge on the raw pixels.
+
+The agent evaluation (frozen encoder vs pixels from scratch vs true state under a fixed step budget)
+lives in ``domains.rl.agent`` and runs only when the recipe asks for it (``evaluate.domain.agent``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import Ridge
+from sklearn.metrics import r2_score
+from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from domains.rl.views import apply_policy
+
+ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+
+
+def ridge_probe(
+    f_tr: np.ndarray, y_tr: np.ndarray, g_tr: np.ndarray, f_te: np.ndarray, y_te: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Fit ridge (alpha by GroupKFold over episodes) and return (R² per target column, alpha).
+
+    A constant target column (e.g. CartPole's reward, always 1) has no R²: NaN there.
+    """
+    # standardised targets: every state dimension weighs the same in the penalty's selection
+    mu, sd = y_tr.mean(0), y_tr.std(0)
+    sd = np.where(sd > 1e-9, sd, 1.0)
+    y_tr, y_te = (y_tr - mu) / sd, (y_te - mu) / sd
+    n_splits = min(5, len(np.unique(g_tr)))
+    best, best_alpha = -np.inf, ALPHAS[0]
+    if n_splits >= 2:
+        folds = list(GroupKFold(n_splits=n_splits).split(f_tr, y_tr, g_tr))
+        for alpha in ALPHAS:
+            scores = []
+            for tr, va in folds:
+                model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(f_tr[tr], y_tr[tr])
+                pred = model.predict(f_tr[va])
+                scores.append(-np.mean((pred - y_tr[va]) ** 2))
+            if np.mean(scores) > best:
+                best, best_alpha = float(np.mean(scores)), alpha
+    model = make_pipeline(StandardScaler(), Ridge(alpha=best_alpha)).fit(f_tr, y_tr)
+    pred = model.predict(f_te)
+    r2 = np.array(
+        [
+            r2_score(y_te[:, j], pred[:, j]) if np.std(y_te[:, j]) > 1e-9 else np.nan
+            for j in range(y_te.shape[1])
+        ]
+    )
+    return r2, best_alpha
+
+
+def targets(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(states ``[N, d]``, rewards ``[N]``, episode groups ``[N]``) of rows."""
+    states = np.asarray([r["meta"]["state"] for r in rows], dtype=np.float64)
+    rewards = np.asarray([r["meta"]["reward"] for r in rows], dtype=np.float64)
+    groups = np.asarray([r["group"] for r in rows])
+    return states, rewards, groups
+
+
+def train_supervised(
+    encoder: nn.Module,
+    xs: list[np.ndarray],
+    y: np.ndarray,
+    epochs: int = 20,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> nn.Module:
+    """Train ``encoder`` + a linear head end to end to regress standardised ``y`` from pixels (MSE),
+    with the same random shift the contrastive views use; return the encoder in eval mode."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    mu, sd = y.mean(0), y.std(0) + 1e-8
+    target = torch.as_tensor((y - mu) / sd, dtype=torch.float32)
+    head = nn.Linear(encoder.embedding_dim, y.shape[1])
+    params = list(encoder.parameters()) + list(head.parameters())
+    optim = torch.optim.Adam(params, lr=lr)
+    steps = [{"name": "shift", "pad": 4}]
+    encoder.train()
+    for _ in range(epochs):
+        order = rng.permutation(len(xs))
+        for s in range(0, len(order) - batch_size + 1, batch_size):
+            idx = order[s : s + batch_size]
+            batch = torch.as_tensor(np.stack([apply_policy(xs[i][0], rng, steps) for i in idx]))
+            loss = nn.functional.mse_loss(head(encoder(batch)), target[idx])
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+    return encoder.eval()
+
+
+def state_probe(
+    ctx: Any, build: Any, opts: dict[str, Any], state_names: list[str]
+) -> tuple[dict[str, Any], list[list[Any]]]:
+    """R² table rows and metrics for every encoder (see the module docstring)."""
+    s_tr, r_tr, g_tr = targets(ctx.train_rows)
+    s_te, r_te, _ = targets(ctx.test_rows)
+    y_tr = np.column_stack([s_tr, r_tr])
+    y_te = np.column_stack([s_te, r_te])
+    xs_tr = [r["x"] for r in ctx.train_rows]
+    xs_te = [r["x"] for r in ctx.test_rows]
+
+    encoders = dict(ctx.encoders)
+    t0 = time.perf_counter()
+    sup = build()
+    encoders["supervised"] = train_supervised(
+        sup, xs_tr, s_tr, epochs=int(opts.get("supervised_epochs", 20)), seed=ctx.seed
+    )
+    sup_s = time.perf_counter() - t0
+    feats = {name: (ctx.embed(enc, xs_tr), ctx.embed(enc, xs_te)) for name, enc in encoders.items()}
+    if opts.get("pixel_ridge", True):
+        feats["raw_pixels"] = (
+            np.stack([x[0].reshape(-1) for x in xs_tr]),
+            np.stack([x[0].reshape(-1) for x in xs_te]),
+        )
+    metrics: dict[str, Any] = {"supervised_train_s": round(sup_s, 1)}
+    table = []
+    for name, (f_tr, f_te) in feats.items():
+        r2, alpha = ridge_probe(f_tr, y_tr, g_tr, f_te, y_te)
+        per_dim = {n: _num(v) for n, v in zip([*state_names, "reward"], r2, strict=True)}
+        state_mean = float(np.nanmean(r2[:-1]))
+        metrics[name] = {"r2": per_dim, "state_r2_mean": round(state_mean, 4), "alpha": alpha}
+        table.append([name, *[_fmt(v) for v in r2], _fmt(state_mean)])
+    return metrics, table
+
+
+def _num(v: float) -> float | None:
+    return None if not np.isfinite(v) else round(float(v), 4)
+
+
+def _fmt(v: float) -> str:
+    return "n/a" if not np.isfinite(v) else f"{v:.3f}"

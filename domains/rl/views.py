@@ -1,0 +1,93 @@
+"""Pixel augmentations for frame stacks ``[S*C, H, W]`` and named view policies.
+
+* ``shift`` — DrQ's random shift (Kostrikov et al. 2021): replicate-pad by ``pad`` pixels, then crop
+  back to ``H x W`` at a random offset; one offset for the whole stack, so motion between the stacked
+  frames (velocity) is preserved. CURL's random crop (84 from 100) is the same transformation when
+  frames are rendered at the training size, which is what we store.
+* ``cutout`` — RAD's random cutout (Laskin et al. 2020): one zeroed rectangle, shared by the stack.
+* ``intensity`` — DrQ-v2-style global brightness scaling ``x * (1 + N(0, sigma))``, clipped to [0, 1].
+
+Every augmentation is ``f(x, rng, **params) -> new float32 array``; randomness only from ``rng``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+Augmentation = Callable[..., np.ndarray]
+
+
+def _as_stack(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3:
+        raise ValueError(f"expected a [planes, H, W] frame stack, got shape {x.shape}")
+    return x
+
+
+def shift(x: np.ndarray, rng: np.random.Generator, pad: int = 4) -> np.ndarray:
+    x = _as_stack(x)
+    if pad < 0:
+        raise ValueError(f"shift: pad must be >= 0, got {pad}")
+    if pad == 0:
+        return x.copy()
+    h, w = x.shape[1:]
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
+    dy, dx = rng.integers(0, 2 * pad + 1, size=2)
+    return np.ascontiguousarray(padded[:, dy : dy + h, dx : dx + w])
+
+
+def cutout(x: np.ndarray, rng: np.random.Generator, min_size: int = 4, max_size: int = 16) -> np.ndarray:
+    x = _as_stack(x)
+    if not 0 < min_size <= max_size:
+        raise ValueError(f"cutout: need 0 < min_size <= max_size, got {min_size}, {max_size}")
+    h, w = x.shape[1:]
+    sh, sw = (int(rng.integers(min_size, max_size + 1)) for _ in range(2))
+    y0, x0 = int(rng.integers(0, max(1, h - sh + 1))), int(rng.integers(0, max(1, w - sw + 1)))
+    out = x.copy()
+    out[:, y0 : y0 + sh, x0 : x0 + sw] = 0.0
+    return out
+
+
+def intensity(x: np.ndarray, rng: np.random.Generator, sigma: float = 0.05) -> np.ndarray:
+    x = _as_stack(x)
+    if sigma < 0:
+        raise ValueError(f"intensity: sigma must be >= 0, got {sigma}")
+    return np.clip(x * (1.0 + rng.normal(0.0, sigma)), 0.0, 1.0).astype(np.float32)
+
+
+AUGMENTATIONS: dict[str, Augmentation] = {"shift": shift, "cutout": cutout, "intensity": intensity}
+
+POLICIES: dict[str, list[dict[str, Any]]] = {
+    # DrQ / CURL: random shift alone is the augmentation that matters most for pixel RL.
+    "drq": [{"name": "shift", "pad": 4}],
+    "default": [{"name": "shift", "pad": 4}],
+    # RAD-style stronger views
+    "rad": [{"name": "shift", "pad": 4}, {"name": "cutout", "p": 0.5}, {"name": "intensity", "sigma": 0.05}],
+    "none": [],
+}
+
+
+def resolve(policy_name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    steps = (params or {}).get("steps")
+    if steps is None:
+        if policy_name not in POLICIES:
+            raise KeyError(f"unknown RL view policy {policy_name!r}; known: {sorted(POLICIES)}")
+        steps = POLICIES[policy_name]
+    for step in steps:
+        if step.get("name") not in AUGMENTATIONS:
+            raise KeyError(f"unknown augmentation {step.get('name')!r}; known: {sorted(AUGMENTATIONS)}")
+    return steps
+
+
+def apply_policy(x: np.ndarray, rng: np.random.Generator, steps: list[dict[str, Any]]) -> np.ndarray:
+    out = _as_stack(x).copy()
+    for step in steps:
+        p = step.get("p", 1.0)
+        if p < 1.0 and rng.random() >= p:
+            continue
+        params = {k: v for k, v in step.items() if k not in ("name", "p")}
+        out = AUGMENTATIONS[step["name"]](out, rng, **params)
+    return out

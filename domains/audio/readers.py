@@ -1,0 +1,466 @@
+"""Audio sources: audio files (WAV/FLAC/OGG), folders-as-labels, manifest CSVs, the Debian Asterisk
+prompts (real speech) and an espeak-ng synthesiser (the offline pretraining corpus).
+
+Every reader yields rows ``{"id", "x", "label", "split", "group", "meta"}`` with ``x`` a float32
+``[1, samples]`` waveform at the source's ``sample_rate``. Files are decoded by soundfile and
+resampled by librosa (soxr); a file shorter than ``clip_seconds`` is zero-padded (centred), a longer
+one is cut into consecutive clips. Readers never filter bad audio: ``validate()`` does, so that
+silent, clipped or NaN clips are reported with their reason. A file that cannot be decoded raises,
+and ingest quarantines it. ``group`` is the speaker: it never straddles train and test.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from domains.base import Row, Source
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga")
+#: where Debian's asterisk-core-sounds-*-wav / asterisk-prompt-*-wav packages put their prompts
+ASTERISK_ROOT = "/usr/share/asterisk/sounds"
+ASTERISK_PACKAGES = (
+    "asterisk-core-sounds-en-wav",
+    "asterisk-core-sounds-es-wav",
+    "asterisk-core-sounds-fr-wav",
+    "asterisk-core-sounds-it-wav",
+    "asterisk-core-sounds-ru-wav",
+    "asterisk-prompt-it-menardi-wav",
+)
+_VOICE_DIR = re.compile(r"^[a-z]{2}_[A-Z]{2}_[mf]_(\w+)$")  # en_US_f_Allison -> speaker Allison
+#: Speech Commands names files <speaker>_nohash_<n>.wav
+_SPEAKER_IN_NAME = re.compile(r"^([0-9a-f]{8})_nohash_")
+#: a long file's last piece is kept (zero-padded) when it holds at least this fraction of a clip
+MIN_TAIL = 0.5
+#: espeak-ng languages with digits in the Asterisk evaluation languages, and a few more for variety
+DEFAULT_LANGUAGES = ("en-us", "en", "es", "es-419", "fr", "fr-BE", "it", "ru", "pt", "de", "ro", "ca")
+DEFAULT_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt3")
+DIGITS = tuple(str(d) for d in range(10))
+
+
+# ---------------------------------------------------------------- decoding and clipping
+
+
+def load_audio(path: str, sample_rate: int) -> np.ndarray:
+    """Decode ``path`` with soundfile, mix down to mono and resample to ``sample_rate`` (float32)."""
+    import soundfile as sf
+
+    y, sr = sf.read(path, dtype="float32", always_2d=True)  # raises on corrupt/truncated files
+    y = y.mean(axis=1)
+    return resample(y, sr, sample_rate)
+
+
+def resample(y: np.ndarray, sr: int, sample_rate: int) -> np.ndarray:
+    if sr == sample_rate or y.size == 0:
+        return np.ascontiguousarray(y, dtype=np.float32)
+    import librosa
+
+    return librosa.resample(y, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq").astype(np.float32)
+
+
+def clips(y: np.ndarray, clip_samples: int) -> list[tuple[int, np.ndarray]]:
+    """``[(start sample, [1, clip_samples] clip), ...]``: short audio centred and zero-padded, long
+    audio cut into consecutive clips (a tail shorter than ``MIN_TAIL`` of a clip is left out).
+
+    Zero-length audio comes back as one ``[1, 0]`` clip so that ``validate`` reports it.
+    """
+    if y.size == 0:
+        return [(0, np.zeros((1, 0), np.float32))]
+    out = []
+    n_full = max(1, y.size // clip_samples)
+    for i in range(n_full + 1):
+        seg = y[i * clip_samples : (i + 1) * clip_samples]
+        if i > 0 and seg.size < MIN_TAIL * clip_samples:
+            break
+        pad = clip_samples - seg.size
+        x = np.pad(seg, (pad // 2, pad - pad // 2)) if pad > 0 else seg
+        out.append((i * clip_samples, x[None, :].astype(np.float32)))
+    return out
+
+
+def _clip_samples(sample_rate: int, clip_seconds: float) -> int:
+    if sample_rate < 1000 or clip_seconds <= 0:
+        raise ValueError(f"sample_rate={sample_rate} and clip_seconds={clip_seconds} must be positive")
+    return int(round(sample_rate * clip_seconds))
+
+
+def hash_split(group: str, test_fraction: float) -> str:
+    """Deterministic train/test assignment of a whole group (speaker) from its name."""
+    return "test" if (zlib.crc32(group.encode()) % 10_000) < test_fraction * 10_000 else "train"
+
+
+def _file_rows(unit: dict[str, Any]) -> Iterator[Row]:
+    """Rows of one audio file unit ``{path, id, label, split, group, sample_rate, clip_seconds}``."""
+    sr, n = unit["sample_rate"], _clip_samples(unit["sample_rate"], unit["clip_seconds"])
+    y = load_audio(unit["path"], sr)
+    pieces = clips(y, n)
+    for k, (start, x) in enumerate(pieces):
+        rid = unit["id"] if len(pieces) == 1 else f"{unit['id']}#{k}"
+        meta = {"path": unit["path"], "start_s": start / sr, "sample_rate": sr, **unit.get("meta", {})}
+        yield {
+            "id": rid,
+            "x": x,
+            "label": unit.get("label"),
+            "split": unit.get("split"),
+            "group": unit.get("group") or unit["id"],
+            "meta": meta,
+        }
+
+
+def _audio_files(root: str, extensions: Sequence[str]) -> list[str]:
+    exts = tuple(e.lower() for e in extensions)
+    hits = sorted(
+        os.path.abspath(p)
+        for p in glob.glob(os.path.join(os.path.expanduser(root), "**", "*"), recursive=True)
+        if os.path.isfile(p) and p.lower().endswith(exts)
+    )
+    if not hits:
+        raise FileNotFoundError(f"no audio files ({', '.join(exts)}) under {root!r}")
+    return hits
+
+
+# ---------------------------------------------------------------- files (unlabeled)
+
+
+def _files_units(
+    paths: str | Sequence[str],
+    sample_rate: int = 16000,
+    clip_seconds: float = 1.0,
+    split: str | None = "train",
+) -> list[dict[str, Any]]:
+    if isinstance(paths, str):
+        paths = [paths]
+    files: list[str] = []
+    for p in paths:
+        p = os.path.expanduser(p)
+        hits = _audio_files(p, AUDIO_EXTENSIONS) if os.path.isdir(p) else sorted(glob.glob(p, recursive=True))
+        if not hits:
+            raise FileNotFoundError(f"no file matches {p!r}")
+        files += [os.path.abspath(h) for h in hits if os.path.abspath(h) not in files]
+    _clip_samples(sample_rate, clip_seconds)
+    return [
+        {
+            "path": f,
+            "id": os.path.splitext(os.path.basename(f))[0] + f"-{zlib.crc32(f.encode()):08x}",
+            "split": split,
+            "sample_rate": sample_rate,
+            "clip_seconds": clip_seconds,
+        }
+        for f in files
+    ]
+
+
+# ---------------------------------------------------------------- folders as labels
+
+
+def _folder_units(
+    root: str,
+    sample_rate: int = 16000,
+    clip_seconds: float = 1.0,
+    test_fraction: float = 0.2,
+    extensions: Sequence[str] = AUDIO_EXTENSIONS,
+    exclude: Sequence[str] = ("_background_noise_",),
+) -> list[dict[str, Any]]:
+    """``root/<label>/**/<file>`` (Speech Commands, or any class-per-folder layout).
+
+    The speaker is the ``<hash>_nohash_`` prefix of Speech Commands names, else the file stem. The
+    split comes from Speech Commands' ``testing_list.txt`` when present, else from a hash of the
+    speaker (``test_fraction`` of speakers), so a speaker is never on both sides.
+    """
+    root = os.path.abspath(os.path.expanduser(root))
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"folder source root {root!r} is not a directory")
+    testing = set()
+    listing = os.path.join(root, "testing_list.txt")
+    if os.path.isfile(listing):
+        with open(listing, encoding="utf-8") as f:
+            testing = {line.strip() for line in f if line.strip()}
+    units = []
+    for path in _audio_files(root, extensions):
+        rel = os.path.relpath(path, root)
+        parts = rel.split(os.sep)
+        if len(parts) < 2 or parts[0] in exclude:
+            continue  # files directly under root have no label folder
+        stem = os.path.splitext(parts[-1])[0]
+        m = _SPEAKER_IN_NAME.match(parts[-1])
+        speaker = m.group(1) if m else f"{parts[0]}/{stem}"
+        if testing:
+            split = "test" if rel.replace(os.sep, "/") in testing else "train"
+        else:
+            split = hash_split(speaker, test_fraction)
+        units.append(
+            {
+                "path": path,
+                "id": rel.replace(os.sep, "/"),
+                "label": parts[0],
+                "split": split,
+                "group": speaker,
+                "sample_rate": sample_rate,
+                "clip_seconds": clip_seconds,
+            }
+        )
+    if not units:
+        raise FileNotFoundError(f"no <label>/<file> audio under {root!r}")
+    return units
+
+
+# ---------------------------------------------------------------- manifest CSV
+
+
+def _manifest_units(
+    path: str,
+    sample_rate: int = 16000,
+    clip_seconds: float = 1.0,
+    test_fraction: float = 0.2,
+) -> list[dict[str, Any]]:
+    """A CSV with columns ``path`` (relative to the CSV's folder or absolute), ``label``, ``speaker``
+    and optionally ``split``; speakers without a split are assigned by hash (``test_fraction``)."""
+    import pandas as pd
+
+    path = os.path.abspath(os.path.expanduser(path))
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ("path", "label", "speaker") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: manifest lacks column(s) {missing} (needs path,label,speaker[,split])")
+    base = os.path.dirname(path)
+    units = []
+    for i, rec in enumerate(df.to_dict("records")):
+        audio = rec["path"] if os.path.isabs(rec["path"]) else os.path.join(base, rec["path"])
+        speaker = rec["speaker"] or f"row{i}"
+        split = (rec.get("split") or "").lower() or hash_split(speaker, test_fraction)
+        units.append(
+            {
+                "path": os.path.normpath(audio),
+                "id": f"{os.path.splitext(rec['path'])[0]}",
+                "label": rec["label"] or None,
+                "split": split,
+                "group": speaker,
+                "sample_rate": sample_rate,
+                "clip_seconds": clip_seconds,
+                "meta": {"manifest_row": i},
+            }
+        )
+    if not units:
+        raise ValueError(f"{path}: manifest has no rows")
+    return units
+
+
+# ---------------------------------------------------------------- Asterisk prompts (real speech)
+
+
+def asterisk_voices(root: str = ASTERISK_ROOT) -> dict[str, str]:
+    """``{voice dir: speaker}`` of the installed Asterisk prompt sets with spoken digits.
+
+    Language aliases (``en``, ``en_US``...) are symlinks to the voice dirs and are skipped; the
+    speaker is the person (``en_US_f_Allison`` and ``es_MX_f_Allison`` are both Allison).
+    """
+    out = {}
+    if os.path.isdir(root):
+        for name in sorted(os.listdir(root)):
+            d = os.path.join(root, name)
+            m = _VOICE_DIR.match(name)
+            if m and not os.path.islink(d) and os.path.isfile(os.path.join(d, "digits", "0.wav")):
+                out[name] = m.group(1)
+    return out
+
+
+def _asterisk_units(
+    root: str = ASTERISK_ROOT,
+    test_speakers: Sequence[str] = ("Carlo", "June"),
+    sample_rate: int = 8000,
+    clip_seconds: float = 1.0,
+    min_voices: int = 2,
+) -> list[dict[str, Any]]:
+    voices = asterisk_voices(root)
+    if len(voices) < min_voices:
+        raise FileNotFoundError(
+            f"found {len(voices)} Asterisk voice(s) with digits under {root} (need {min_voices}); the real-speech "
+            f"evaluation set comes from Debian: sudo apt-get install {' '.join(ASTERISK_PACKAGES)}"
+        )
+    speakers = set(voices.values())
+    unknown = sorted(set(test_speakers) - speakers)
+    if unknown:
+        raise ValueError(f"test_speakers {unknown} not among the installed speakers {sorted(speakers)}")
+    if not set(test_speakers) or set(test_speakers) == speakers:
+        raise ValueError("test_speakers must hold out some, but not all, speakers")
+    return [
+        {
+            "path": os.path.join(root, voice, "digits", f"{d}.wav"),
+            "id": f"asterisk/{voice}/{d}",
+            "label": d,
+            "split": "test" if speaker in test_speakers else "train",
+            "group": speaker,
+            "sample_rate": sample_rate,
+            "clip_seconds": clip_seconds,
+            "meta": {"voice": voice, "language": voice[:5], "source": "asterisk"},
+        }
+        for voice, speaker in voices.items()
+        for d in DIGITS
+    ]
+
+
+# ---------------------------------------------------------------- espeak-ng (synthetic)
+
+
+def _espeak_units(
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
+    variants: Sequence[str] = DEFAULT_VARIANTS,
+    words: Sequence[str] = DIGITS,
+    repeats: int = 2,
+    sample_rate: int = 8000,
+    clip_seconds: float = 1.0,
+    rate_wpm: Sequence[int] = (120, 240),
+    pitch: Sequence[int] = (20, 80),
+    snr_db: Sequence[float] = (10.0, 40.0),
+    labelled: bool = False,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """One unit per (language, voice variant): its words, each spoken ``repeats`` times at random
+    rates and pitches. Words are written as digits/numerals, which espeak reads in the language."""
+    if repeats < 1 or not languages or not variants or not words:
+        raise ValueError("espeak source needs languages, variants, words and repeats >= 1")
+    _clip_samples(sample_rate, clip_seconds)
+    return [
+        {
+            "language": lang,
+            "variant": var,
+            "words": list(words),
+            "repeats": repeats,
+            "sample_rate": sample_rate,
+            "clip_seconds": clip_seconds,
+            "rate_wpm": list(rate_wpm),
+            "pitch": list(pitch),
+            "snr_db": list(snr_db),
+            "labelled": labelled,
+            "seed": seed,
+        }
+        for lang in languages
+        for var in variants
+    ]
+
+
+def _read_espeak(unit: dict[str, Any]) -> Iterator[Row]:
+    from domains.audio.synth import synthesise
+
+    voice = f"{unit['language']}+{unit['variant']}"
+    sr, n = unit["sample_rate"], _clip_samples(unit["sample_rate"], unit["clip_seconds"])
+    rng = np.random.default_rng([unit["seed"], zlib.crc32(voice.encode())])
+    for rep in range(unit["repeats"]):
+        for word in unit["words"]:
+            rate = int(rng.integers(unit["rate_wpm"][0], unit["rate_wpm"][1] + 1))
+            pitch = int(rng.integers(unit["pitch"][0], unit["pitch"][1] + 1))
+            y, native = synthesise(word, voice, rate, pitch)
+            y = resample(y, native, sr)
+            y = y[:n]
+            # a random place in the clip, as a real recording would not be centred
+            offset = int(rng.integers(0, n - y.size + 1))
+            # random level (peak -12..-1 dBFS), then white noise at a random SNR relative to the speech
+            y = y * (10 ** (rng.uniform(-12, -1) / 20) / max(float(np.abs(y).max()), 1e-6))
+            x = np.zeros(n, np.float32)
+            x[offset : offset + y.size] = y
+            snr = rng.uniform(*unit["snr_db"])
+            noise_rms = np.sqrt(max(float(np.mean(y**2)), 1e-12) / 10 ** (snr / 10))
+            x += rng.normal(0.0, noise_rms, n).astype(np.float32)
+            yield {
+                "id": f"espeak/{voice}/{rep}/{word}",
+                "x": x[None, :],
+                # unlabeled by default: the pretraining corpus; the word stays in meta for analysis
+                "label": word if unit["labelled"] else None,
+                "split": "train",
+                "group": f"espeak:{voice}",
+                "meta": {
+                    "source": "espeak",
+                    "voice": voice,
+                    "word": word,
+                    "rate_wpm": rate,
+                    "pitch": pitch,
+                    "snr_db": round(snr, 2),
+                    "sample_rate": sr,
+                },
+            }
+
+
+# ---------------------------------------------------------------- composite: the digits recipe
+
+
+def _digits_units(
+    sample_rate: int = 8000,
+    clip_seconds: float = 1.0,
+    synthetic: dict[str, Any] | None = None,
+    real: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Synthetic espeak-ng digits (unlabeled, train) + real Asterisk digits (labelled, split by
+    speaker). Fails with the apt-get line when the Asterisk packages are missing: evaluation is never
+    quietly replaced by synthetic speech."""
+    common = {"sample_rate": sample_rate, "clip_seconds": clip_seconds}
+    real_units = [{"kind": "asterisk", **u} for u in _asterisk_units(**{**(real or {}), **common})]
+    synth_units = [{"kind": "espeak", **u} for u in _espeak_units(**{**(synthetic or {}), **common})]
+    return synth_units + real_units
+
+
+def _read_digits(unit: dict[str, Any]) -> Iterator[Row]:
+    kind = unit.get("kind")
+    if kind == "espeak":
+        yield from _read_espeak(unit)
+    elif kind == "asterisk":
+        yield from _file_rows(unit)
+    else:
+        raise ValueError(f"unknown unit kind {kind!r}")
+
+
+# ---------------------------------------------------------------- registry
+
+SOURCES: dict[str, Source] = {
+    "speech_digits": Source(
+        "speech_digits",
+        _digits_units,
+        _read_digits,
+        "espeak-ng digits (unlabeled pretraining) + real Asterisk digits split by speaker "
+        "(options: sample_rate, clip_seconds, synthetic={espeak options}, real={asterisk options})",
+    ),
+    "espeak": Source(
+        "espeak",
+        _espeak_units,
+        _read_espeak,
+        "words synthesised offline by espeak-ng over languages x voice variants x rates x pitches, with noise",
+    ),
+    "asterisk": Source(
+        "asterisk",
+        _asterisk_units,
+        _file_rows,
+        "real spoken digits 0-9 from Debian's Asterisk prompt packages (options: root, test_speakers)",
+    ),
+    "folder": Source(
+        "folder",
+        _folder_units,
+        _file_rows,
+        "root/<label>/<file>.wav|flac|ogg, e.g. Speech Commands (options: root, sample_rate, clip_seconds)",
+    ),
+    "manifest": Source(
+        "manifest",
+        _manifest_units,
+        _file_rows,
+        "CSV with path,label,speaker[,split] (options: path, sample_rate, clip_seconds, test_fraction)",
+    ),
+    "files": Source(
+        "files",
+        _files_units,
+        _file_rows,
+        "unlabeled audio files or folders (options: paths, sample_rate, clip_seconds); long files cut into clips",
+    ),
+}
+
+
+def read_source(name: str, /, **options: Any) -> Iterator[Row]:
+    """All rows of source ``name`` in this process (tests, notebooks)."""
+    if name not in SOURCES:
+        raise KeyError(f"unknown audio source {name!r}; known: {', '.join(SOURCES)}")
+    src = SOURCES[name]
+    for unit in src.list_units(**options):
+        yield from src.read_unit(unit)

@@ -1,0 +1,83 @@
+"""Peak memory and wall time of the medical demo's pretraining (``make bench``).
+
+Runs the pretrain stage of ``pipelines/medical-brainpatches.yaml`` (demo scale; earlier stages first
+when their outputs are missing) in a subprocess with its own embedded Ray instance, and samples the
+resident memory of the whole process tree (driver, raylet, GCS, Ray Data and the training workers)
+every 0.25 s. The sum over processes double-counts shared pages (Ray's object store), so it is an
+upper bound of what the machine needs. Writes ``bench/results/medical_memory.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = "pipelines/medical-brainpatches.yaml"
+OUT = REPO / "bench" / "results" / "medical_memory.json"
+
+
+def _tree_rss(proc: psutil.Process) -> tuple[int, int]:
+    """(sum, max) of RSS in bytes over ``proc`` and its descendants."""
+    total, biggest = 0, 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            rss = p.memory_info().rss
+        except psutil.Error:
+            continue
+        total += rss
+        biggest = max(biggest, rss)
+    return total, biggest
+
+
+def run_stage(stage: str, extra: list[str]) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # an embedded instance of its own
+    cmd = [sys.executable, "-m", "pipelines.run", RECIPE, "--stages", stage, *extra]
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    ps = psutil.Process(proc.pid)
+    peak_sum, peak_one = 0, 0
+    while proc.poll() is None:
+        s, m = _tree_rss(ps)
+        peak_sum, peak_one = max(peak_sum, s), max(peak_one, m)
+        time.sleep(0.25)
+    err = proc.stderr.read() if proc.stderr else ""
+    if proc.returncode:
+        raise SystemExit(f"{stage} failed:\n{err[-3000:]}")
+    return {
+        "wall_s": round(time.perf_counter() - start, 1),
+        "peak_tree_rss_gb": round(peak_sum / 2**30, 3),
+        "peak_process_rss_gb": round(peak_one / 2**30, 3),
+    }
+
+
+def main() -> None:
+    extra = sys.argv[1:]
+    data = REPO / "data" / "medical-brainpatches"
+    for stage in ("ingest", "curate", "views"):
+        if not (data / {"ingest": "ingested", "curate": "curated", "views": "views"}[stage]).exists():
+            run_stage(stage, extra)
+    result = {
+        "recipe": RECIPE,
+        "overrides": extra,
+        "cpus": os.cpu_count(),
+        "pretrain": run_stage("pretrain", extra),
+    }
+    pre = json.loads((REPO / "metrics" / "medical-brainpatches" / "pretrain.json").read_text())
+    result["pretrain"].update({"epochs": pre["epochs"], "step_time_s": pre["step_time_s"]})
+    result["budget"] = {"peak_gb": 6.0, "wall_s": 300}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

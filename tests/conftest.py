@@ -6,6 +6,7 @@ starting their own; in-process tests attach to it too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -52,7 +53,33 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     address = f"127.0.0.1:{port}"
     yield address
-    subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+    stop_ray_processes(temp, port)
+
+
+def stop_ray_processes(temp: Path, port: int, extra_pids: tuple[int, ...] = ()) -> None:
+    """Kill one Ray cluster started by the tests: its processes and their children.
+
+    ``ray stop`` would stop every Ray on the machine, including other users' and other test
+    sessions'; this finds only the processes whose command line names this cluster's temp dir or
+    GCS port.
+    """
+    import psutil
+
+    procs: dict[int, psutil.Process] = {}
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if str(temp) in cmd or f"127.0.0.1:{port}" in cmd or f"gcs_server_port={port}" in cmd:
+            procs[p.pid] = p
+    for pid in extra_pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs[pid] = psutil.Process(pid)
+    for p in list(procs.values()):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs.update({c.pid: c for c in p.children(recursive=True)})
+    for p in procs.values():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(list(procs.values()), timeout=10)
 
 
 @pytest.fixture(scope="session")

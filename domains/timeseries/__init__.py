@@ -42,6 +42,7 @@ class TimeSeriesDomain(Domain):
 
     def normalise(self, x: np.ndarray) -> np.ndarray:
         """Per-series, per-channel z-normalisation (the UCR convention); constant channels → 0."""
+        x = x.astype(np.float64)  # float32 overflows squaring values near its maximum (~3e38)
         mean = x.mean(axis=1, keepdims=True)
         std = x.std(axis=1, keepdims=True)
         return ((x - mean) / np.where(std > 1e-8, std, 1.0)).astype(np.float32)

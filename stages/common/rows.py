@@ -61,4 +61,18 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def table_to_rows(table: pa.Table) -> list[dict[str, Any]]:
-    return [decode_row(rec) for rec in table.to_pylist()]
+    """Rows of ``table`` with ``x`` as float32 arrays.
+
+    ``x`` goes through Arrow's flat value buffer and numpy, never Python floats: ``to_pylist`` on
+    it costs ~32 bytes per value (1.3 GB for a thousand 32³ patches) instead of 4.
+    """
+    table = table.combine_chunks()
+    xcol = table.column("x").chunk(0) if table.num_rows else None
+    values = xcol.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False) if xcol else None
+    offsets = xcol.offsets.to_numpy() if xcol else None
+    others = table.drop_columns(["x"]).to_pylist()
+    rows = []
+    for i, rec in enumerate(others):
+        rec["x"] = values[offsets[i] : offsets[i + 1]]
+        rows.append(decode_row(rec))
+    return rows

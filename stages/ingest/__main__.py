@@ -63,6 +63,8 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         units = source.list_units(**recipe.data.options)
     except TypeError as e:
         raise ConfigError(f"data.options: {e}") from None
+    except FileNotFoundError as e:  # missing data (or packages holding it): one line, not a traceback
+        raise StageError(f"source {recipe.data.source!r}: {e}") from None
     if not units:
         raise StageError(f"source {recipe.data.source!r} found nothing to read with {recipe.data.options}")
 

@@ -68,7 +68,8 @@ def make_trainer(config: dict[str, Any], ds: Any, ray_cfg: RayCfg, storage: str,
         scaling_config=ScalingConfig(
             num_workers=config["world_size"],
             use_gpu=ray_cfg.use_gpu,
-            resources_per_worker={"CPU": ray_cfg.cpus_per_worker},
+            resources_per_worker={"CPU": ray_cfg.cpus_per_worker, **ray_cfg.worker_resources},
+            placement_strategy=ray_cfg.placement_strategy,
         ),
         run_config=RunConfig(
             name=name,

@@ -12,6 +12,8 @@ import numpy as np  # noqa: E402
 
 
 def _draw(ax: plt.Axes, x: np.ndarray, title: str) -> None:
+    if x.ndim == 4 and x.shape[0] <= 4:  # [channels, D, H, W] volume patch: first channel
+        x = x[0]
     if x.ndim == 2 and x.shape[0] <= 16:  # [channels, time]: one line per channel
         for ch in x:
             ax.plot(ch, lw=0.8)

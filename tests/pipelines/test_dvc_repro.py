@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,64 @@ def test_killed_pretraining_resumes_from_its_latest_checkpoint(project: tuple[Pa
     assert pre["epochs"] == 200  # the resumed run's history is whole: nothing lost, nothing repeated
     loss_tsv = (proj / f"metrics/{RECIPE}/pretrain/plots/metrics/loss.tsv").read_text().splitlines()
     assert len(loss_tsv) == 1 + 200
+
+
+def test_interrupted_dvc_repro_finishes_on_the_next_run(
+    project: tuple[Path, dict, str], tmp_path: Path
+) -> None:
+    """`dvc repro` stopped by Ctrl-C (SIGINT) in pretraining, then SIGKILLed in fine-tuning, and run
+    again: it completes, resumes pretraining from its checkpoint, and leaves DVC up to date."""
+    proj, env, _ = project
+    recipe = proj / f"pipelines/{RECIPE}.yaml"
+    cfg = yaml.safe_load(recipe.read_text())
+    cfg["pretrain"]["temperature"] = 0.5
+    cfg["scales"]["tiny"]["pretrain"].update(epochs=30, checkpoint_every=5)
+    recipe.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    def start(log: Path) -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(BIN / "dvc"), "repro"],
+            cwd=proj,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_for(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> None:
+        deadline = time.time() + 400
+        while not ready():
+            assert proc.poll() is None, f"dvc repro ended before {what}"
+            assert time.time() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.2)
+
+    runs = proj / "runs" / RECIPE
+    before = set(runs.iterdir())
+
+    def checkpointed() -> bool:
+        return any(
+            "checkpoint_dir_name" in s.read_text()
+            for d in set(runs.iterdir()) - before
+            if (s := d / "checkpoint_manager_snapshot.json").exists()
+        )
+
+    first = start(tmp_path / "1.log")
+    wait_for(first, checkpointed, "a pretraining checkpoint")
+    os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in the terminal
+    assert first.wait(timeout=120) != 0
+
+    second = start(tmp_path / "2.log")
+    wait_for(second, lambda: "Running stage 'finetune@" in (tmp_path / "2.log").read_text(), "fine-tuning")
+    time.sleep(2)
+    os.killpg(second.pid, signal.SIGKILL)
+    second.wait()
+    assert "resuming from checkpoint at epoch" in (tmp_path / "2.log").read_text()
+
+    log = _run([str(BIN / "dvc"), "repro"], proj, env, timeout=900)
+    assert "finetune@" in log and "evaluate@" in log
+    status = _run([str(BIN / "dvc"), "status"], proj, env)
+    assert "up to date" in status.lower()
+    # a killed stage may leave a `<out>.tmp-*` sibling behind, never a half-written `<out>` itself
+    assert (proj / f"models/{RECIPE}/finetuned").is_dir()
+    pre = json.loads((proj / f"metrics/{RECIPE}/pretrain.json").read_text())
+    assert pre["epochs"] == 30

@@ -22,7 +22,13 @@ __all__ = [
 _REGISTRY: dict[str, type[Domain]] = {}
 # Domains are imported lazily so that `import domains` stays cheap and a domain's heavy
 # dependencies (MONAI, librosa...) load only when that domain is used.
-_BUILTIN = {"timeseries": "domains.timeseries", "rl": "domains.rl", "audio": "domains.audio", "pointcloud": "domains.pointcloud", "medical": "domains.medical"}
+_BUILTIN = {
+    "timeseries": "domains.timeseries",
+    "rl": "domains.rl",
+    "audio": "domains.audio",
+    "pointcloud": "domains.pointcloud",
+    "medical": "domains.medical",
+}
 
 
 def register_domain(name: str) -> Callable[[type[Domain]], type[Domain]]:

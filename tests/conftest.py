@@ -18,6 +18,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# `ray start` turns on token authentication (Ray >= 2.5x) and clients must opt in to present the
+# token. Ray reads this once per process, when it first initialises its config, so it must be set
+# before any test touches Ray, not when the session's head node starts.
+os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _free_port() -> int:
@@ -31,8 +35,6 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> str:
     port = _free_port()
     temp = tmp_path_factory.mktemp("ray")
     ray = str(BIN / "ray")
-    # `ray start` enables token authentication (Ray >= 2.5x); clients must opt in to present it.
-    os.environ["RAY_AUTH_MODE"] = "token"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run(
         [

@@ -11,6 +11,7 @@ tables should not pay it.
 
 from __future__ import annotations
 
+import csv
 import glob
 import os
 import re
@@ -187,7 +188,10 @@ def _read_tsv(unit: dict[str, Any]) -> Iterator[Row]:
     if width < 2:
         raise ValueError(f"{path}: expected a label column and at least one value column")
     # Labels stay text: as numbers, "-1" vs "1" survive but "01" or a NaN-promoted "1.0" would not.
-    df = pd.read_csv(path, sep="\t", header=None, names=range(width), dtype={0: str})
+    # UCR files never quote: a stray '"' in a cell must not swallow the following lines into one field.
+    df = pd.read_csv(
+        path, sep="\t", header=None, names=range(width), dtype={0: str}, quoting=csv.QUOTE_NONE
+    )
     values = df.iloc[:, 1:].to_numpy(dtype=np.float64)
     for i, (label, v) in enumerate(zip(df[0].tolist(), values, strict=True)):
         rid = f"{name}/{split}/{i:05d}"

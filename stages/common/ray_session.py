@@ -29,6 +29,9 @@ def init_ray(cfg: RayCfg) -> None:
     address = os.environ.get("RAY_ADDRESS") or cfg.address
     common = dict(runtime_env=runtime_env, logging_level=logging.WARNING, log_to_driver=True)
     if address:
+        # Ray's own helpers inside the job (Ray Train's placement-group cleaner uses the state API)
+        # find the cluster by auto-detection, which fails when a machine runs several Ray instances.
+        runtime_env["env_vars"]["RAY_ADDRESS"] = address
         ray.init(address=address, **common)
         return
     num_cpus = cfg.num_cpus or int(cfg.num_workers * cfg.cpus_per_worker) + 2

@@ -41,9 +41,9 @@ def test_tiny_recipe_probes_dice_and_spatial_hold_out(tmp_path: Path, ray_addres
     assert json.loads((proj / f"metrics/{RECIPE}/ingest.json").read_text())["rejected"] == 0
 
     # No training patch overlaps a test patch of the same brain (spatial hold-out survives curation).
-    import pyarrow.parquet as pq
+    from stages.common.storage import read_table
 
-    rows = pq.read_table(proj / f"data/{RECIPE}/curated").select(["split", "group", "meta"]).to_pylist()
+    rows = read_table(str(proj / f"data/{RECIPE}/curated")).select(["split", "group", "meta"]).to_pylist()
     boxes: dict[tuple[str, str], list[np.ndarray]] = {}
     for r in rows:
         m = json.loads(r["meta"])

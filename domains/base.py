@@ -112,6 +112,18 @@ class Domain(ABC):
     def collate(self, xs: list[np.ndarray]) -> torch.Tensor:
         """Stack a list of samples (or views) into one batch tensor."""
 
+    def small_crops(
+        self, xs: list[np.ndarray], rng: np.random.Generator, policy: ViewPolicy, scale: float
+    ) -> list[np.ndarray] | None:
+        """Optional multi-crop hook (SwAV/DINO): one small view per sample of ``xs``.
+
+        A small crop covers ``scale`` of the sample's extent and then gets ``policy``'s other
+        augmentations; the crops of one call share one extent so that they collate together.
+        ``None`` (the default) means the domain does not support small crops: the pretrain stage
+        then refuses ``views.small_crops > 0`` with a one-line error.
+        """
+        return None
+
     def normalise(self, x: np.ndarray) -> np.ndarray:
         """Deterministic normalisation applied before hashing and encoding (identity by default)."""
         return x

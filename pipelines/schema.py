@@ -99,7 +99,13 @@ class AugStep(Section):
 class ViewsCfg(Section):
     #: a named policy of the domain, or an explicit list of steps
     policy: str | list[AugStep] = "default"
+    #: global views per sample; pairwise losses average over every pair of them
     n_views: int = Field(2, ge=2, le=16)
+    #: extra low-resolution views (SwAV/DINO multi-crop): queries only, never codes or keys; needs the
+    #: domain's ``small_crops`` hook
+    small_crops: int = Field(0, ge=0, le=16)
+    #: a small crop's extent as a fraction of the sample's (time series: of its length)
+    small_crop_scale: float = Field(0.3, gt=0.0, le=1.0)
     preview_pairs: int = Field(4, ge=1, le=32)
     seed: int = 0
 
@@ -133,10 +139,14 @@ class PretrainCfg(Section):
     shard_cache_mb: float = Field(512.0, ge=0.0)
     #: torch intra-op threads per worker (1 avoids oversubscribing small machines)
     threads_per_worker: int = Field(1, ge=1)
+    #: labelled training rows (never test rows) for the online kNN diagnostic at checkpoint epochs,
+    #: split half bank / half queries by group; 0 disables it
+    online_knn_rows: int = Field(256, ge=0)
 
 
 class FinetuneCfg(Section):
-    modes: list[Literal["linear", "full"]] = Field(default_factory=lambda: ["linear", "full"])
+    #: linear probe, full fine-tune, or Core-tuning (full + contrastive regulariser, finetune/core_tuning.py)
+    modes: list[Literal["linear", "full", "core"]] = Field(default_factory=lambda: ["linear", "full"])
     fractions: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0])
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -145,6 +155,12 @@ class FinetuneCfg(Section):
     patience: int = Field(10, ge=1)
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     seeds: list[int] = Field(default_factory=lambda: [0])
+    #: Core-tuning (mode ``core``): weight eta of the supervised contrastive term in CE + eta * L_con
+    core_eta: float = Field(0.1, ge=0.0, le=100.0)
+    #: Core-tuning: SupCon temperature (the official code's 0.07)
+    core_temperature: float = Field(0.07, gt=0.0, le=10.0)
+    #: Core-tuning: Beta(alpha, alpha) of the feature mixup that generates hard pairs
+    core_mixup_alpha: float = Field(1.0, gt=0.0, le=100.0)
 
     @model_validator(mode="after")
     def _fractions_in_range(self) -> FinetuneCfg:
@@ -159,6 +175,8 @@ class EvaluateCfg(Section):
     knn_k: int = Field(1, ge=1)
     #: rows of the test split drawn in the embedding map (t-SNE)
     embedding_map_points: int = Field(500, ge=0)
+    #: also probe the projection head's output z = g(h) (as ``<encoder>_head``), beside h
+    head_features: bool = False
     #: options of the domain's own evaluation protocol (``Domain.evaluate``), e.g. the RL agent budget
     domain: dict[str, Any] = Field(default_factory=dict)
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from domains import register_domain
 from domains.base import Domain, Row, ViewPolicy
+from domains.timeseries.autotcl import AutoTCLObjective
 from domains.timeseries.encoders import TS2VecEncoder
 from domains.timeseries.objectives import TS2VecObjective
 from domains.timeseries.readers import SOURCES
@@ -57,11 +58,31 @@ class TimeSeriesDomain(Domain):
             out.append(res.reshape(-1))
         return np.asarray(out, dtype=np.float32)
 
-    def augment(self, x: np.ndarray, rng: np.random.Generator, policy: ViewPolicy) -> np.ndarray:
+    @staticmethod
+    def _steps(policy: ViewPolicy) -> list[dict[str, Any]]:
         steps = policy.params.get("steps") or POLICIES.get(policy.name)
         if steps is None:
             raise KeyError(f"unknown time-series view policy {policy.name!r}; known: {sorted(POLICIES)}")
-        return apply_policy(x, rng, steps)
+        return steps
+
+    def augment(self, x: np.ndarray, rng: np.random.Generator, policy: ViewPolicy) -> np.ndarray:
+        return apply_policy(x, rng, self._steps(policy))
+
+    def small_crops(
+        self, xs: list[np.ndarray], rng: np.random.Generator, policy: ViewPolicy, scale: float
+    ) -> list[np.ndarray]:
+        """A random contiguous window of ``scale`` of the (shortest) length per series, then the
+        policy's augmentations except its own ``crop`` steps: the window *is* the crop (as SwAV's
+        small RandomResizedCrop replaces the global one), and a second random crop would break the
+        shared length. The encoder max-pools over time, so shorter inputs need no resizing."""
+        steps = [s for s in self._steps(policy) if s.get("name") != "crop"]
+        shortest = min(x.shape[1] for x in xs)
+        length = min(shortest, max(self.min_length, round(scale * shortest)))
+        out = []
+        for x in xs:
+            start = int(rng.integers(0, x.shape[1] - length + 1))
+            out.append(apply_policy(x[:, start : start + length], rng, steps))
+        return out
 
     def data_args(self, x: np.ndarray) -> dict[str, Any]:
         return {"in_channels": int(x.shape[0])}
@@ -74,12 +95,14 @@ class TimeSeriesDomain(Domain):
         return ENCODERS[name](**cfg)
 
     def objectives(self) -> dict[str, Any]:
-        """TS2Vec's hierarchical contrastive loss over overlapping crops (``pretrain.loss: ts2vec``).
+        """TS2Vec's hierarchical contrastive loss over overlapping crops (``pretrain.loss: ts2vec``),
+        and AutoTCL's adversarially learned augmentation with the same loss (``autotcl``, see
+        ``autotcl.py``).
 
-        Its instance contrast uses the worker's own batch (as TS2Vec, which is single-device);
+        Their instance contrast uses the worker's own batch (as TS2Vec, which is single-device);
         DDP still averages the gradients across workers.
         """
-        return {"ts2vec": TS2VecObjective}
+        return {"ts2vec": TS2VecObjective, "autotcl": AutoTCLObjective}
 
     def collate(self, xs: list[np.ndarray]) -> torch.Tensor:
         """Pad to the longest series with NaN (the encoder masks NaN timestamps)."""

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from domains import get_domain
-from stages.common.storage import atomic_dir, join, read_bytes, write_bytes, write_json
+from stages.common.storage import atomic_dir, exists, join, read_bytes, write_bytes, write_json
 
 
 def build_encoder(domain_name: str, encoder_cfg: dict[str, Any]) -> nn.Module:
@@ -42,13 +42,27 @@ def load_state_bytes(module: nn.Module, data: bytes) -> None:
         module.load_state_dict(load_file(path))
 
 
-def save_encoder(uri: str, encoder: nn.Module, config: dict[str, Any], card: str = "") -> None:
-    """Write ``encoder.safetensors``, ``config.json`` (domain + encoder args) and a model card."""
+#: the pretrained projection head's weights, beside the encoder's; its architecture is
+#: ``config["head"]`` (a ``HeadCfg``), absent from models saved before heads were kept
+HEAD_FILE = "head.safetensors"
+
+
+def save_encoder(
+    uri: str,
+    encoder: nn.Module,
+    config: dict[str, Any],
+    card: str = "",
+    files: dict[str, bytes] | None = None,
+) -> None:
+    """Write ``encoder.safetensors``, ``config.json`` (domain + encoder args), a model card and any
+    extra ``files`` (e.g. the projection head) in one atomic move."""
     with atomic_dir(uri) as tmp:
         write_bytes(join(tmp, "encoder.safetensors"), state_to_bytes(encoder))
         write_json(join(tmp, "config.json"), config)
         if card:
             write_bytes(join(tmp, "README.md"), card.encode())
+        for name, data in (files or {}).items():
+            write_bytes(join(tmp, name), data)
 
 
 def load_encoder(uri: str) -> nn.Module:
@@ -57,6 +71,27 @@ def load_encoder(uri: str) -> nn.Module:
     encoder = build_encoder(config["domain"], config["encoder"])
     load_state_bytes(encoder, read_bytes(join(uri, "encoder.safetensors")))
     return encoder.eval()
+
+
+def build_projection_head(embedding_dim: int, head_cfg: dict[str, Any] | None = None) -> nn.Module:
+    """A freshly initialised projection head of the pretraining architecture (``HeadCfg`` defaults
+    when ``head_cfg`` is None)."""
+    # Imported here: the head's architecture is defined once, where pretraining builds it, and
+    # stages.common must not pull in the pretrain stage at import time.
+    from pipelines.schema import HeadCfg
+    from stages.pretrain.heads import build_head
+
+    return build_head(int(embedding_dim), HeadCfg(**(head_cfg or {})))
+
+
+def load_head(uri: str) -> nn.Module | None:
+    """The pretrained projection head ``g`` (eval mode), or None when the model has none saved."""
+    config = json.loads(read_bytes(join(uri, "config.json")))
+    if not config.get("head") or not exists(join(uri, HEAD_FILE)):
+        return None
+    head = build_projection_head(config["embedding_dim"], config["head"])
+    load_state_bytes(head, read_bytes(join(uri, HEAD_FILE)))
+    return head.eval()
 
 
 @torch.no_grad()

@@ -4,6 +4,10 @@ Frozen-feature probes (TS2Vec's RBF-SVM with grid-searched C, a linear probe, kN
 pretrained encoder and on a random-init encoder of the same architecture, beside the supervised
 baseline (random init, trained end to end on the same labels by the finetune stage). Probes fit on
 the training split and are scored once on the test split.
+
+With ``evaluate.head_features`` the same probes also run on the projection head's output
+``z = g(h)`` (``pretrained_head``, ``random_init_head``): SimCLR found features *before* the head
+probe better, and this makes that comparison visible for every recipe.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import sys
 
 import numpy as np
 import torch
+from torch import nn
 
 from domains import DomainResult, EvalContext, get_domain
 from pipelines.schema import Recipe
 from stages.common.cli import Dirs, main
-from stages.common.encoders import build_encoder, embed, load_encoder
+from stages.common.encoders import build_encoder, build_projection_head, embed, load_encoder, load_head
 from stages.common.labelled import Labelled, load_labelled
 from stages.common.rows import table_to_rows
 from stages.common.storage import exists, join, read_bytes, read_json, read_table, write_bytes, write_json
@@ -37,6 +42,36 @@ def _history(live_dir: str) -> dict[str, list[tuple[float, float]]]:
             reader = csv.DictReader(io.StringIO(read_bytes(uri).decode()), delimiter="\t")
             out[name] = [(float(r["step"]), float(r[name])) for r in reader]
     return out
+
+
+@torch.no_grad()
+def head_features(head: nn.Module, h: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """``z = g(h)`` for frozen encoder features ``h`` ``[N, D]`` (head in eval mode)."""
+    head.eval()
+    out = [head(torch.from_numpy(h[i : i + batch_size])).numpy() for i in range(0, len(h), batch_size)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def heads_for(pretrained_dir: str, config: dict) -> dict[str, nn.Module]:
+    """Projection heads to probe: the pretrained model's own (when saved) and a random one of the
+    same architecture for the random-init encoder (seeded like it)."""
+    heads: dict[str, nn.Module] = {}
+    pre = load_head(pretrained_dir)
+    if pre is None:
+        print("evaluate: head_features: the pretrained model has no saved projection head; skipped")
+    else:
+        heads["pretrained"] = pre
+    torch.manual_seed(0)
+    heads["random_init"] = build_projection_head(config["embedding_dim"], config.get("head")).eval()
+    return heads
+
+
+def _probe(name: str, tr: np.ndarray, te: np.ndarray, data: Labelled, recipe: Recipe) -> dict:
+    res = evaluate_probes(tr, data.train.y, te, data.test.y, recipe.evaluate.probes, seed=0)
+    if "svm_C" in res:  # the grid may pick C=inf, which strict JSON cannot hold
+        res["svm_C"] = res["svm_C"] if math.isfinite(res["svm_C"]) else "inf"
+    print(f"evaluate: {name}: " + ", ".join(f"{k} {v}" for k, v in res.items()), flush=True)
+    return res
 
 
 def run(recipe: Recipe, dirs: Dirs) -> None:
@@ -57,12 +92,13 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         for name, enc in encoders.items():
             tr = embed(enc, recipe.domain, data.train.xs)
             te = embed(enc, recipe.domain, data.test.xs)
-            res = evaluate_probes(tr, data.train.y, te, data.test.y, cfg.probes, seed=0)
-            if "svm_C" in res:  # the grid may pick C=inf, which strict JSON cannot hold
-                res["svm_C"] = res["svm_C"] if math.isfinite(res["svm_C"]) else "inf"
-            metrics[name] = res
+            metrics[name] = _probe(name, tr, te, data, recipe)
             feats[name] = (tr, te)
-            print(f"evaluate: {name}: " + ", ".join(f"{k} {v}" for k, v in res.items()), flush=True)
+        if cfg.head_features:
+            # Kept out of ``feats``: domains and the embedding map see encoder features only.
+            for name, head in heads_for(pretrained_dir, config).items():
+                tr, te = (head_features(head, f) for f in feats[name])
+                metrics[f"{name}_head"] = _probe(f"{name}_head", tr, te, data, recipe)
         finetune = read_json(join(dirs.metrics, "finetune.json"))
         key = f"{max(recipe.finetune.fractions) * 100:g}%"
         metrics["supervised"] = (
@@ -170,7 +206,8 @@ def write_report(
 def _classification_section(recipe: Recipe, dirs: Dirs, metrics: dict) -> list[str]:
     finetune = read_json(join(dirs.metrics, "finetune.json"))
     probes = recipe.evaluate.probes
-    rows = [[name] + [metrics[name].get(p, "") for p in probes] for name in ("pretrained", "random_init")]
+    names = ["pretrained", "pretrained_head", "random_init", "random_init_head"]
+    rows = [[name] + [metrics[name].get(p, "") for p in probes] for name in names if name in metrics]
     ft_rows = [
         [f"{init} / {mode}"]
         + [finetune[init][mode].get(f"{f * 100:g}%", "") for f in recipe.finetune.fractions]
@@ -181,6 +218,11 @@ def _classification_section(recipe: Recipe, dirs: Dirs, metrics: dict) -> list[s
         f"{metrics['n_train']} training / {metrics['n_test']} test rows, {metrics['n_classes']} classes.\n",
         "## Frozen-feature probes (test accuracy)\n",
         report.table(["encoder", *probes], rows),
+        *(
+            ["\n`*_head`: the same probes on the projection head's output z = g(h) instead of h.\n"]
+            if "pretrained_head" in metrics or "random_init_head" in metrics
+            else []
+        ),
         f"\nSupervised baseline (random init, trained end to end on all training labels): "
         f"**{metrics['supervised'].get('accuracy', float('nan')):.4f}**.\n",
         "## Fine-tuning by label fraction (test accuracy)\n",

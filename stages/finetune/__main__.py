@@ -1,9 +1,10 @@
 """Finetune: pretrained encoder + labels → ``models/<recipe>/finetuned/`` + ``finetune.json``.
 
 For each label fraction (1%, 10%, 100% by default) and seed, a classifier is trained on that
-fraction of the training labels in two modes — ``linear`` (frozen encoder, linear head) and
-``full`` (encoder and head trained end to end) — starting from the pretrained encoder and from a
-random-init one. Random-init + full is the supervised baseline on the same labels. Early stopping
+fraction of the training labels in up to three modes — ``linear`` (frozen encoder, linear head),
+``full`` (encoder and head trained end to end) and ``core`` (Core-tuning: full fine-tuning with a
+supervised contrastive regulariser on the projection head and mixup-mined hard pairs, see
+``core_tuning.py``) — starting from the pretrained encoder and from a random-init one. Random-init + full is the supervised baseline on the same labels. Early stopping
 watches a validation split carved from the training rows by group; the test split is only scored.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -20,10 +22,19 @@ from torch import nn
 from domains import get_domain
 from pipelines.schema import FinetuneCfg, Recipe
 from stages.common.cli import Dirs, main
-from stages.common.encoders import build_encoder, embed, load_encoder, save_encoder, state_to_bytes
+from stages.common.encoders import (
+    build_encoder,
+    build_projection_head,
+    embed,
+    load_encoder,
+    load_head,
+    save_encoder,
+    state_to_bytes,
+)
 from stages.common.labelled import Labelled, load_labelled
 from stages.common.splits import group_split, stratified_fraction
 from stages.common.storage import join, read_bytes, write_bytes, write_json
+from stages.finetune.core_tuning import core_loss
 
 INITS = ("pretrained", "random_init")
 
@@ -52,8 +63,13 @@ def _fit(
     y_val: np.ndarray,
     cfg: FinetuneCfg,
     seed: int,
+    step_loss: Callable[..., torch.Tensor] | None = None,
 ) -> tuple[dict, int]:
-    """Adam with early stopping on validation loss; returns the best state and its epoch."""
+    """Adam with early stopping on validation loss; returns the best state and its epoch.
+
+    ``step_loss(inputs, idx, y)`` replaces the training cross-entropy (Core-tuning's regularised
+    loss); validation always uses the plain cross-entropy of ``forward``.
+    """
     rng = np.random.default_rng(seed)
     optim = torch.optim.Adam(params, lr=cfg.lr)
     loss_fn = nn.CrossEntropyLoss()
@@ -66,7 +82,11 @@ def _fit(
             idx = order[start : start + cfg.batch_size]
             if len(idx) < 2 and len(order) >= 2:
                 continue  # BatchNorm-free encoders would cope, but a 1-sample step is mostly noise
-            loss = loss_fn(forward(inputs_train, idx), torch.from_numpy(y_train[idx]))
+            y_batch = torch.from_numpy(y_train[idx])
+            if step_loss is not None:
+                loss = step_loss(inputs_train, idx, y_batch)
+            else:
+                loss = loss_fn(forward(inputs_train, idx), y_batch)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
@@ -92,8 +112,13 @@ def finetune_one(
     mode: str,
     cfg: FinetuneCfg,
     seed: int,
+    head: nn.Module | None = None,
 ) -> tuple[nn.Module, float, int]:
-    """Train one classifier; return (model, test accuracy, best epoch)."""
+    """Train one classifier; return (model, test accuracy, best epoch).
+
+    ``head`` is the projection head Core-tuning's contrastive term uses (mode ``core``; a fresh
+    default head when None); it is trained along but not part of the returned classifier.
+    """
     torch.manual_seed(seed)
     domain = get_domain(domain_name)
     n_classes = len(data.classes)
@@ -135,16 +160,43 @@ def finetune_one(
     def fwd_full(inputs, idx):  # noqa: ANN001, ANN202
         return model(domain.collate([inputs[i] for i in idx]))
 
+    modules: list[nn.Module] = [model]
+    step_loss = None
+    if mode == "core":
+        if head is None:
+            head = build_projection_head(encoder.embedding_dim)
+        modules.append(head)
+        mix_rng = np.random.default_rng(seed)
+
+        def step_loss(inputs, idx, y):  # noqa: ANN001, ANN202
+            # Mixing happens on encoder features, so any batch the domain collates works.
+            h = model.encoder(domain.collate([inputs[i] for i in idx]))
+            loss, _ = core_loss(
+                h,
+                y,
+                model.fc,
+                head,
+                n_classes,
+                cfg.core_eta,
+                cfg.core_temperature,
+                cfg.core_mixup_alpha,
+                mix_rng,
+            )
+            return loss
+
+    elif mode != "full":
+        raise ValueError(f"unknown finetune mode {mode!r}")
     _, epoch = _fit(
         fwd_full,
-        list(model.parameters()),
-        [model],
+        [p for m in modules for p in m.parameters()],
+        modules,
         xs_train,
         tr.y[train_idx],
         xs_val,
         tr.y[val_idx],
         cfg,
         seed,
+        step_loss,
     )
     model.eval()
     with torch.no_grad():
@@ -173,13 +225,21 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
             sub = fit_idx[stratified_fraction(data.train.y[fit_idx], fraction, seed)]
             for init in INITS:
                 for mode in cfg.modes:
+                    head = None
                     if init == "pretrained":
                         encoder = load_encoder(pretrained_dir)
+                        if mode == "core":
+                            head = load_head(pretrained_dir)
+                            if head is None:
+                                print("finetune: no pretrained projection head saved; core uses a fresh one")
                     else:
                         torch.manual_seed(seed)
                         encoder = build_encoder(recipe.domain, enc_config["encoder"])
+                    if mode == "core" and head is None:
+                        # the pretraining head's architecture, freshly initialised
+                        head = build_projection_head(encoder.embedding_dim, enc_config.get("head"))
                     model, acc, epoch = finetune_one(
-                        recipe.domain, encoder, data, sub, val_idx, mode, cfg, seed
+                        recipe.domain, encoder, data, sub, val_idx, mode, cfg, seed, head
                     )
                     tag = f"{init}-{mode}-{fraction:g}-seed{seed}"
                     results.append(

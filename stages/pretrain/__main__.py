@@ -13,14 +13,19 @@ import os
 import sys
 from typing import Any
 
+import numpy as np
+from torch import nn
+
 from domains import get_domain
+from domains.base import ViewPolicy
 from pipelines.schema import RayCfg, Recipe
 from stages.common.cli import Dirs, StageError, main
-from stages.common.encoders import save_encoder
+from stages.common.encoders import HEAD_FILE, save_encoder, state_to_bytes
 from stages.common.ray_session import init_ray
 from stages.common.rows import table_to_rows
 from stages.common.storage import join, read_json, read_table, write_json
-from stages.pretrain.loop import load_checkpoint_model, train_loop_per_worker
+from stages.pretrain.loop import check_views, load_checkpoint_model, train_loop_per_worker
+from stages.pretrain.losses import build_loss
 
 
 def job_config(recipe: Recipe, dirs: Dirs, rows: list[dict], world: int) -> dict[str, Any]:
@@ -36,14 +41,53 @@ def job_config(recipe: Recipe, dirs: Dirs, rows: list[dict], world: int) -> dict
         )
     plan = read_json(join(dirs.data, "views", "plan.json"))
     domain = get_domain(recipe.domain)
+    policy = {"name": plan["policy"], "params": plan["params"]}
+    # the plan is the views stage's contract; a plan written before multi-crop existed lacks the keys
+    views = {
+        "n_views": plan.get("n_views", recipe.views.n_views),
+        "small_crops": plan.get("small_crops", recipe.views.small_crops),
+        "small_crop_scale": plan.get("small_crop_scale", recipe.views.small_crop_scale),
+    }
+    loss_fn = (
+        None if cfg.loss in domain.objectives() else build_loss(cfg.loss, cfg.temperature, cfg.loss_options)
+    )
+    try:
+        check_views(
+            domain, cfg.loss, loss_fn, type(recipe.views)(**views), ViewPolicy(**policy), rows[0]["x"]
+        )
+    except ValueError as e:
+        raise StageError(str(e)) from None
     return {
         "domain": recipe.domain,
         "encoder": {**recipe.encoder, **domain.data_args(rows[0]["x"])},
         "pretrain": cfg.model_dump(),
-        "policy": {"name": plan["policy"], "params": plan["params"]},
+        "policy": policy,
+        "views": views,
         "local_batch": local_batch,
         "steps_per_epoch": min(full_steps, cfg.steps_per_epoch or full_steps),
         "world_size": world,
+    }
+
+
+def online_knn_set(rows: list[dict], n: int, seed: int) -> dict[str, list] | None:
+    """Up to ``n`` labelled training rows split half kNN bank, half queries by group (a group never
+    on both sides, as in evaluation); ``None`` when the rows carry too few labels or groups."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    labelled = [r for r in rows if r.get("label") is not None and r.get("split") != "test"]
+    if n == 0 or len(labelled) < 4:
+        return None
+    pick = np.sort(np.random.default_rng(seed).permutation(len(labelled))[:n])
+    sub = [labelled[i] for i in pick]
+    groups = [r.get("group") or r["id"] for r in sub]
+    if len(set(groups)) < 2:
+        return None
+    bank, query = next(GroupShuffleSplit(1, test_size=0.5, random_state=seed).split(sub, groups=groups))
+    return {
+        "bank_x": [sub[i]["x"] for i in bank],
+        "bank_y": [sub[i]["label"] for i in bank],
+        "query_x": [sub[i]["x"] for i in query],
+        "query_y": [sub[i]["label"] for i in query],
     }
 
 
@@ -101,7 +145,10 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         .materialize()
     )
     storage = join(dirs.runs) if "://" in dirs.runs else os.path.abspath(dirs.runs)
-    trainer = make_trainer({**config, "live_dir": live_dir}, ds, recipe.ray, storage, name)
+    # small (a few hundred rows) and only a diagnostic, so it travels in the worker config; the run
+    # name already covers the rows it is drawn from
+    knn = online_knn_set(rows, recipe.pretrain.online_knn_rows, recipe.pretrain.seed)
+    trainer = make_trainer({**config, "live_dir": live_dir, "online_knn": knn}, ds, recipe.ray, storage, name)
     print(
         f"pretrain: {len(rows)} rows, {world} workers x {config['local_batch']} per batch, "
         f"{config['steps_per_epoch']} steps/epoch, {recipe.pretrain.epochs} epochs, run {name}",
@@ -115,12 +162,18 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     history = state["history"]
     last = history[-1]
     card = model_card(recipe, config, history, name)
-    save_encoder(
-        join(dirs.models, "pretrained"),
-        model.encoder,
-        {"domain": recipe.domain, "encoder": config["encoder"], "embedding_dim": model.encoder.embedding_dim},
-        card,
-    )
+    enc_config = {
+        "domain": recipe.domain,
+        "encoder": config["encoder"],
+        "embedding_dim": model.encoder.embedding_dim,
+    }
+    files = {}
+    # Keep the projection head too (fine-tuning's contrastive regulariser and evaluation of the
+    # features after the head use it); objectives that own the head (CURL) have no projection head.
+    if recipe.pretrain.head.type != "none" and isinstance(model.head, (nn.Linear, nn.Sequential)):
+        enc_config["head"] = recipe.pretrain.head.model_dump()
+        files[HEAD_FILE] = state_to_bytes(model.head)
+    save_encoder(join(dirs.models, "pretrained"), model.encoder, enc_config, card, files)
     write_json(
         join(dirs.metrics, "pretrain.json"),
         {
@@ -132,6 +185,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
             "step_time_s": sum(h["step_time_s"] for h in history) / len(history),
             "data_wait_fraction": sum(h["data_wait_fraction"] for h in history) / len(history),
             "collapsed": bool(last["collapsed"]),
+            **({"online_knn": last["online_knn"]} if "online_knn" in last else {}),
         },
     )
     print(

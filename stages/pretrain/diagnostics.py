@@ -7,7 +7,9 @@ python scalars, so they can be logged cheaply from any training loop.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -15,6 +17,7 @@ __all__ = [
     "alignment",
     "effective_rank",
     "is_collapsed",
+    "knn_accuracy",
     "normalized_std",
     "uniformity",
 ]
@@ -93,3 +96,34 @@ def is_collapsed(z: torch.Tensor, threshold: float = 0.1) -> bool:
     if threshold <= 0:
         raise ValueError(f"threshold must be > 0, got {threshold}")
     return normalized_std(z) < threshold / math.sqrt(z.shape[1])
+
+
+@torch.no_grad()
+def knn_accuracy(
+    bank: torch.Tensor,
+    bank_labels: Sequence,
+    queries: torch.Tensor,
+    query_labels: Sequence,
+    k: int = 20,
+    temperature: float = 0.07,
+) -> float:
+    """Weighted kNN accuracy of ``queries`` against a labelled ``bank`` (online kNN of solo-learn).
+
+    The protocol of Wu et al. 2018 (InstDisc), used by solo-learn's online kNN: the
+    ``min(k, len(bank))`` nearest bank rows by cosine similarity ``s`` vote for their label with
+    weight ``exp(s / temperature)``; returns the fraction of queries whose top-voted label is right.
+    """
+    _check_2d(bank)
+    _check_2d(queries)
+    if len(bank_labels) != bank.shape[0] or len(query_labels) != queries.shape[0]:
+        raise ValueError("one label per bank row and per query row is needed")
+    from sklearn.neighbors import KNeighborsClassifier
+
+    def weights(cosine_distance: np.ndarray) -> np.ndarray:
+        return np.exp((1.0 - cosine_distance) / temperature)
+
+    knn = KNeighborsClassifier(
+        n_neighbors=min(k, bank.shape[0]), metric="cosine", algorithm="brute", weights=weights
+    )
+    knn.fit(bank.double().cpu().numpy(), np.asarray(bank_labels))
+    return float(knn.score(queries.double().cpu().numpy(), np.asarray(query_labels)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from pipelines.schema import HeadCfg
@@ -36,9 +37,13 @@ class EncoderWithHead(nn.Module):
     def forward(self, x, timestamps: bool = False):  # noqa: ANN001, ANN201 - any batch the domain collates
         """``(h, z)``; with ``timestamps`` the encoder's per-step output (for dense objectives).
 
+        ``x`` may be a list of collated batches (multi-crop); ``h`` and ``z`` then stack their rows.
+
         Dense objectives go through ``forward`` too, so DDP sees every forward it must sync.
         """
         if timestamps:
             return self.encoder.forward_timestamps(x)
-        h = self.encoder(x)
+        # multi-crop: one encoder pass per resolution (global views, small crops), one head pass over
+        # all of them, inside one forward as DDP requires (SwAV's multi-resolution forward)
+        h = torch.cat([self.encoder(part) for part in x]) if isinstance(x, list) else self.encoder(x)
         return h, self.head(h)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from domains import get_domain
-from domains.base import ViewPolicy
-from pipelines.schema import HeadCfg, PretrainCfg
+from domains.base import Domain, ViewPolicy
+from pipelines.schema import HeadCfg, PretrainCfg, ViewsCfg
 from stages.common.encoders import load_state_bytes, state_to_bytes
 from stages.common.rows import decode_x
 from stages.pretrain import diagnostics
@@ -33,6 +33,101 @@ CKPT_OPTIM = "optimizer.pt"
 CKPT_STATE = "state.json"
 #: state of a loss that owns modules (momentum target, queue, predictor, prototypes), when it has any
 CKPT_LOSS = "loss.pt"
+
+
+def check_views(
+    domain: Domain,
+    loss_name: str,
+    loss_fn: torch.nn.Module | None,
+    views: ViewsCfg,
+    policy: ViewPolicy,
+    sample: np.ndarray | None = None,
+) -> None:
+    """Raise a one-line ``ValueError`` naming the key when the views cannot be used as asked.
+
+    More than two views or small crops need a registry loss that takes view pairs (or, like SwAV,
+    all views at once); domain objectives make their own two views and momentum losses run their
+    target on exactly two. With a ``sample``, also checks that the domain has the small-crop hook.
+    """
+    if views.n_views == 2 and views.small_crops == 0:
+        return
+    key = "views.n_views" if views.n_views != 2 else "views.small_crops"
+    value = views.n_views if views.n_views != 2 else views.small_crops
+    if loss_fn is None:
+        raise ValueError(
+            f"{key}={value}: the domain objective {loss_name!r} makes its own two views "
+            "(use views.n_views=2 and views.small_crops=0)"
+        )
+    if getattr(loss_fn, "needs_inputs", False):
+        raise ValueError(
+            f"{key}={value}: loss {loss_name!r} runs its momentum target on exactly two views "
+            "(use views.n_views=2 and views.small_crops=0)"
+        )
+    if views.small_crops and sample is not None:
+        small_crops(domain, [sample], np.random.default_rng(0), policy, views)
+
+
+def small_crops(
+    domain: Domain, batch: list[np.ndarray], rng: np.random.Generator, policy: ViewPolicy, views: ViewsCfg
+) -> list[np.ndarray]:
+    """``views.small_crops`` rounds of the domain's small-crop hook over ``batch``, concatenated."""
+    out: list[np.ndarray] = []
+    for _ in range(views.small_crops):
+        crops = domain.small_crops(batch, rng, policy, views.small_crop_scale)
+        if crops is None:
+            raise ValueError(
+                f"views.small_crops={views.small_crops}: the {domain.name!r} domain has no small-crop "
+                "hook (Domain.small_crops); set views.small_crops=0"
+            )
+        out += crops
+    return out
+
+
+def multiview_loss(
+    loss_fn: torch.nn.Module, z: torch.Tensor, n: int, n_global: int, extra: dict[str, Any] | None = None
+) -> torch.Tensor:
+    """The loss over ``z``'s stacked views of ``n`` rows each: ``n_global`` global views, then crops.
+
+    A loss that takes every view at once (``multi_view``, SwAV) gets them all; any other loss is
+    averaged over the view pairs: every unordered pair of global views (SimCLR's multi-view
+    setting) and every (small crop, global view) pair, so crops are only ever matched to global
+    views. With two views this is exactly ``loss_fn(z0, z1)``.
+    """
+    views = list(z.split(n))
+    if getattr(loss_fn, "multi_view", False):
+        return loss_fn(*views, n_global=n_global, **(extra or {}))
+    pairs = [(i, j) for i in range(n_global) for j in range(i + 1, n_global)]
+    pairs += [(c, g) for c in range(n_global, len(views)) for g in range(n_global)]
+    if len(pairs) == 1:
+        return loss_fn(views[0], views[1], **(extra or {}))
+    return torch.stack([loss_fn(views[a], views[b], **(extra or {})) for a, b in pairs]).mean()
+
+
+@torch.no_grad()
+def online_knn(encoder: torch.nn.Module, domain: Domain, data: dict[str, Any], batch_size: int = 64) -> float:
+    """kNN accuracy of the encoder's features (before the head) on a small labelled bank/query split."""
+    device = next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    try:
+
+        def embed(xs: list[np.ndarray]) -> torch.Tensor:
+            return torch.cat(
+                [
+                    encoder(domain.collate(xs[i : i + batch_size]).to(device))
+                    for i in range(0, len(xs), batch_size)
+                ]
+            )
+
+        return diagnostics.knn_accuracy(
+            embed(list(data["bank_x"])), data["bank_y"], embed(list(data["query_x"])), data["query_y"]
+        )
+    finally:
+        encoder.train(was_training)
+
+
+def _checkpoint_epoch(epoch: int, cfg: PretrainCfg) -> bool:
+    return (epoch + 1) % cfg.checkpoint_every == 0 or epoch == cfg.epochs - 1
 
 
 def build_model(config: dict[str, Any]) -> EncoderWithHead:
@@ -169,6 +264,9 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
     torch.set_num_threads(cfg.threads_per_worker)
     domain = get_domain(config["domain"])
     policy = ViewPolicy(**config["policy"])
+    # views.n_views / small_crops / small_crop_scale; absent: SimCLR's two global views
+    views_cfg = ViewsCfg(**config.get("views", {}))
+    n_global = views_cfg.n_views
     local_batch, steps = int(config["local_batch"]), int(config["steps_per_epoch"])
 
     model = build_model(config)
@@ -184,6 +282,7 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
     loss_fn = (
         None if cfg.loss in domain.objectives() else build_loss(cfg.loss, cfg.temperature, cfg.loss_options)
     )
+    check_views(domain, cfg.loss, loss_fn, views_cfg, policy, xs[0] if xs else None)
     if isinstance(loss_fn, ModelLoss):
         loss_fn.attach(model)
     params = list(model.parameters())
@@ -224,13 +323,18 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
             t_data = time.perf_counter()
             wait += t_data - t_mark
             if objective is None:
-                views = [[domain.augment(x, rng, policy) for x in batch] for _ in range(2)]
-                # one forward over both views: DDP allows a single forward per backward
-                inputs = domain.collate(views[0] + views[1])
+                views = [[domain.augment(x, rng, policy) for x in batch] for _ in range(n_global)]
+                # one forward over all views: DDP allows a single forward per backward
+                inputs = domain.collate([v for view in views for v in view])
+                if views_cfg.small_crops:
+                    # small crops are collated apart (another extent) but still go through the
+                    # same forward: the model encodes each resolution, then heads them together
+                    crops = small_crops(domain, batch, rng, policy, views_cfg)
+                    inputs = [inputs, domain.collate(crops)]
                 h, z = net(inputs)
                 # momentum losses (BYOL, MoCo) run their target network on the same inputs
                 extra = {"inputs": inputs} if getattr(loss_fn, "needs_inputs", False) else {}
-                loss = loss_fn(z[:local_batch], z[local_batch:], **extra)
+                loss = multiview_loss(loss_fn, z, local_batch, n_global, extra)
             else:
                 # a domain objective makes its own views and reads per-step representations
                 v1, v2, ctx = objective.make_views(batch, rng)
@@ -257,7 +361,7 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
                 f"worker {rank} ran {n} steps in epoch {epoch}, expected {steps}: shards are unequal"
             )
         with torch.no_grad():
-            h0, h1 = h[:local_batch].detach(), h[local_batch:].detach()
+            h0, h1 = h[:local_batch].detach(), h[local_batch : 2 * local_batch].detach()
             row = {
                 "epoch": epoch,
                 "loss": float(np.mean(losses)),
@@ -268,6 +372,9 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
                 "step_time_s": (wait + busy) / n,
                 "data_wait_fraction": wait / max(wait + busy, 1e-12),
             }
+        if rank == 0 and config.get("online_knn") and _checkpoint_epoch(epoch, cfg):
+            # solo-learn's online kNN: features of the labelled bank/queries at checkpoint epochs
+            row["online_knn"] = online_knn(model.encoder, domain, config["online_knn"])
         history.append(row)
         live.log(row)
         if row["collapsed"] and rank == 0:
@@ -286,7 +393,7 @@ def _report(row: dict, epoch: int, cfg: PretrainCfg, model, optim, history, rank
     """
     import ray.train
 
-    if (epoch + 1) % cfg.checkpoint_every and epoch != cfg.epochs - 1:
+    if not _checkpoint_epoch(epoch, cfg):
         return
     if rank == 0:
         # rank 0 writes from a fresh temporary directory; the others report metrics only

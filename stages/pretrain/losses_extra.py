@@ -519,10 +519,11 @@ class SwAVLoss(ModelLoss):
     ``softmax(s / temperature)``.  With views ``V = [z0, z1, *crops]``, as the
     reference code::
 
-        loss = 1/2 sum_{c in {0, 1}} 1/(|V| - 1) sum_{v != c} mean_i CE(q_c[i], p_v[i])
+        loss = 1/G sum_{c < G} 1/(|V| - 1) sum_{v != c} mean_i CE(q_c[i], p_v[i])
 
-    so extra (multi-crop) views are only predicted, never used for codes; the
-    pipeline's loop passes two views, ``forward(z0, z1, *crops)`` takes more.
+    where the first ``G = n_global`` views are global (``views.n_views``, 2 by
+    default) and the rest are multi-crop views (``views.small_crops``), only
+    predicted, never used for codes.
     ``n_prototypes`` defaults to 64 for the small data sets here (the paper
     uses 3000 on ImageNet).  Omitted from the paper: the feature queue for
     small batches and freezing the prototypes during the first epoch.
@@ -592,20 +593,29 @@ class SwAVLoss(ModelLoss):
             q /= q.sum(dim=0, keepdim=True) * b
         return (q * b).T
 
-    def forward(self, z0: torch.Tensor, z1: torch.Tensor, *crops: torch.Tensor) -> torch.Tensor:
+    #: the loop passes every view at once (``forward(*global_views, *small_crops, n_global=G)``)
+    multi_view = True
+
+    def forward(
+        self, z0: torch.Tensor, z1: torch.Tensor, *crops: torch.Tensor, n_global: int = 2
+    ) -> torch.Tensor:
+        """``z0, z1, *crops``: the first ``n_global`` are global views (they get codes), the rest are
+        only predicted; every view predicts the code of every other global view."""
         _check_pair(z0, z1)
         for c in crops:
             if c.shape != z0.shape:
                 raise ValueError(f"crops must have the shape of z0 {tuple(z0.shape)}, got {tuple(c.shape)}")
+        if not 2 <= n_global <= 2 + len(crops):
+            raise ValueError(f"n_global must be in [2, {2 + len(crops)}], got {n_global}")
         self.normalize_prototypes()
         scores = [self.scores(v) for v in (z0, z1, *crops)]
         log_p = [torch.log_softmax(s / self.temperature, dim=1) for s in scores]
         loss = scores[0].new_zeros(())
-        for c in (0, 1):
+        for c in range(n_global):
             q = self.sinkhorn(scores[c])
             sub = sum(-(q * log_p[v]).sum(dim=1).mean() for v in range(len(scores)) if v != c)
             loss = loss + sub / (len(scores) - 1)
-        return loss / 2
+        return loss / n_global
 
     def extra_repr(self) -> str:
         return (

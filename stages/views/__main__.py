@@ -51,6 +51,8 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         "policy": policy.name,
         "params": policy.params,
         "n_views": recipe.views.n_views,
+        "small_crops": recipe.views.small_crops,
+        "small_crop_scale": recipe.views.small_crop_scale,
         "seed": recipe.views.seed,
         "mode": "online",
     }

@@ -54,6 +54,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.audio_views
 	$(BIN)/python -m bench.pointcloud_sampling
 	$(BIN)/python -m bench.medical_memory
+	$(BIN)/python -m bench.curation_quality --domain pointcloud
+	$(BIN)/python -m bench.curation_downstream --domains timeseries --epochs 5
+	$(BIN)/python -m bench.curation_downstream --domains pointcloud --near-threshold 0.99 --no-raw-budget
 
 clean:
 	rm -rf data models runs metrics reports

@@ -95,8 +95,20 @@ def hash_split(group: str, test_fraction: float) -> str:
     return "test" if (zlib.crc32(group.encode()) % 10_000) < test_fraction * 10_000 else "train"
 
 
+def confine(path: str, root: str) -> str:
+    """``path`` if it resolves (``..`` and symlinks followed) inside ``root``; else ``ValueError``, so
+    that ingest quarantines the unit instead of reading a file from outside the data root."""
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    if os.path.commonpath([real, real_root]) != real_root:
+        raise ValueError(f"path escapes the data root {root!r}: {path!r} resolves to {real!r}")
+    return path
+
+
 def _file_rows(unit: dict[str, Any]) -> Iterator[Row]:
-    """Rows of one audio file unit ``{path, id, label, split, group, sample_rate, clip_seconds}``."""
+    """Rows of one audio file unit ``{path, id, label, split, group, sample_rate, clip_seconds}``;
+    a unit with a ``root`` (a manifest's folder) may only read files inside it."""
+    if unit.get("root"):
+        confine(unit["path"], unit["root"])
     sr, n = unit["sample_rate"], _clip_samples(unit["sample_rate"], unit["clip_seconds"])
     y = load_audio(unit["path"], sr)
     pieces = clips(y, n)
@@ -220,7 +232,9 @@ def _manifest_units(
     test_fraction: float = 0.2,
 ) -> list[dict[str, Any]]:
     """A CSV with columns ``path`` (relative to the CSV's folder or absolute), ``label``, ``speaker``
-    and optionally ``split``; speakers without a split are assigned by hash (``test_fraction``)."""
+    and optionally ``split``; speakers without a split are assigned by hash (``test_fraction``).
+    Every path must resolve inside the CSV's folder (the data root): one that escapes it (``..``, an
+    absolute path elsewhere, a symlink pointing out) is quarantined at read time, never read."""
     import pandas as pd
 
     path = os.path.abspath(os.path.expanduser(path))
@@ -243,6 +257,7 @@ def _manifest_units(
                 "group": speaker,
                 "sample_rate": sample_rate,
                 "clip_seconds": clip_seconds,
+                "root": base,
                 "meta": {"manifest_row": i},
             }
         )

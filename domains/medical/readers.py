@@ -105,13 +105,28 @@ def _hash_split(key: str, test_fraction: float, seed: int) -> str:
 # ---------------------------------------------------------------- generic volumes
 
 
+def confine(path: str, root: str) -> str:
+    """``path`` if it resolves (``..`` and symlinks followed) inside ``root``; else ``VolumeError``, so
+    that ingest quarantines the unit instead of reading a file from outside the data root."""
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    if os.path.commonpath([real, real_root]) != real_root:
+        raise VolumeError(f"path escapes the data root {root!r}: {path!r} resolves to {real!r}")
+    return path
+
+
 def _volume_rows(unit: dict[str, Any]) -> Iterator[Row]:
     """Random patches of one image (+ optional label map); the label's class at the centre is the
-    row's ``label``, its crop the row's segmentation mask."""
+    row's ``label``, its crop the row's segmentation mask. A unit with a ``root`` (a datalist's base
+    directory) may only read files inside it."""
     opts = {k: unit[k] for k in PATCH_DEFAULTS}
     files = {"image": unit["image"]}
     if unit.get("label"):
         files["label"] = unit["label"]
+    if unit.get("root"):
+        for f in files.values():
+            if not isinstance(f, str):
+                raise VolumeError(f"expected one file path per key, got {f!r}")
+            confine(f, unit["root"])
     vols = load_volumes(files, reader=unit.get("reader"), pixdim=opts["pixdim"])
     raw = vols["image"]
     p = int(opts["patch_size"])
@@ -125,6 +140,11 @@ def _volume_rows(unit: dict[str, Any]) -> Iterator[Row]:
     )
     cand = valid_centres(np.ones(raw.shape[1:], dtype=bool), p) & foreground
     centres = sample_centres(cand, int(opts["patches_per_volume"]), rng, label)
+    if not len(centres) and int(opts["patches_per_volume"]) > 0:  # else the volume would vanish silently
+        raise VolumeError(
+            f"{unit['image']}: no foreground voxel (above the volume's minimum {float(raw.min()):g}) where a "
+            f"{p}^3 patch fits: a constant or empty volume"
+        )
     for i, c in enumerate(centres):
         meta: dict[str, Any] = {"volume": unit["id"], "path": unit["image"], "centre": c.tolist(), "patch": p}
         if label is not None:
@@ -195,12 +215,15 @@ def _datalist_units(
     **opts: Any,
 ) -> list[dict[str, Any]]:
     """The Medical Segmentation Decathlon / MONAI datalist JSON: ``{"training": [{"image", "label"}],
-    "validation": [...], "test": [paths]}``; ``sections`` maps a key to its split."""
+    "validation": [...], "test": [paths]}``; ``sections`` maps a key to its split. Every path must
+    resolve inside ``base_dir`` (default: the JSON's folder), the data root: one that escapes it
+    (``..``, an absolute path elsewhere, a symlink pointing out) is quarantined at read time, never read."""
     from monai.data import load_decathlon_datalist
 
     opts = _patch_opts(opts)
     sections = sections or {"training": "train", "validation": "test", "test": "test"}
     path = os.path.abspath(os.path.expanduser(datalist))
+    root = os.path.abspath(os.path.expanduser(base_dir)) if base_dir else os.path.dirname(path)
     with open(path) as f:
         keys = set(json.load(f))
     units = []
@@ -216,6 +239,7 @@ def _datalist_units(
                     "image": item["image"],
                     "label": item.get("label"),
                     "split": split,
+                    "root": root,
                     **opts,
                 }
             )

@@ -41,7 +41,10 @@ class PointCloudDomain(Domain):
             return f"non-finite coordinates: {bad} of {len(x)} points have NaN/Inf"
         if len(x) < self.min_points:
             return f"too few points: {len(x)} (need >= {self.min_points})"
-        sv = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
+        x64 = x.astype(np.float64)  # float32 overflows for coordinates near its maximum
+        sv = np.linalg.svd(x64 - x64.mean(axis=0), compute_uv=False)
+        if not np.isfinite(sv).all():
+            return "coordinates too large to normalise"
         if sv[0] < 1e-9:
             return "degenerate cloud: all points coincide"
         if sv[1] < 1e-6 * sv[0]:

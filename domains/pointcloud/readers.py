@@ -316,7 +316,10 @@ def _array_units(
     """One unit per ``rows_per_unit`` shapes of each file (ModelNet40 HDF5 files hold 2048)."""
     units = []
     for f in _expand(paths):
-        n = _count_shapes(f)
+        try:
+            n = _count_shapes(f)
+        except Exception:  # unreadable: one unit, which raises again when read and is quarantined
+            n = 1
         for start in range(0, max(n, 1), rows_per_unit):
             units.append(
                 {
@@ -368,6 +371,10 @@ def _read_arrays(unit: dict[str, Any]) -> Iterator[Row]:
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[-1] < 3:
         raise ValueError(f"{path}: expected [shapes, points, >=3] or [points, >=3], got {arr.shape}")
+    if not len(arr):
+        raise ValueError(f"{path}: holds no point sets (shape {arr.shape})")
+    if labels is not None and len(labels) != len(arr):
+        raise ValueError(f"{path}: {len(labels)} labels for {len(arr)} point sets")
     names = None
     if unit.get("shape_names"):
         with open(unit["shape_names"]) as f:
@@ -409,6 +416,10 @@ def _read_parquet(unit: dict[str, Any]) -> Iterator[Row]:
     missing = {"id", "x", "y", "z"} - set(df.columns)
     if missing:
         raise KeyError(f"{unit['path']}: missing column(s) {sorted(missing)}")
+    if not len(df):
+        raise ValueError(f"{unit['path']}: holds no points")
+    if df["id"].isna().any():  # groupby would drop these points silently
+        raise ValueError(f"{unit['path']}: {int(df['id'].isna().sum())} of {len(df)} points have no id")
     for rid, g in df.groupby("id", sort=True):
         pts = subsample(g[["x", "y", "z"]].to_numpy(np.float32), unit["points"])
         first = g.iloc[0]

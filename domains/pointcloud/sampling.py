@@ -102,9 +102,10 @@ def subsample(points: np.ndarray, n: int) -> np.ndarray:
 
 def normalise_unit_sphere(points: np.ndarray) -> np.ndarray:
     """Centre on the centroid and scale so the farthest point lies on the unit sphere (PointNet)."""
-    points = np.asarray(points, dtype=np.float32)
+    # float64: coordinates near float32's maximum (found by fuzzing) overflow a float32 centroid
+    points = np.asarray(points, dtype=np.float64)
     if not len(points):
-        return points
+        return points.astype(np.float32)
     centred = points - points.mean(axis=0, keepdims=True)
     radius = float(np.sqrt((centred**2).sum(axis=1)).max())
     return (centred / radius if radius > 1e-12 else centred).astype(np.float32)

@@ -189,9 +189,7 @@ def _read_tsv(unit: dict[str, Any]) -> Iterator[Row]:
         raise ValueError(f"{path}: expected a label column and at least one value column")
     # Labels stay text: as numbers, "-1" vs "1" survive but "01" or a NaN-promoted "1.0" would not.
     # UCR files never quote: a stray '"' in a cell must not swallow the following lines into one field.
-    df = pd.read_csv(
-        path, sep="\t", header=None, names=range(width), dtype={0: str}, quoting=csv.QUOTE_NONE
-    )
+    df = pd.read_csv(path, sep="\t", header=None, names=range(width), dtype={0: str}, quoting=csv.QUOTE_NONE)
     values = df.iloc[:, 1:].to_numpy(dtype=np.float64)
     for i, (label, v) in enumerate(zip(df[0].tolist(), values, strict=True)):
         rid = f"{name}/{split}/{i:05d}"

@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 from typing import Any
 
+import numpy as np
 from ray.data import SaveMode
 from ray.data.datasource import FilenameProvider
 
@@ -45,9 +46,14 @@ def read_unit(record: dict[str, Any], domain_name: str, source_name: str) -> lis
         reason = f"unreadable: {type(e).__name__}: {e}".splitlines()[0][:500]
         return [{"id": f"unit:{record['unit']}", "reason": reason, "row": None}]
     for row in rows:
-        reason = domain.validate(row)
-        if reason is None:
-            row = {**row, "x": domain.normalise(row["x"])}
+        try:
+            reason = domain.validate(row)
+            if reason is None:
+                row = {**row, "x": domain.normalise(row["x"])}
+                if not np.isfinite(row["x"]).all():  # normalisation must never invent NaN/Inf
+                    reason = "normalisation produced non-finite values"
+        except Exception as e:  # a row that breaks validation is quarantined like an unreadable one
+            reason = f"invalid: {type(e).__name__}: {e}".splitlines()[0][:500]
         out.append(
             {"id": str(row["id"]), "reason": reason, "row": encode_row(row) if reason is None else None}
         )

@@ -105,3 +105,26 @@ def copy_project(dest: Path) -> Path:
             shutil.copy(src, target)
     (dest / ".gitignore").write_text("/data/\n/models/\n/runs/\n/metrics/\n/reports/\n")
     return dest
+
+
+def missing_dvc_outputs(proj: Path, recipe: str) -> list[str]:
+    """Paths dvc.yaml declares (outs, metrics, plots) for ``recipe`` that a run did not write.
+
+    ``pipelines.run`` runs the same stages without DVC; DVC fails a stage whose declared output is
+    missing, so a recipe run end to end must leave every one of them (``configure`` aside: DVC-only).
+    """
+    import yaml
+
+    stages = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]
+    missing = []
+    for name, stage in stages.items():
+        if name == "configure":
+            continue
+        body = stage.get("do", stage)
+        for key in ("outs", "metrics", "plots"):
+            for entry in body.get(key, []):
+                path = next(iter(entry)) if isinstance(entry, dict) else entry
+                path = path.replace("${key}", recipe)
+                if not (proj / path).exists():
+                    missing.append(f"{name}: {path}")
+    return missing

@@ -33,7 +33,7 @@ from stages.common.encoders import (
 )
 from stages.common.labelled import Labelled, load_labelled
 from stages.common.splits import group_split, stratified_fraction
-from stages.common.storage import join, read_bytes, write_bytes, write_json
+from stages.common.storage import atomic_dir, join, read_bytes, write_bytes, write_json
 from stages.finetune.core_tuning import core_loss
 
 INITS = ("pretrained", "random_init")
@@ -212,6 +212,11 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     if "classification" not in get_domain(recipe.domain).tasks:
         # e.g. RL state encoders: their supervised baseline lives in the domain's own evaluation.
         print(f"finetune: domain {recipe.domain!r} has no classification task; nothing to fine-tune")
+        # DVC still expects the stage's declared output: an explicit, empty result, never a missing one
+        with atomic_dir(join(dirs.models, "finetuned")) as tmp:
+            write_json(
+                join(tmp, "skipped.json"), {"reason": f"domain {recipe.domain!r} has no classification task"}
+            )
         write_json(join(dirs.metrics, "finetune.json"), {})
         write_json(join(dirs.metrics, "label_efficiency.json"), [])
         return

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, copy_project
+from tests.conftest import BIN, copy_project, missing_dvc_outputs
 
 pytestmark = pytest.mark.e2e
 RECIPE = "rl-cartpole"
@@ -44,3 +44,5 @@ def test_tiny_recipe_collects_pretrains_and_probes_state(tmp_path: Path, ray_add
     report = (proj / f"reports/{RECIPE}/report.md").read_text()
     assert "State probe" in report and "theta_dot" in report
     assert (proj / f"models/{RECIPE}/pretrained/encoder.safetensors").exists()
+    # fine-tuning has nothing to do for RL, but DVC still needs every declared output
+    assert not missing_dvc_outputs(proj, RECIPE)

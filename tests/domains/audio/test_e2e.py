@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from domains.audio.readers import asterisk_voices
-from tests.conftest import BIN, copy_project
+from tests.conftest import BIN, copy_project, missing_dvc_outputs
 
 pytestmark = [
     pytest.mark.e2e,
@@ -34,6 +34,8 @@ def test_tiny_recipe_pretrains_and_reports_on_real_speakers(tmp_path: Path, ray_
         timeout=600,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    # every output dvc.yaml declares for the recipe, or `dvc repro` would fail where this passes
+    assert not missing_dvc_outputs(proj, RECIPE)
 
     ingest = json.loads((proj / f"metrics/{RECIPE}/ingest.json").read_text())
     assert ingest["rows"] == 40 + 60 and ingest["rejected"] == 0  # 2 languages x 2 voices x 10 + Asterisk

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import BIN, copy_project
+from tests.conftest import BIN, copy_project, missing_dvc_outputs
 
 pytestmark = pytest.mark.e2e
 RECIPE = "medical-brainpatches"
@@ -29,6 +29,8 @@ def test_tiny_recipe_probes_dice_and_spatial_hold_out(tmp_path: Path, ray_addres
         timeout=900,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    # every output dvc.yaml declares for the recipe, or `dvc repro` would fail where this passes
+    assert not missing_dvc_outputs(proj, RECIPE)
     ev = json.loads((proj / f"metrics/{RECIPE}/evaluate.json").read_text())
     for enc in ("pretrained", "random_init"):
         assert 0.0 <= ev[enc]["linear"] <= 1.0 and 0.0 <= ev[enc]["knn"] <= 1.0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from domains.pointcloud.readers import SH3D_DIR
-from tests.conftest import BIN, copy_project
+from tests.conftest import BIN, copy_project, missing_dvc_outputs
 
 pytestmark = [
     pytest.mark.e2e,
@@ -37,6 +37,8 @@ def test_tiny_recipe_samples_pretrains_and_reports_the_modelnet_protocol(
         timeout=1500,  # minutes on an idle 2-core machine; generous for a shared, loaded one
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    # every output dvc.yaml declares for the recipe, or `dvc repro` would fail where this passes
+    assert not missing_dvc_outputs(proj, RECIPE)
 
     ingest = json.loads((proj / f"metrics/{RECIPE}/ingest.json").read_text())
     assert ingest["rows"] + ingest["rejected"] == 13 * 6  # tiny: 6 models of each of the 13 classes

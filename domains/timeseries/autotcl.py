@@ -136,7 +136,7 @@ class AutoTCLObjective(nn.Module):
         reg_weight: float = 1.0,
         smooth_weight: float = 0.1,
         adv_weight: float = 1.0,
-        temperature: float = 2.0 / 3.0,
+        gate_temperature: float = 2.0 / 3.0,
         aug_hidden_dim: int = 16,
         aug_depth: int = 2,
     ) -> None:
@@ -144,7 +144,7 @@ class AutoTCLObjective(nn.Module):
         self.alpha, self.max_train_length = alpha, max_train_length
         self.noise_std, self.keep_ratio = noise_std, keep_ratio
         self.reg_weight, self.smooth_weight, self.adv_weight = reg_weight, smooth_weight, adv_weight
-        self.temperature = temperature
+        self.gate_temperature = gate_temperature
         self.aug_hidden_dim, self.aug_depth = aug_hidden_dim, aug_depth
         self.augmenter: Augmenter | None = None
         # The bound encoder lives in a tuple so that nn.Module does not register it as a child: the
@@ -166,7 +166,7 @@ class AutoTCLObjective(nn.Module):
         (noise-free) gate in eval mode."""
         if self.training:
             s = RelaxedBernoulli(
-                torch.tensor(self.temperature, device=logits.device), logits=logits
+                torch.tensor(self.gate_temperature, device=logits.device), logits=logits
             ).rsample()
         else:
             s = torch.sigmoid(logits)

@@ -106,7 +106,7 @@ def _check_domain(recipe: Recipe, source: Path) -> None:
         domain = get_domain(recipe.domain)
     except KeyError as e:
         raise ConfigError(f"{source}: domain: {e.args[0]}") from None
-    from stages.pretrain.losses import LossOptionError, check_loss_options, list_losses
+    from stages.pretrain.losses import LossOptionError, check_loss_options, check_options, list_losses
 
     losses = sorted(set(list_losses()) | set(domain.objectives()))
     if recipe.pretrain.loss not in losses:
@@ -121,19 +121,16 @@ def _check_domain(recipe: Recipe, source: Path) -> None:
             f"{source}: pretrain.loss: 'supcon' needs labels, which pretraining never sees; use "
             "'ntxent' (its label-free form) or SupConLoss with labels from your own loop"
         )
-    options = recipe.pretrain.loss_options
-    if recipe.pretrain.loss in domain.objectives():
-        if options:
-            raise ConfigError(
-                f"{source}: pretrain.loss_options.{next(iter(options))}: the domain objective "
-                f"{recipe.pretrain.loss!r} takes no options"
-            )
-    else:
-        try:
-            check_loss_options(recipe.pretrain.loss, options)
-        except LossOptionError as e:
-            key = f"pretrain.loss_options.{e.key}" if e.key else "pretrain.loss_options"
-            raise ConfigError(f"{source}: {key}: {e}") from None
+    options, name = recipe.pretrain.loss_options, recipe.pretrain.loss
+    objective = domain.objectives().get(name)
+    try:
+        if objective is not None:  # a domain objective's options are its constructor's arguments
+            check_options(objective, options, f"the {recipe.domain} objective {name!r}")
+        else:
+            check_loss_options(name, options)
+    except LossOptionError as e:
+        key = f"pretrain.loss_options.{e.key}" if e.key else "pretrain.loss_options"
+        raise ConfigError(f"{source}: {key}: {e}") from None
     if recipe.data.source not in domain.sources:
         known = ", ".join(sorted(domain.sources))
         raise ConfigError(

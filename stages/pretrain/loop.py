@@ -137,7 +137,7 @@ def build_model(config: dict[str, Any]) -> EncoderWithHead:
     head_cfg = HeadCfg(**config["pretrain"]["head"])
     objective = domain.objectives().get(config["pretrain"]["loss"])
     if objective is not None:
-        obj = objective()
+        obj = objective(**config["pretrain"]["loss_options"])
         if isinstance(obj, torch.nn.Module):
             # An objective with parameters (CURL's bilinear W, an EMA target) is the model's head, so
             # the optimiser, DDP and checkpoints cover it; bind() sizes it for the encoder.
@@ -301,7 +301,7 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
     objective = domain.objectives().get(cfg.loss)
     if objective is not None:
         own = isinstance(objective, type) and isinstance(model.head, objective)
-        objective = model.head if own else objective()
+        objective = model.head if own else objective(**cfg.loss_options)
     if loss_fn is not None:
         loss_fn.to(next(model.parameters()).device)  # prepare_model may have moved the model
     live = _Live(config.get("live_dir") if rank == 0 else None, history)

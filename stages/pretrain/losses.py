@@ -52,6 +52,7 @@ __all__ = [
     "NTXentLoss",
     "build_loss",
     "check_loss_options",
+    "check_options",
     "get_loss",
     "list_losses",
     "loss_option_names",
@@ -115,9 +116,14 @@ def _parameters(cls: type[nn.Module]) -> dict[str, inspect.Parameter]:
     }
 
 
+def option_names(cls: type) -> list[str]:
+    """The recipe options (``pretrain.loss_options`` keys) the loss or objective class accepts."""
+    return sorted(k for k in _parameters(cls) if k not in _RESERVED)
+
+
 def loss_option_names(name: str) -> list[str]:
     """The recipe options (``pretrain.loss_options`` keys) the loss ``name`` accepts."""
-    return sorted(k for k in _parameters(_loss_class(name)) if k not in _RESERVED)
+    return option_names(_loss_class(name))
 
 
 class LossOptionError(ValueError):
@@ -134,15 +140,20 @@ def check_loss_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     Returns the options coerced to the annotated types. Raises :class:`LossOptionError` naming the
     first unknown or ill-typed key, or (key ``""``) when the loss rejects the values as a whole.
     """
-    cls = _loss_class(name)
+    return check_options(_loss_class(name), options, f"loss {name!r}")
+
+
+def check_options(cls: type, options: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """:func:`check_loss_options` for any class: a registry loss or a domain objective (``what``
+    names it in the messages)."""
     params = _parameters(cls)
     hints = typing.get_type_hints(cls.__init__)
     for key in options:
         if key in _RESERVED:
             raise LossOptionError(key, _RESERVED[key])
         if key not in params:
-            known = ", ".join(loss_option_names(name)) or "none"
-            raise LossOptionError(key, f"unknown option for loss {name!r} (known: {known})")
+            known = ", ".join(option_names(cls)) or "none"
+            raise LossOptionError(key, f"unknown option for {what} (known: {known})")
     fields = {k: (hints.get(k, Any), p.default) for k, p in params.items() if k in options}
     model = create_model(f"{cls.__name__}Options", __config__=ConfigDict(extra="forbid"), **fields)
     try:

@@ -123,3 +123,40 @@ def test_momentum_loss_state_survives_a_checkpoint(tmp_path: Path) -> None:
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
+
+
+def test_domain_objective_options_reach_the_objective() -> None:
+    """pretrain.loss_options configure a domain objective (here AutoTCL) like a registry loss."""
+    recipe = _load(
+        "pretrain.loss=autotcl",
+        "pretrain.loss_options.keep_ratio=0.5",
+        "pretrain.loss_options.aug_depth=3",
+        "pretrain.loss_options.max_train_length=null",
+    )
+    config = {
+        "domain": recipe.domain,
+        "encoder": {**recipe.encoder, "in_channels": 1},
+        "pretrain": recipe.pretrain.model_dump(),
+    }
+    head = build_model(config).head
+    assert (type(head).__name__, head.keep_ratio, head.aug_depth, head.max_train_length) == (
+        "AutoTCLObjective",
+        0.5,
+        3,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["pretrain.loss=autotcl", "pretrain.loss_options.keep=0.5"], "pretrain.loss_options.keep"),
+        (["pretrain.loss=autotcl", "pretrain.loss_options.aug_depth=deep"], "pretrain.loss_options.aug_depth"),
+        (["pretrain.loss=ts2vec", "pretrain.loss_options.temperature=0.5"], "pretrain.loss_options.temperature"),
+    ],
+)
+def test_bad_objective_option_is_one_line_naming_the_key(overrides: list[str], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        _load(*overrides)
+    msg = str(err.value)
+    assert f": {key}" in msg and "\n" not in msg

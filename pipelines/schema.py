@@ -206,6 +206,7 @@ class PathsCfg(Section):
     models: str = "models"
     metrics: str = "metrics"
     runs: str = "runs"
+    reports: str = "reports"
 
 
 class Recipe(Section):

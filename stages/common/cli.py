@@ -21,11 +21,12 @@ class Dirs:
     models: str
     metrics: str
     runs: str
+    reports: str
 
     @classmethod
     def of(cls, recipe: Recipe) -> Dirs:
         p = recipe.paths
-        return cls(*(join(_absolute(root), recipe.name) for root in (p.data, p.models, p.metrics, p.runs)))
+        return cls(*(join(_absolute(root), recipe.name) for root in (p.data, p.models, p.metrics, p.runs, p.reports)))
 
 
 def _absolute(root: str) -> str:

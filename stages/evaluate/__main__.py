@@ -1,4 +1,4 @@
-"""Evaluate: encoders → ``metrics/<recipe>/evaluate.json`` + ``reports/<recipe>/report.md``.
+"""Evaluate: encoders → ``metrics/<recipe>/evaluate.json`` + ``reports/<recipe>/report.md`` (``paths.*``).
 
 Frozen-feature probes (TS2Vec's RBF-SVM with grid-searched C, a linear probe, kNN) on the
 pretrained encoder and on a random-init encoder of the same architecture, beside the supervised
@@ -139,7 +139,7 @@ def write_report(
     feats: dict[str, tuple[np.ndarray, np.ndarray]],
     extra: DomainResult | None,
 ) -> None:
-    out = join("reports", recipe.name)
+    out = dirs.reports
     figures = []
     y = data.test.y if data is not None else np.zeros(0)
     n = min(recipe.evaluate.embedding_map_points, len(y))

@@ -77,3 +77,14 @@ def test_stage_configs_isolate_parameters() -> None:
     b = stage_configs(load_recipe(recipe, REPO / "params.yaml", ["pretrain.temperature=0.7"]))
     changed = {s for s in a if a[s] != b[s]}
     assert changed == {"pretrain"}
+
+
+def test_paths_place_every_output_root_reports_included(tmp_path: Path) -> None:
+    from stages.common.cli import Dirs
+
+    roots = ("data", "models", "metrics", "runs", "reports")
+    sets = [f"paths.{k}={tmp_path / ('out-' + k)}" for k in roots]
+    recipe = load_recipe(REPO / "pipelines" / "timeseries-gunpoint.yaml", REPO / "params.yaml", sets)
+    dirs = Dirs.of(recipe)
+    for k in roots:
+        assert getattr(dirs, k) == str(tmp_path / f"out-{k}" / "timeseries-gunpoint")

@@ -32,8 +32,7 @@ def _rows() -> list[dict]:
 
 
 @pytest.fixture
-def workspace(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
-    monkeypatch.chdir(tmp_path)  # the report is written under ./reports/<recipe>
+def workspace(tmp_path):  # noqa: ANN001, ANN201
     torch.set_num_threads(1)
     recipe = Recipe(
         name="heads",
@@ -43,7 +42,7 @@ def workspace(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
         finetune=FinetuneCfg(fractions=[1.0]),
         evaluate=EvaluateCfg(probes=["linear", "knn"], embedding_map_points=0, head_features=True),
     )
-    dirs = Dirs(*(str(tmp_path / d) for d in ("data", "models", "metrics", "runs")))
+    dirs = Dirs(*(str(tmp_path / d) for d in ("data", "models", "metrics", "runs", "reports")))
     write_table(join(dirs.data, "curated", "part-0.parquet"), rows_to_table(_rows()))
     torch.manual_seed(1)
     enc = build_encoder("timeseries", TINY_ENCODER)
@@ -70,7 +69,7 @@ def test_head_features_add_rows_to_metrics_and_report(workspace) -> None:  # noq
     for name in ("pretrained", "pretrained_head", "random_init", "random_init_head"):
         assert set(metrics[name]) == {"linear", "knn"}, name
         assert all(0.0 <= v <= 1.0 for v in metrics[name].values())
-    report = (root / "reports" / "heads" / "report.md").read_text()
+    report = (root / "reports" / "report.md").read_text()  # under dirs.reports (paths.reports)
     for name in ("pretrained_head", "random_init_head"):
         assert f"| {name} |" in report
 

@@ -197,3 +197,40 @@ def test_interrupted_dvc_repro_finishes_on_the_next_run(
     assert (proj / f"models/{RECIPE}/finetuned").is_dir()
     pre = json.loads((proj / f"metrics/{RECIPE}/pretrain.json").read_text())
     assert pre["epochs"] == 30
+
+
+def test_dvc_experiment_varies_a_recipe_key_and_diffs_its_metrics(project: tuple[Path, dict, str]) -> None:
+    """The README's experiment workflow: `dvc exp run -S <recipe>:key=value` reruns what the key
+    feeds, and `dvc exp show` / `dvc params diff` / `dvc metrics diff` compare it with the commit."""
+    proj, env, _ = project
+    dvc = str(BIN / "dvc")
+    env = {
+        **env,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    gitignore = proj / ".gitignore"  # git tracks metrics/, as in the repository itself
+    gitignore.write_text(gitignore.read_text().replace("/metrics/\n", ""))
+    _run(["git", "add", "-A"], proj, env)
+    _run(["git", "commit", "-qm", "baseline"], proj, env)
+    before = json.loads((proj / f"metrics/{RECIPE}/pretrain.json").read_text())
+
+    log = _run(
+        [dvc, "exp", "run", "-n", "t025", "-S", f"pipelines/{RECIPE}.yaml:pretrain.temperature=0.25"],
+        proj,
+        env,
+        timeout=900,
+    )
+    assert _ran(log) == {"configure", "pretrain", "finetune", "evaluate"}
+    assert "t025" in _run([dvc, "exp", "show", "--csv"], proj, env)
+    params = json.loads(_run([dvc, "params", "diff", "--json"], proj, env))
+    change = params[f"pipelines/{RECIPE}.yaml"]["pretrain.temperature"]
+    assert (change["old"], change["new"]) == (0.5, 0.25)
+    diff = json.loads(_run([dvc, "metrics", "diff", "--json"], proj, env))
+    pre = diff[f"metrics/{RECIPE}/pretrain.json"]["final_loss"]
+    assert pre["old"] == before["final_loss"] and pre["new"] != pre["old"]
+    assert f"metrics/{RECIPE}/evaluate.json" in json.dumps(
+        json.loads(_run([dvc, "metrics", "show", "--json"], proj, env))
+    )

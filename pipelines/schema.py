@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -106,8 +106,21 @@ class ViewsCfg(Section):
     small_crops: int = Field(0, ge=0, le=16)
     #: a small crop's extent as a fraction of the sample's (time series: of its length)
     small_crop_scale: float = Field(0.3, gt=0.0, le=1.0)
+    #: 0: views are made online in the pretraining workers; K > 0: the views stage materialises K
+    #: augmented views of every training row once (in parallel, with Ray Data) and pretraining draws
+    #: n_views distinct ones of them per step: for augmentations too costly to repeat every epoch
+    materialize: int = Field(0, ge=0, le=256)
     preview_pairs: int = Field(4, ge=1, le=32)
     seed: int = 0
+
+    @field_validator("materialize")
+    @classmethod
+    def _bank_holds_the_views(cls, k: int, info: ValidationInfo) -> int:
+        if k and k < info.data.get("n_views", 2):
+            raise ValueError(f"{k} views per row cannot give n_views={info.data['n_views']}")
+        if k and info.data.get("small_crops"):
+            raise ValueError("small crops are cut online from the sample; use views.small_crops=0")
+        return k
 
 
 class HeadCfg(Section):

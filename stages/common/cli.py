@@ -26,7 +26,9 @@ class Dirs:
     @classmethod
     def of(cls, recipe: Recipe) -> Dirs:
         p = recipe.paths
-        return cls(*(join(_absolute(root), recipe.name) for root in (p.data, p.models, p.metrics, p.runs, p.reports)))
+        return cls(
+            *(join(_absolute(root), recipe.name) for root in (p.data, p.models, p.metrics, p.runs, p.reports))
+        )
 
 
 def _absolute(root: str) -> str:

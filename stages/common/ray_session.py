@@ -43,3 +43,15 @@ def init_ray(cfg: RayCfg) -> None:
     )
     # Ray Data's progress bars drown the stage's own output in DVC logs.
     ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def shard_names():  # noqa: ANN201 - a ray.data FilenameProvider (imported lazily)
+    """Deterministic Parquet names for ``Dataset.write_parquet``: identical inputs give identical
+    outputs, so DVC's hash of a stage's output only changes when its content does."""
+    from ray.data.datasource import FilenameProvider
+
+    class ShardNames(FilenameProvider):
+        def get_filename_for_block(self, block, write_uuid: str, task_index: int, block_index: int) -> str:  # noqa: ANN001
+            return f"part-{task_index:05d}-{block_index:05d}.parquet"
+
+    return ShardNames()

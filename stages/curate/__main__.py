@@ -129,17 +129,9 @@ def _write_records(recipe: Recipe, dirs: Dirs, d: Decisions, n: int, by_split: d
 
 def _run_ray(recipe: Recipe, dirs: Dirs, files: list[str]) -> tuple[Decisions, dict[str, int]]:
     import ray
-    from ray.data.datasource import FilenameProvider
 
-    from stages.common.ray_session import init_ray
+    from stages.common.ray_session import init_ray, shard_names
     from stages.curate.distributed import decide_ray
-
-    class ShardNames(FilenameProvider):
-        # deterministic names: identical inputs give identical outputs (and DVC hashes)
-        def get_filename_for_block(
-            self, block: Any, write_uuid: str, task_index: int, block_index: int
-        ) -> str:
-            return f"part-{task_index:05d}-{block_index:05d}.parquet"
 
     init_ray(recipe.ray)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
@@ -154,7 +146,7 @@ def _run_ray(recipe: Recipe, dirs: Dirs, files: list[str]) -> tuple[Decisions, d
     total = sum(by_split.values()) + len(d.removed)
     _check(recipe, d, total)
     with atomic_dir(join(dirs.data, "curated")) as tmp:
-        kept.write_parquet(tmp, filename_provider=ShardNames())
+        kept.write_parquet(tmp, filename_provider=shard_names())
         _write_report(recipe, d, total, dict(by_split), tmp)
     return d, dict(by_split)
 

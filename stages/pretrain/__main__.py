@@ -26,6 +26,7 @@ from stages.common.rows import table_to_rows
 from stages.common.storage import join, read_json, read_table, write_json
 from stages.pretrain.loop import check_views, load_checkpoint_model, train_loop_per_worker
 from stages.pretrain.losses import build_loss
+from stages.views.bank import BANK_DIR
 
 
 def job_config(recipe: Recipe, dirs: Dirs, rows: list[dict], world: int) -> dict[str, Any]:
@@ -47,6 +48,7 @@ def job_config(recipe: Recipe, dirs: Dirs, rows: list[dict], world: int) -> dict
         "n_views": plan.get("n_views", recipe.views.n_views),
         "small_crops": plan.get("small_crops", recipe.views.small_crops),
         "small_crop_scale": plan.get("small_crop_scale", recipe.views.small_crop_scale),
+        "materialize": plan.get("bank_size", 0) if plan.get("mode") == "materialized" else 0,
     }
     loss_fn = (
         None if cfg.loss in domain.objectives() else build_loss(cfg.loss, cfg.temperature, cfg.loss_options)
@@ -141,12 +143,18 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     # Only the unlabeled training rows reach the trainer: test rows never inform pretraining.
     # A column expression, not a Python lambda: Arrow evaluates it per batch, which reads the
     # medical demo's 900 volumes in 3 s instead of 10 s.
-    ds = (
-        ray.data.read_parquet(curated, file_extensions=["parquet"], columns=["x", "shape", "split"])
-        .filter(expr=col("split") != "test")
-        .select_columns(["x", "shape"])
-        .materialize()
-    )
+    if config["views"]["materialize"]:  # the views stage's bank of training rows' views
+        bank = join(dirs.data, "views", BANK_DIR)
+        ds = ray.data.read_parquet(
+            bank, file_extensions=["parquet"], columns=["views", "shapes"]
+        ).materialize()
+    else:
+        ds = (
+            ray.data.read_parquet(curated, file_extensions=["parquet"], columns=["x", "shape", "split"])
+            .filter(expr=col("split") != "test")
+            .select_columns(["x", "shape"])
+            .materialize()
+        )
     storage = join(dirs.runs) if "://" in dirs.runs else os.path.abspath(dirs.runs)
     # small (a few hundred rows) and only a diagnostic, so it travels in the worker config; the run
     # name already covers the rows it is drawn from

@@ -27,6 +27,7 @@ from stages.common.rows import decode_x
 from stages.pretrain import diagnostics
 from stages.pretrain.heads import EncoderWithHead, build_head
 from stages.pretrain.losses import ModelLoss, build_loss, sync_loss_gradients
+from stages.views.bank import decode_bank, draw_views
 
 CKPT_MODEL = "model.safetensors"
 CKPT_OPTIM = "optimizer.pt"
@@ -49,6 +50,11 @@ def check_views(
     all views at once); domain objectives make their own two views and momentum losses run their
     target on exactly two. With a ``sample``, also checks that the domain has the small-crop hook.
     """
+    if views.materialize and loss_fn is None:
+        raise ValueError(
+            f"views.materialize={views.materialize}: the domain objective {loss_name!r} makes its own "
+            "views (use views.materialize=0)"
+        )
     if views.n_views == 2 and views.small_crops == 0:
         return
     key = "views.n_views" if views.n_views != 2 else "views.small_crops"
@@ -170,9 +176,9 @@ class ShardReader:
         xs: list[np.ndarray] = []
         size = 0
         for batch in self.shard.iter_batches(batch_size=1024, batch_format="numpy"):
-            for x, shape in zip(batch["x"], batch["shape"], strict=True):
-                xs.append(decode_x(x, shape))
-                size += xs[-1].nbytes
+            for x in _decode(batch):
+                xs.append(x)
+                size += sum(v.nbytes for v in x) if isinstance(x, list) else x.nbytes
             if size > self.cache_bytes:
                 return None
         return xs
@@ -191,7 +197,15 @@ class ShardReader:
             local_shuffle_buffer_size=max(4 * self.local_batch, 256),
             local_shuffle_seed=seed + epoch,
         ):
-            yield [decode_x(x, s) for x, s in zip(batch["x"], batch["shape"], strict=True)]
+            yield _decode(batch)
+
+
+def _decode(batch: dict[str, np.ndarray]) -> list:
+    """A numpy batch of the training dataset as samples: arrays, or banks (lists of views) when
+    the views were materialised."""
+    if "views" in batch:
+        return [decode_bank(v, s) for v, s in zip(batch["views"], batch["shapes"], strict=True)]
+    return [decode_x(x, s) for x, s in zip(batch["x"], batch["shape"], strict=True)]
 
 
 def _list_batches(
@@ -323,7 +337,11 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
             t_data = time.perf_counter()
             wait += t_data - t_mark
             if objective is None:
-                views = [[domain.augment(x, rng, policy) for x in batch] for _ in range(n_global)]
+                views = (
+                    draw_views(batch, n_global, rng)  # each row is its bank of materialised views
+                    if views_cfg.materialize
+                    else [[domain.augment(x, rng, policy) for x in batch] for _ in range(n_global)]
+                )
                 # one forward over all views: DDP allows a single forward per backward
                 inputs = domain.collate([v for view in views for v in view])
                 if views_cfg.small_crops:

@@ -1,7 +1,8 @@
-"""Views: ``curated/`` → ``views/plan.json`` (the online view plan) + ``views/preview.png``.
+"""Views: ``curated/`` → ``views/plan.json`` (the view plan) + ``views/preview.png``, and with
+``views.materialize: K`` the bank of K views per training row (``views/bank/``, see ``bank.py``).
 
-Augmentations here are cheap, so views are generated online in the pretraining workers from this
-plan; the plan pins the policy, its resolved steps and the seed so a run is reproducible.
+By default views are generated online in the pretraining workers from this plan (cheap
+augmentations); the plan pins the policy, its resolved steps and the seed so a run is reproducible.
 """
 
 from __future__ import annotations
@@ -54,13 +55,31 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         "small_crops": recipe.views.small_crops,
         "small_crop_scale": recipe.views.small_crop_scale,
         "seed": recipe.views.seed,
-        "mode": "online",
+        "mode": "materialized" if recipe.views.materialize else "online",
+        "bank_size": recipe.views.materialize,
     }
     with atomic_dir(join(dirs.data, "views")) as tmp:
+        if recipe.views.materialize:
+            from stages.common.ray_session import init_ray
+            from stages.views.bank import BANK_DIR, materialize
+
+            init_ray(recipe.ray)
+            plan["bank"] = materialize(
+                join(dirs.data, "curated"),
+                join(tmp, BANK_DIR),
+                recipe.domain,
+                policy,
+                recipe.views.materialize,
+                recipe.views.seed,
+            )
+            b = plan["bank"]
+            print(
+                f"views: materialised {b['views']} views of {b['rows']} rows in {b['seconds']} s ({b['views_per_s']}/s)"
+            )
         write_json(join(tmp, "plan.json"), plan)
         write_bytes(join(tmp, "preview.png"), preview_png(samples))
     print(
-        f"views: online plan '{policy.name}' with {recipe.views.n_views} views; preview of {len(samples)} rows"
+        f"views: {plan['mode']} plan '{policy.name}' with {recipe.views.n_views} views; preview of {len(samples)} rows"
     )
 
 

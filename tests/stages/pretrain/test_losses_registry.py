@@ -151,8 +151,14 @@ def test_domain_objective_options_reach_the_objective() -> None:
     ("overrides", "key"),
     [
         (["pretrain.loss=autotcl", "pretrain.loss_options.keep=0.5"], "pretrain.loss_options.keep"),
-        (["pretrain.loss=autotcl", "pretrain.loss_options.aug_depth=deep"], "pretrain.loss_options.aug_depth"),
-        (["pretrain.loss=ts2vec", "pretrain.loss_options.temperature=0.5"], "pretrain.loss_options.temperature"),
+        (
+            ["pretrain.loss=autotcl", "pretrain.loss_options.aug_depth=deep"],
+            "pretrain.loss_options.aug_depth",
+        ),
+        (
+            ["pretrain.loss=ts2vec", "pretrain.loss_options.temperature=0.5"],
+            "pretrain.loss_options.temperature",
+        ),
     ],
 )
 def test_bad_objective_option_is_one_line_naming_the_key(overrides: list[str], key: str) -> None:

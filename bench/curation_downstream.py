@@ -45,13 +45,14 @@ import numpy as np
 import torch
 
 from domains import get_domain
+from domains.base import is_test, is_train
 from domains.pointcloud.tasks import knn_accuracy, linear_svm_accuracy
 from pipelines.run import run_recipe
-from pipelines.schema import Recipe
 from stages.common.cli import Dirs
 from stages.common.config import load_recipe
 from stages.common.encoders import embed
 from stages.common.rows import table_to_rows
+from stages.common.schema import Recipe
 from stages.common.storage import join, read_json, read_table
 from stages.curate.rules import decide
 from stages.evaluate.probes import evaluate_probes
@@ -123,7 +124,7 @@ def load_rows(recipe: Recipe) -> tuple[list[Row], list[Row], dict]:
         run_recipe(recipe, ("ingest", "curate", "views"))
     rows = [r for r in table_to_rows(read_table(join(dirs.data, "curated"))) if r.get("label") is not None]
     plan = read_json(join(dirs.data, "views", "plan.json"))
-    return [r for r in rows if r.get("split") != "test"], [r for r in rows if r.get("split") == "test"], plan
+    return [r for r in rows if is_train(r)], [r for r in rows if is_test(r)], plan
 
 
 def trim(domain_name: str, rows: list[Row], points: int | None) -> list[Row]:

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stages.pretrain.heads import EncoderWithHead
-from stages.pretrain.losses import ModelLoss, build_loss, list_losses
+from stages.common.heads import EncoderWithHead
+from stages.common.losses import ModelLoss, build_loss, list_losses
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -22,9 +22,9 @@ import torch
 
 from domains import get_domain
 from domains.timeseries.readers import read_source
-from pipelines.schema import PretrainCfg, RayCfg
 from stages.common.ray_session import init_ray
 from stages.common.rows import encode_row
+from stages.common.schema import PretrainCfg, RayCfg
 from stages.pretrain.__main__ import make_trainer
 from stages.pretrain.loop import load_checkpoint_model, run_in_process
 

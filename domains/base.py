@@ -23,6 +23,19 @@ from torch import nn
 
 Row = dict[str, Any]
 ROW_KEYS = ("id", "x", "label", "split", "group", "meta")
+TEST_SPLIT = "test"
+
+
+# The one split rule every stage uses: a row is a test row only when its split says "test".
+# A row with no split (unlabeled data, a user's own folder) is a training row.
+def is_test(row: Row) -> bool:
+    """True when ``row`` belongs to the held-out test split."""
+    return row.get("split") == TEST_SPLIT
+
+
+def is_train(row: Row) -> bool:
+    """True for every row that is not a test row, including rows with no ``split`` at all."""
+    return not is_test(row)
 
 
 @dataclass(frozen=True)

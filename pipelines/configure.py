@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines.schema import Recipe
 from stages.common.config import ConfigError, load_recipe
+from stages.common.schema import Recipe
 from stages.common.storage import atomic_dir, join, write_json
 
 #: which parts of the resolved recipe each stage's output depends on

@@ -12,9 +12,9 @@ import importlib
 import sys
 import time
 
-from pipelines.schema import Recipe
 from stages.common.cli import Dirs, StageError
 from stages.common.config import ConfigError, load_recipe
+from stages.common.schema import Recipe
 from stages.common.storage import join, read_json
 
 STAGES = ("ingest", "curate", "views", "pretrain", "finetune", "evaluate")

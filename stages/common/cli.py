@@ -8,8 +8,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipelines.schema import Recipe
 from stages.common.config import ConfigError, load_recipe
+from stages.common.schema import Recipe
 from stages.common.storage import join
 
 

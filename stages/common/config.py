@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pipelines.schema import Recipe
+from stages.common.schema import Recipe
 
 #: keys of params.yaml that steer DVC rather than configure a recipe
 PIPELINE_KEYS = ("domains",)
@@ -106,7 +106,7 @@ def _check_domain(recipe: Recipe, source: Path) -> None:
         domain = get_domain(recipe.domain)
     except KeyError as e:
         raise ConfigError(f"{source}: domain: {e.args[0]}") from None
-    from stages.pretrain.losses import LossOptionError, check_loss_options, check_options, list_losses
+    from stages.common.losses import LossOptionError, check_loss_options, check_options, list_losses
 
     losses = sorted(set(list_losses()) | set(domain.objectives()))
     if recipe.pretrain.loss not in losses:

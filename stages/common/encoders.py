@@ -78,8 +78,8 @@ def build_projection_head(embedding_dim: int, head_cfg: dict[str, Any] | None = 
     when ``head_cfg`` is None)."""
     # Imported here: the head's architecture is defined once, where pretraining builds it, and
     # stages.common must not pull in the pretrain stage at import time.
-    from pipelines.schema import HeadCfg
-    from stages.pretrain.heads import build_head
+    from stages.common.heads import build_head
+    from stages.common.schema import HeadCfg
 
     return build_head(int(embedding_dim), HeadCfg(**(head_cfg or {})))
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from domains.base import is_test, is_train
 from stages.common.rows import table_to_rows
 from stages.common.storage import join, read_table
 
@@ -31,8 +32,8 @@ def load_labelled(data_dir: str) -> Labelled:
     (the probe could never predict it and accuracy would silently sag).
     """
     rows = [r for r in table_to_rows(read_table(join(data_dir, "curated"))) if r.get("label") is not None]
-    train = [r for r in rows if r.get("split") != "test"]
-    test = [r for r in rows if r.get("split") == "test"]
+    train = [r for r in rows if is_train(r)]
+    test = [r for r in rows if is_test(r)]
     if not train or not test:
         raise ValueError(f"need labelled train and test rows, found {len(train)} train / {len(test)} test")
     classes = sorted({r["label"] for r in train})

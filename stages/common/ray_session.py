@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from pipelines.schema import RayCfg
+from stages.common.schema import RayCfg
 
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from domains.base import TEST_SPLIT
+
 SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -76,3 +78,21 @@ def table_to_rows(table: pa.Table) -> list[dict[str, Any]]:
         rec["x"] = values[offsets[i] : offsets[i + 1]]
         rows.append(decode_row(rec))
     return rows
+
+
+def train_expr() -> Any:
+    """Ray Data filter expression for training rows: ``split`` null or not ``"test"``.
+
+    A bare ``col("split") != "test"`` is null for a null split, and a null filter drops the row;
+    this is the Arrow spelling of :func:`domains.base.is_train`.
+    """
+    from ray.data.expressions import col
+
+    return col("split").is_null() | (col("split") != TEST_SPLIT)
+
+
+def train_mask(split: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Boolean mask of training rows over an Arrow ``split`` column (nulls are training rows)."""
+    import pyarrow.compute as pc
+
+    return pc.not_equal(pc.fill_null(split, ""), TEST_SPLIT)

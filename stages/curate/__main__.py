@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from pipelines.schema import Recipe
 from stages.common.cli import Dirs, StageError, main
 from stages.common.rows import SCHEMA, rows_to_table, table_to_rows
+from stages.common.schema import Recipe
 from stages.common.storage import atomic_dir, join, open_fs, read_table, write_bytes, write_json, write_table
 from stages.curate.near import HIST_BINS
 from stages.curate.plot import similarity_png

@@ -9,6 +9,8 @@ import hashlib
 
 import numpy as np
 
+from domains.base import TEST_SPLIT
+
 
 def content_hash(x: np.ndarray) -> str:
     """Hash of shape and float32 bytes (``-0.0`` folded into ``0.0`` so equal values hash equal)."""
@@ -27,8 +29,8 @@ def hash_group(
     A group that holds a test row leaks: its training rows go to the leakage rule (test wins).
     Otherwise the smallest id is kept, so the choice never depends on row or shard order.
     """
-    tests = sorted(i for i, s in zip(ids, splits, strict=True) if s == "test")
-    train = sorted(i for i, s in zip(ids, splits, strict=True) if s != "test")
+    tests = sorted(i for i, s in zip(ids, splits, strict=True) if s == TEST_SPLIT)
+    train = sorted(i for i, s in zip(ids, splits, strict=True) if s != TEST_SPLIT)
     if tests:
         return {}, {i: f"leakage: same content as test row {tests[0]}" for i in train}
     if not exact or len(train) < 2:

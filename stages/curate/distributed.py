@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from domains import get_domain
-from pipelines.schema import Recipe
-from stages.common.rows import decode_x
+from stages.common.rows import decode_x, train_mask
+from stages.common.schema import Recipe
 from stages.curate.dedup import content_hash, hash_group
 from stages.curate.near import HIST_BINS, band_keys, bits_per_band, bucket_pairs, hyperplanes, resolve
 from stages.curate.rules import Decisions, prune_args, wants_embeddings
@@ -75,7 +75,7 @@ def featurise(batch: pa.Table, domain_name: str, quality: bool) -> pa.Table:
 def _drop(batch: pa.Table, removed: np.ndarray, train_only: bool = False) -> pa.Table:
     mask = pc.invert(pc.is_in(batch.column("id"), value_set=pa.array(removed, pa.string())))
     if train_only:
-        mask = pc.and_(mask, pc.not_equal(pc.fill_null(batch.column("split"), ""), "test"))
+        mask = pc.and_(mask, train_mask(batch.column("split")))
     return batch.filter(mask)
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from domains.base import is_test, is_train
+
 
 def test_groups(rows: list[dict[str, Any]]) -> set[str]:
-    return {r["group"] for r in rows if r.get("split") == "test" and r.get("group") is not None}
+    return {r["group"] for r in rows if is_test(r) and r.get("group") is not None}
 
 
 def group_leaks(rows: list[dict[str, Any]], groups: set[str]) -> dict[str, str]:
@@ -18,5 +20,5 @@ def group_leaks(rows: list[dict[str, Any]], groups: set[str]) -> dict[str, str]:
     return {
         r["id"]: f"leakage: group {r['group']!r} is also in the test split"
         for r in rows
-        if r.get("split") != "test" and r.get("group") is not None and r["group"] in groups
+        if is_train(r) and r.get("group") is not None and r["group"] in groups
     }

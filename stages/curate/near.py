@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from domains.base import TEST_SPLIT
+
 #: histogram edges in cosine similarity, geometric in ``1 - cosine`` (fine near 1, where dedup decides)
 HIST_BINS = np.r_[1.0 - np.geomspace(2.0, 1e-5, 40), 1.0]
 #: rows of a bucket compared at once (bounds the similarity block to CHUNK x bucket size)
@@ -79,7 +81,7 @@ def bucket_pairs(
     hist = np.zeros(len(HIST_BINS) - 1, np.int64)
     order = np.argsort(ids, kind="stable")
     ids, splits, vecs = ids[order], splits[order], unit_rows(fps[order])
-    is_test = splits == "test"
+    is_test = splits == TEST_SPLIT
     out: list[tuple[str, str, float, str]] = []
     n = len(ids)
     for start in range(0, n, CHUNK):

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from pipelines.schema import Recipe
+from stages.common.schema import Recipe
 from stages.curate.near import HIST_BINS
 from stages.curate.rules import Decisions
 

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from domains import get_domain
-from pipelines.schema import Recipe
+from domains.base import is_train
 from stages.common.encoders import embed
+from stages.common.schema import Recipe
 from stages.curate.dedup import content_hash, hash_group
 from stages.curate.filters import quality_reasons
 from stages.curate.leakage import group_leaks, test_groups
@@ -100,7 +101,7 @@ def decide(recipe: Recipe, rows: list[Row]) -> Decisions:
             d.add(removed)
 
     if wants_embeddings(recipe):
-        train = [r for r in alive() if r.get("split") != "test"]
+        train = [r for r in alive() if is_train(r)]
         if train:
             emb = embed(
                 embedder_for(recipe, train), recipe.domain, [r["x"] for r in train], cfg.embedding.batch_size

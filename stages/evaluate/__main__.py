@@ -23,11 +23,12 @@ import torch
 from torch import nn
 
 from domains import DomainResult, EvalContext, get_domain
-from pipelines.schema import Recipe
+from domains.base import is_test, is_train
 from stages.common.cli import Dirs, main
 from stages.common.encoders import build_encoder, build_projection_head, embed, load_encoder, load_head
 from stages.common.labelled import Labelled, load_labelled
 from stages.common.rows import table_to_rows
+from stages.common.schema import Recipe
 from stages.common.storage import exists, join, read_bytes, read_json, read_table, write_bytes, write_json
 from stages.evaluate import report
 from stages.evaluate.probes import evaluate_probes
@@ -116,8 +117,8 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     rows = table_to_rows(read_table(join(dirs.data, "curated")))
     ctx = EvalContext(
         recipe=recipe.model_dump(),
-        train_rows=[r for r in rows if r.get("split") != "test"],
-        test_rows=[r for r in rows if r.get("split") == "test"],
+        train_rows=[r for r in rows if is_train(r)],
+        test_rows=[r for r in rows if is_test(r)],
         encoders=encoders,
         embed=lambda enc, xs: embed(enc, recipe.domain, xs),
         features=feats,

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from domains import get_domain
-from pipelines.schema import FinetuneCfg, Recipe
 from stages.common.cli import Dirs, main
 from stages.common.encoders import (
     build_encoder,
@@ -32,6 +31,7 @@ from stages.common.encoders import (
     state_to_bytes,
 )
 from stages.common.labelled import Labelled, load_labelled
+from stages.common.schema import FinetuneCfg, Recipe
 from stages.common.splits import group_split, stratified_fraction
 from stages.common.storage import atomic_dir, join, read_bytes, write_bytes, write_json
 from stages.finetune.core_tuning import core_loss

@@ -17,11 +17,11 @@ from ray.data import SaveMode
 from ray.data.datasource import FilenameProvider
 
 from domains import get_domain
-from pipelines.schema import Recipe
 from stages.common.cli import Dirs, StageError, main
 from stages.common.config import ConfigError
 from stages.common.ray_session import init_ray
 from stages.common.rows import encode_row
+from stages.common.schema import Recipe
 from stages.common.storage import atomic_dir, join, write_bytes, write_json
 
 

@@ -17,16 +17,16 @@ import numpy as np
 from torch import nn
 
 from domains import get_domain
-from domains.base import ViewPolicy
-from pipelines.schema import RayCfg, Recipe
+from domains.base import ViewPolicy, is_train
+from stages.common.bank import BANK_DIR
 from stages.common.cli import Dirs, StageError, main
 from stages.common.encoders import HEAD_FILE, save_encoder, state_to_bytes
+from stages.common.losses import build_loss
 from stages.common.ray_session import init_ray
-from stages.common.rows import table_to_rows
+from stages.common.rows import table_to_rows, train_expr
+from stages.common.schema import RayCfg, Recipe
 from stages.common.storage import join, read_json, read_table, write_json
 from stages.pretrain.loop import check_views, load_checkpoint_model, train_loop_per_worker
-from stages.pretrain.losses import build_loss
-from stages.views.bank import BANK_DIR
 
 
 def job_config(recipe: Recipe, dirs: Dirs, rows: list[dict], world: int) -> dict[str, Any]:
@@ -76,7 +76,7 @@ def online_knn_set(rows: list[dict], n: int, seed: int) -> dict[str, list] | Non
     on both sides, as in evaluation); ``None`` when the rows carry too few labels or groups."""
     from sklearn.model_selection import GroupShuffleSplit
 
-    labelled = [r for r in rows if r.get("label") is not None and r.get("split") != "test"]
+    labelled = [r for r in rows if r.get("label") is not None and is_train(r)]
     if n == 0 or len(labelled) < 4:
         return None
     pick = np.sort(np.random.default_rng(seed).permutation(len(labelled))[:n])
@@ -129,10 +129,9 @@ def make_trainer(config: dict[str, Any], ds: Any, ray_cfg: RayCfg, storage: str,
 
 def run(recipe: Recipe, dirs: Dirs) -> None:
     import ray.data
-    from ray.data.expressions import col
 
     curated = join(dirs.data, "curated")
-    rows = [r for r in table_to_rows(read_table(curated)) if r.get("split") != "test"]
+    rows = [r for r in table_to_rows(read_table(curated)) if is_train(r)]
     if not rows:
         raise StageError("no training rows after curation")
     world = recipe.ray.num_workers
@@ -151,7 +150,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     else:
         ds = (
             ray.data.read_parquet(curated, file_extensions=["parquet"], columns=["x", "shape", "split"])
-            .filter(expr=col("split") != "test")
+            .filter(expr=train_expr())
             .select_columns(["x", "shape"])
             .materialize()
         )

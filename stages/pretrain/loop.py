@@ -21,13 +21,13 @@ import torch
 
 from domains import get_domain
 from domains.base import Domain, ViewPolicy
-from pipelines.schema import HeadCfg, PretrainCfg, ViewsCfg
+from stages.common.bank import decode_bank, draw_views
 from stages.common.encoders import load_state_bytes, state_to_bytes
+from stages.common.heads import EncoderWithHead, build_head
+from stages.common.losses import ModelLoss, build_loss, sync_loss_gradients
 from stages.common.rows import decode_x
+from stages.common.schema import HeadCfg, PretrainCfg, ViewsCfg
 from stages.pretrain import diagnostics
-from stages.pretrain.heads import EncoderWithHead, build_head
-from stages.pretrain.losses import ModelLoss, build_loss, sync_loss_gradients
-from stages.views.bank import decode_bank, draw_views
 
 CKPT_MODEL = "model.safetensors"
 CKPT_OPTIM = "optimizer.pt"

@@ -12,10 +12,10 @@ import sys
 import numpy as np
 
 from domains import get_domain
-from domains.base import ViewPolicy
-from pipelines.schema import Recipe
+from domains.base import ViewPolicy, is_train
 from stages.common.cli import Dirs, StageError, main
 from stages.common.rows import table_to_rows
+from stages.common.schema import Recipe
 from stages.common.storage import atomic_dir, join, read_table, write_bytes, write_json
 from stages.views.preview import preview_png
 
@@ -31,7 +31,7 @@ def view_policy(recipe: Recipe) -> ViewPolicy:
 def run(recipe: Recipe, dirs: Dirs) -> None:
     domain = get_domain(recipe.domain)
     policy = view_policy(recipe)
-    rows = [r for r in table_to_rows(read_table(join(dirs.data, "curated"))) if r.get("split") != "test"]
+    rows = [r for r in table_to_rows(read_table(join(dirs.data, "curated"))) if is_train(r)]
     if not rows:
         raise StageError("no non-test rows to make views from")
     rng = np.random.default_rng(recipe.views.seed)
@@ -60,8 +60,8 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     }
     with atomic_dir(join(dirs.data, "views")) as tmp:
         if recipe.views.materialize:
+            from stages.common.bank import BANK_DIR, materialize
             from stages.common.ray_session import init_ray
-            from stages.views.bank import BANK_DIR, materialize
 
             init_ray(recipe.ray)
             plan["bank"] = materialize(

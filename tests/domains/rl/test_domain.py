@@ -13,7 +13,7 @@ from domains.base import ViewPolicy
 from domains.rl.objectives import ATCObjective, CURLObjective
 from domains.rl.tasks import ridge_probe
 from domains.rl.views import shift
-from pipelines.schema import PretrainCfg
+from stages.common.schema import PretrainCfg
 from stages.pretrain.loop import run_in_process
 
 D = get_domain("rl")

@@ -15,7 +15,7 @@ import torch
 
 from domains.timeseries.autotcl import AutoTCLObjective, reverse_grad
 from domains.timeseries.encoders import TS2VecEncoder
-from pipelines.schema import PretrainCfg
+from stages.common.schema import PretrainCfg
 from stages.pretrain.loop import _save_checkpoint, build_model, load_checkpoint_model, run_in_process
 from tests.conftest import BIN, copy_project
 

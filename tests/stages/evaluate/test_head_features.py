@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.schema import DataCfg, EvaluateCfg, FinetuneCfg, HeadCfg, Recipe
 from stages.common.cli import Dirs
 from stages.common.encoders import build_encoder, embed, load_head, save_encoder, state_to_bytes
+from stages.common.heads import build_head
 from stages.common.rows import rows_to_table
+from stages.common.schema import DataCfg, EvaluateCfg, FinetuneCfg, HeadCfg, Recipe
 from stages.common.storage import join, write_json, write_table
 from stages.evaluate.__main__ import head_features, run
-from stages.pretrain.heads import build_head
 
 TINY_ENCODER = {"in_channels": 1, "hidden_dim": 8, "out_dim": 16, "depth": 2}
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from pipelines.schema import FinetuneCfg, HeadCfg
 from stages.common.encoders import build_encoder, load_head, save_encoder, state_to_bytes
+from stages.common.heads import build_head
+from stages.common.schema import FinetuneCfg, HeadCfg
 from stages.finetune.__main__ import finetune_one
 from stages.finetune.core_tuning import core_loss, mine_hard_pairs, supcon_loss
-from stages.pretrain.heads import build_head
 from tests.stages.finetune.test_finetune import _data
 
 TINY_ENCODER = {"in_channels": 1, "hidden_dim": 8, "out_dim": 16, "depth": 2}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipelines.schema import FinetuneCfg
 from stages.common.encoders import build_encoder
 from stages.common.labelled import Labelled, Split
+from stages.common.schema import FinetuneCfg
 from stages.finetune.__main__ import finetune_one, summarise
 
 

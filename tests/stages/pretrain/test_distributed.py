@@ -13,8 +13,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from stages.pretrain.distributed import gather_with_grad, rank, world_size
-from stages.pretrain.losses import NTXentLoss
+from stages.common.distributed import gather_with_grad, rank, world_size
+from stages.common.losses import NTXentLoss
 
 WORLD_SIZE = 2
 LOCAL_N, DIM = 3, 5

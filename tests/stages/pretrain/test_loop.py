@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipelines.schema import PretrainCfg
 from stages.common.encoders import load_encoder, save_encoder
+from stages.common.schema import PretrainCfg
 from stages.pretrain.loop import _load_checkpoint, _save_checkpoint, build_model, run_in_process
 
 

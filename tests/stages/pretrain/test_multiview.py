@@ -10,7 +10,9 @@ import torch
 
 from domains import get_domain
 from domains.base import ViewPolicy
-from pipelines.schema import PretrainCfg, ViewsCfg
+from stages.common.losses import build_loss
+from stages.common.losses.extra import SwAVLoss
+from stages.common.schema import PretrainCfg, ViewsCfg
 from stages.pretrain.loop import (
     _list_batches,
     build_model,
@@ -19,8 +21,6 @@ from stages.pretrain.loop import (
     run_in_process,
     small_crops,
 )
-from stages.pretrain.losses import build_loss
-from stages.pretrain.losses_extra import SwAVLoss
 
 B = 8
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.schema import PretrainCfg
+from stages.common.schema import PretrainCfg
 from stages.pretrain.__main__ import online_knn_set
 from stages.pretrain.diagnostics import knn_accuracy
 from stages.pretrain.loop import run_in_process

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from stages.pretrain.losses import get_loss, sync_loss_gradients
+from stages.common.losses import get_loss, sync_loss_gradients
 
 WORLD, LOCAL_N, DIM = 2, 3, 5
 LABELS = torch.tensor([0, 1, 0, 2, 1, 1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipelines.schema import HeadCfg
+from stages.common.schema import HeadCfg
 
 
 def build_head(in_dim: int, cfg: HeadCfg) -> nn.Module:

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from stages.pretrain.heads import EncoderWithHead
-from stages.pretrain.losses import get_loss
-from stages.pretrain.losses_extra import (
+from stages.common.heads import EncoderWithHead
+from stages.common.losses import get_loss
+from stages.common.losses.extra import (
     CWCLoss,
     DCLLoss,
     DCLWLoss,
@@ -23,7 +23,7 @@ from stages.pretrain.losses_extra import (
     SwAVLoss,
     VICRegLoss,
 )
-from stages.pretrain.losses_momentum import BYOLLoss, MoCoLoss, byol_regression
+from stages.common.losses.momentum import BYOLLoss, MoCoLoss, byol_regression
 
 N, D = 5, 4
 

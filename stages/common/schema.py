@@ -131,7 +131,7 @@ class HeadCfg(Section):
 
 
 class PretrainCfg(Section):
-    #: a name from the loss registry (stages/pretrain/losses.py) or one of the domain's objectives
+    #: a name from the loss registry (stages/common/losses/) or one of the domain's objectives
     loss: str = "ntxent"
     #: the chosen loss's own options (e.g. {n_hard: 16, n_mix: 16} for mochi); validated against
     #: the loss when the recipe loads, so an unknown key fails naming it

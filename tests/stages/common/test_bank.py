@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from domains import get_domain
-from pipelines.schema import PretrainCfg, ViewsCfg
+from stages.common.bank import bank_batch, decode_bank, draw_views
 from stages.common.config import ConfigError, load_recipe
+from stages.common.losses import build_loss
 from stages.common.rows import rows_to_table
+from stages.common.schema import PretrainCfg, ViewsCfg
 from stages.common.storage import read_table
 from stages.pretrain.loop import _list_batches, build_model, check_views, run_in_process
-from stages.pretrain.losses import build_loss
-from stages.views.bank import bank_batch, decode_bank, draw_views
 from tests.conftest import BIN, copy_project
 
 REPO = Path(__file__).resolve().parents[3]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from stages.pretrain.losses import NTXentLoss, get_loss, list_losses, register_loss
+from stages.common.losses import NTXentLoss, get_loss, list_losses, register_loss
 
 
 def reference_ntxent(z0: torch.Tensor, z1: torch.Tensor, temperature: float) -> float:

@@ -1,8 +1,8 @@
-"""More contrastive / self-supervised losses, registered in :mod:`stages.pretrain.losses`.
+"""More contrastive / self-supervised losses, registered in :mod:`stages.common.losses`.
 
 Kept in a sibling module so that ``losses.py`` stays short; ``losses.py`` imports
 this module at its end, so the registry always holds every loss.  The momentum
-losses (BYOL, MoCo) live in :mod:`stages.pretrain.losses_momentum`.
+losses (BYOL, MoCo) live in :mod:`stages.common.losses.momentum`.
 
 Every loss is a plain ``nn.Module`` whose ``forward`` takes the two views'
 embeddings (row i of each is a pair) plus optional extras and returns a scalar.
@@ -26,8 +26,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from stages.pretrain.distributed import gather_with_grad, rank, world_size
-from stages.pretrain.losses import ModelLoss, register_loss
+from stages.common.distributed import gather_with_grad, rank, world_size
+from stages.common.losses.registry import ModelLoss, register_loss
 
 __all__ = [
     "CWCLoss",
@@ -119,7 +119,7 @@ class DCLLoss(_Contrastive):
     averaged; the paper's reference code sums the two directions, i.e. twice this).
 
     Across workers: gathers negatives with gradients exactly like
-    :class:`~stages.pretrain.losses.NTXentLoss` (mean of per-rank losses ==
+    :class:`~stages.common.losses.NTXentLoss` (mean of per-rank losses ==
     single-process loss on the concatenated batch; backward through
     ``loss / world_size()`` == single-process gradient).
 
@@ -533,7 +533,7 @@ class SwAVLoss(ModelLoss):
     mean over local rows.  Hence the mean of the per-rank losses equals the
     single-process loss, and backward through ``loss / world_size()`` gives
     the single-process gradient for the local embeddings (and, averaged over
-    ranks by :func:`~stages.pretrain.losses.sync_loss_gradients`, for the
+    ranks by :func:`~stages.common.losses.sync_loss_gradients`, for the
     prototypes).
     """
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from stages.common.config import ConfigError, load_recipe
+from stages.common.losses import build_loss, list_losses, loss_option_names
+from stages.common.losses.momentum import BYOLLoss
 from stages.pretrain.loop import _load_checkpoint, _save_checkpoint, build_model, run_in_process
-from stages.pretrain.losses import build_loss, list_losses, loss_option_names
-from stages.pretrain.losses_momentum import BYOLLoss
 
 REPO = Path(__file__).resolve().parents[3]
 RECIPE = REPO / "pipelines" / "timeseries-gunpoint.yaml"

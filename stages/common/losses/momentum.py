@@ -1,6 +1,6 @@
 """Losses with a momentum target network: BYOL (and SimSiam as its momentum-0 case) and MoCo.
 
-Both are :class:`~stages.pretrain.losses.ModelLoss`es: ``attach(model)`` makes a frozen copy of the
+Both are :class:`~stages.common.losses.ModelLoss`es: ``attach(model)`` makes a frozen copy of the
 model (encoder + projection head) that follows the online model by an exponential moving average in
 ``on_step``, and ``forward(z0, z1, inputs=batch)`` runs that copy on the collated views itself. The
 copies live in the loss's ``state_dict``, which the loop checkpoints with the model.
@@ -15,8 +15,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from stages.pretrain.distributed import world_size
-from stages.pretrain.losses import ModelLoss, register_loss
+from stages.common.distributed import world_size
+from stages.common.losses.registry import ModelLoss, register_loss
 
 __all__ = ["BYOLLoss", "MoCoLoss", "byol_regression", "ema_update"]
 
@@ -75,7 +75,7 @@ class BYOLLoss(ModelLoss):
 
     Across workers: local, no gather; each rank's loss is the mean over its rows, DDP averages the
     model's gradients and the loop averages the predictor's
-    (:func:`~stages.pretrain.losses.sync_loss_gradients`), so every rank keeps identical online,
+    (:func:`~stages.common.losses.sync_loss_gradients`), so every rank keeps identical online,
     predictor and target weights. The predictor's BatchNorm uses per-rank statistics.
     """
 

@@ -81,15 +81,15 @@ def draw_views(banks: list[list[np.ndarray]], n: int, rng: np.random.Generator) 
 def materialize(curated: str, out: str, domain: str, policy: ViewPolicy, k: int, seed: int) -> dict[str, Any]:
     """Write the banks of every non-test row of ``curated`` under ``out`` (Ray Data); returns stats."""
     import ray.data
-    from ray.data.expressions import col
 
     from stages.common.ray_session import shard_names
+    from stages.common.rows import train_expr
 
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # stable shard contents
     start = time.perf_counter()
     ds = (
         ray.data.read_parquet(curated, file_extensions=["parquet"], columns=["id", "x", "shape", "split"])
-        .filter(expr=col("split") != "test")  # test rows never shape what pretraining sees
+        .filter(expr=train_expr())  # test rows never shape what pretraining sees
         .map_batches(
             bank_batch,
             batch_format="pyarrow",

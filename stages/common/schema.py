@@ -20,6 +20,12 @@ class DataCfg(Section):
 
     source: str
     options: dict[str, Any] = Field(default_factory=dict)
+    #: "validation": choose hyperparameters without the test set: ingest drops the published test
+    #: rows and marks a seeded, stratified, group-safe val_fraction of the training rows as the test
+    #: split (stages/ingest/holdout.py); "none": the published splits as they are
+    holdout: Literal["none", "validation"] = "none"
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    val_seed: int = 0
 
 
 class IngestCfg(Section):

@@ -23,6 +23,7 @@ from stages.common.ray_session import init_ray
 from stages.common.rows import encode_row
 from stages.common.schema import Recipe
 from stages.common.storage import atomic_dir, join, write_bytes, write_json
+from stages.ingest import holdout
 
 
 class ShardNames(FilenameProvider):
@@ -87,6 +88,8 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     n_kept = kept.count()
     total = n_kept + len(rejected)
     frac = len(rejected) / max(total, 1)
+    # validation mode (data.holdout): published test rows dropped, part of the training rows -> test
+    kept, holdout_metrics = holdout.apply(kept, recipe.data)
 
     out_dir = join(dirs.data, "ingested")
     with atomic_dir(out_dir) as tmp:
@@ -108,6 +111,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         "rejected": len(rejected),
         "rejected_fraction": round(frac, 6),
         "rejected_by_reason": dict(sorted(reasons.items())),
+        **holdout_metrics,
     }
     write_json(join(dirs.metrics, "ingest.json"), metrics)
     print(f"ingest: {n_kept} rows kept, {len(rejected)} rejected from {len(units)} units -> {out_dir}")

@@ -101,6 +101,8 @@ class Domain(ABC):
     sources: ClassVar[dict[str, Source]] = {}
     #: downstream evaluations this domain supports (names understood by the evaluate stage)
     tasks: ClassVar[tuple[str, ...]] = ("classification",)
+    #: how previews draw a sample: auto (from its shape), series, audio, points, volume or image
+    preview_kind: ClassVar[str] = "auto"
 
     @abstractmethod
     def validate(self, row: Row) -> str | None:

@@ -36,6 +36,7 @@ FINGERPRINT_SEGMENTS = 8
 class AudioDomain(Domain):
     sources = SOURCES
     tasks = ("classification",)
+    preview_kind = "audio"
 
     def validate(self, row: Row) -> str | None:
         x = row["x"]

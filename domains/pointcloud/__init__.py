@@ -26,6 +26,7 @@ FINGERPRINT_GRID = 6
 class PointCloudDomain(Domain):
     sources = SOURCES
     tasks = ("classification", "few_shot")
+    preview_kind = "points"
     min_points = 32
 
     def validate(self, row: Row) -> str | None:

@@ -77,7 +77,8 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
                 f"views: materialised {b['views']} views of {b['rows']} rows in {b['seconds']} s ({b['views_per_s']}/s)"
             )
         write_json(join(tmp, "plan.json"), plan)
-        write_bytes(join(tmp, "preview.png"), preview_png(samples))
+        rate = next((rows[i]["meta"].get("sample_rate") for i in picks if rows[i].get("meta")), None)
+        write_bytes(join(tmp, "preview.png"), preview_png(samples, domain.preview_kind, rate))
     print(
         f"views: {plan['mode']} plan '{policy.name}' with {recipe.views.n_views} views; preview of {len(samples)} rows"
     )

@@ -33,6 +33,10 @@ class IngestCfg(Section):
     rows_per_shard: int = Field(4096, ge=1)
     #: fail the stage when more than this fraction of rows (or units) is rejected
     max_rejected_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    #: a test row that fails validation (or a test file that cannot be read, or fewer test rows than
+    #: the source's published test file holds): "fail" stops ingest naming the row; "drop_and_report"
+    #: quarantines it and counts it in metrics/<recipe>/ingest.json (``test_rows_rejected``)
+    test_rows: Literal["fail", "drop_and_report"] = "fail"
 
 
 class NearDedupCfg(Section):
@@ -90,6 +94,10 @@ class CurateCfg(Section):
     leakage: Literal["drop_train", "report"] = "drop_train"
     #: fail when curation removes more than this fraction of rows
     max_removed_fraction: float = Field(0.9, ge=0.0, le=1.0)
+    #: a test row that fails the quality filter: "fail" stops curation naming the row; "drop_and_report"
+    #: removes it and counts it in curation_report.json and metrics/<recipe>/curate.json
+    #: (``test_rows_removed``). Dedup and leakage rules never remove test rows.
+    test_rows: Literal["fail", "drop_and_report"] = "fail"
     #: seeds LSH hyperplanes, the random-init encoder, k-means and balancing draws
     seed: int = 0
     #: at or above this many rows the stage runs on Ray Data (streaming, distributed); below, in-process
@@ -158,6 +166,9 @@ class PretrainCfg(Section):
     shard_cache_mb: float = Field(512.0, ge=0.0)
     #: torch intra-op threads per worker (1 avoids oversubscribing small machines)
     threads_per_worker: int = Field(1, ge=1)
+    #: bf16: forward and loss under bf16 autocast on CUDA; on the CPU it falls back to fp32 with a
+    #: logged line (stages/common/device.py says why)
+    precision: Literal["fp32", "bf16"] = "fp32"
     #: labelled training rows (never test rows) for the online kNN diagnostic at checkpoint epochs,
     #: split half bank / half queries by group; 0 disables it
     online_knn_rows: int = Field(256, ge=0)
@@ -191,7 +202,15 @@ class FinetuneCfg(Section):
 
 class EvaluateCfg(Section):
     probes: list[Literal["svm", "linear", "knn"]] = Field(default_factory=lambda: ["svm", "linear", "knn"])
+    #: neighbours of the kNN probe (TS2Vec's protocol: 1)
     knn_k: int = Field(1, ge=1)
+    #: every probe (and the random-init baseline) runs once per seed: mean, std and per-seed values
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    #: rows of the fixed seeded sample for the label-free diagnostics (alignment, uniformity, RankMe)
+    diagnostic_rows: int = Field(1024, ge=2)
+    #: nearest-neighbour retrieval examples in the report: query rows and neighbours per query
+    retrieval_queries: int = Field(4, ge=0, le=32)
+    retrieval_k: int = Field(5, ge=1, le=32)
     #: rows of the test split drawn in the embedding map (t-SNE)
     embedding_map_points: int = Field(500, ge=0)
     #: also probe the projection head's output z = g(h) (as ``<encoder>_head``), beside h

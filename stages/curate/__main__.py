@@ -3,8 +3,11 @@
 Rules run in order — quality filter, exact dedup and content leakage (content hash), group leakage,
 near dedup (SimHash/LSH over domain fingerprints), SemDeDup and cluster balancing (encoder
 embeddings, k-means on training rows) — and each removed row is recorded with the rule and reason
-that removed it. The test split is never altered; test rows influence which training rows are kept
-only through the leakage rule. Up to ``curate.ray_min_rows`` rows the rules run in-process; above,
+that removed it. The test split is never altered: dedup and leakage rules only ever remove training
+rows, and a test row that fails the quality filter stops the stage with a one-line error naming it
+(``curate.test_rows: drop_and_report`` removes it instead and reports the count as
+``test_rows_removed``); test rows influence which training rows are kept only through the leakage
+rule. Up to ``curate.ray_min_rows`` rows the rules run in-process; above,
 on Ray Data (``stages.curate.distributed``), streaming, with the same decisions.
 """
 
@@ -19,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from domains.base import is_test
 from stages.common.cli import Dirs, StageError, main
 from stages.common.rows import SCHEMA, rows_to_table, table_to_rows
 from stages.common.schema import Recipe
@@ -55,6 +59,8 @@ def report(recipe: Recipe, d: Decisions, rows_in: int, rows_out_by_split: dict[s
         "rows_out": rows_in - len(d.removed),
         "removed": len(d.removed),
         "removed_by_rule": dict(sorted(by_rule.items())),
+        "test_rows_removed": d.test_rows_removed,
+        "test_rows_policy": cfg.test_rows,
         "leakage_found": d.leakage_found,
         "leakage_policy": cfg.leakage,
         "near_leakage_found": d.near_leakage_found,
@@ -94,6 +100,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         kept = [r for r in rows if r["id"] not in d.removed]
         by_split = dict(Counter(r.get("split") or "none" for r in kept))
         _check(recipe, d, n)
+        _check_tests(d, rows)
         with atomic_dir(join(dirs.data, "curated")) as tmp:
             write_table(join(tmp, "part-00000.parquet"), rows_to_table(kept))
             _write_report(recipe, d, n, by_split, tmp)
@@ -105,6 +112,15 @@ def _check(recipe: Recipe, d: Decisions, n: int) -> None:
         raise StageError(
             f"curation removed {len(d.removed)}/{n} rows, more than "
             f"curate.max_removed_fraction={recipe.curate.max_removed_fraction}"
+        )
+
+
+def _check_tests(d: Decisions, rows: list[dict]) -> None:
+    # a guard on the rules themselves: only the quality filter may remove a test row, and only when told
+    gone = sorted(r["id"] for r in rows if is_test(r) and r["id"] in d.removed)
+    if len(gone) > d.test_rows_removed:
+        raise StageError(
+            f"curation would remove test row {gone[0]!r} ({d.removed[gone[0]]}): a bug in a rule"
         )
 
 
@@ -121,7 +137,15 @@ def _write_records(recipe: Recipe, dirs: Dirs, d: Decisions, n: int, by_split: d
     rep = report(recipe, d, n, by_split)
     metrics = {
         k: rep[k]
-        for k in ("rows_in", "rows_out", "removed", "removed_by_rule", "leakage_found", "near_leakage_found")
+        for k in (
+            "rows_in",
+            "rows_out",
+            "removed",
+            "removed_by_rule",
+            "test_rows_removed",
+            "leakage_found",
+            "near_leakage_found",
+        )
     }
     write_json(join(dirs.metrics, "curate.json"), metrics)
     print(f"curate: {rep['rows_out']}/{rep['rows_in']} rows kept; removed {rep['removed_by_rule']}")

@@ -27,7 +27,7 @@ from stages.common.rows import decode_x, train_mask
 from stages.common.schema import Recipe
 from stages.curate.dedup import content_hash, hash_group
 from stages.curate.near import HIST_BINS, band_keys, bits_per_band, bucket_pairs, hyperplanes, resolve
-from stages.curate.rules import Decisions, prune_args, wants_embeddings
+from stages.curate.rules import Decisions, add_quality, prune_args, wants_embeddings
 from stages.curate.semantic import assign, build_embedder, fit_kmeans, in_fit_sample, prune_cluster
 
 #: what every group function returns: a verified pair (kind near/leak: a kept, b the other), a
@@ -195,13 +195,14 @@ def decide_ray(recipe: Recipe, files: list[str]) -> Decisions:
         bad = feats.map_batches(
             lambda t: t.filter(pc.not_equal(t.column("quality"), "")), batch_format="pyarrow"
         )
-        for t in bad.select_columns(["id", "quality"]).iter_batches(batch_format="pyarrow", batch_size=None):
-            d.add(
-                {
-                    i: f"quality: {q}"
-                    for i, q in zip(t.column("id").to_pylist(), t.column("quality").to_pylist(), strict=True)
-                }
+        found = [
+            (i, s, f"quality: {q}")
+            for t in bad.select_columns(["id", "split", "quality"]).iter_batches(
+                batch_format="pyarrow", batch_size=None
             )
+            for i, s, q in zip(*(t.column(c).to_pylist() for c in ("id", "split", "quality")), strict=True)
+        ]
+        add_quality(recipe, d, found)
 
     parts = _parts(n_rows)
     recs = (

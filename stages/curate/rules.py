@@ -9,13 +9,15 @@ the same per-group functions on Ray Data for data that does not fit one process;
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from domains import get_domain
-from domains.base import is_train
+from domains.base import TEST_SPLIT, is_train
+from stages.common.cli import StageError
 from stages.common.encoders import embed
 from stages.common.schema import Recipe
 from stages.curate.dedup import content_hash, hash_group
@@ -38,6 +40,8 @@ class Decisions:
     hist_near: np.ndarray = field(default_factory=lambda: np.zeros(len(HIST_BINS) - 1, np.int64))
     hist_semantic: np.ndarray = field(default_factory=lambda: np.zeros(len(HIST_BINS) - 1, np.int64))
     clusters: int = 0
+    #: test rows removed by the quality filter (only with ``curate.test_rows: drop_and_report``)
+    test_rows_removed: int = 0
 
     def add(self, reasons: dict[str, str]) -> None:
         for row_id, reason in reasons.items():
@@ -70,7 +74,8 @@ def decide(recipe: Recipe, rows: list[Row]) -> Decisions:
         return [r for r in rows if r["id"] not in d.removed]
 
     if cfg.quality_filter:
-        d.add({rows[i]["id"]: reason for i, reason in quality_reasons(domain, rows).items()})
+        found = quality_reasons(domain, rows)
+        add_quality(recipe, d, ((rows[i]["id"], rows[i].get("split"), r) for i, r in found.items()))
 
     by_hash: dict[str, list[Row]] = defaultdict(list)
     for r in alive():
@@ -108,6 +113,25 @@ def decide(recipe: Recipe, rows: list[Row]) -> Decisions:
             )
             semantic(recipe, np.array([r["id"] for r in train], dtype=object), emb, d)
     return d
+
+
+def add_quality(recipe: Recipe, d: Decisions, found: Iterable[tuple[str, str | None, str]]) -> None:
+    """Record the quality filter's removals ``(id, split, reason)``; a test row among them stops the
+    stage (one line naming it) unless ``curate.test_rows`` is ``drop_and_report``.
+
+    The test split is the benchmark: silently scoring on fewer rows than published would change it.
+    """
+    found = sorted(found)
+    test = [(i, r) for i, s, r in found if s == TEST_SPLIT]
+    if test and recipe.curate.test_rows == "fail":
+        i, reason = test[0]
+        more = f" (and {len(test) - 1} more test rows)" if len(test) > 1 else ""
+        raise StageError(
+            f"test row {i!r} fails the quality filter ({reason.removeprefix('quality: ')}){more}; "
+            "test rows are never removed silently: fix the data, or set curate.test_rows=drop_and_report"
+        )
+    d.test_rows_removed += len(test)
+    d.add({i: r for i, _, r in found})
 
 
 def semantic(recipe: Recipe, ids: np.ndarray, emb: np.ndarray, d: Decisions) -> None:

@@ -3,6 +3,12 @@
 Units (usually files) are read in parallel Ray Data tasks. Every row is validated by the domain;
 bad rows and unreadable units go to ``rejected.jsonl`` with their reason — nothing is dropped
 silently — and the stage fails when the rejected fraction exceeds the recipe's threshold.
+
+Test rows are the benchmark: a test row that fails validation, or a test unit that cannot be read,
+stops the stage with a one-line error naming it, unless ``ingest.test_rows: drop_and_report``
+(then it is quarantined and counted as ``test_rows_rejected``). A unit that declares its split
+``test`` (the UCR sources: one published ``_TEST`` file) publishes its size: the rows the reader
+sees in it before validation are ``test_rows_published``, and fewer ingested test rows fail too.
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from ray.data import SaveMode
 from ray.data.datasource import FilenameProvider
 
 from domains import get_domain
+from domains.base import TEST_SPLIT
 from stages.common.cli import Dirs, StageError, main
 from stages.common.config import ConfigError
 from stages.common.ray_session import init_ray
@@ -40,12 +49,23 @@ def read_unit(record: dict[str, Any], domain_name: str, source_name: str) -> lis
     """Read one unit; return encoded rows, each with ``reason`` None (kept) or why it was rejected."""
     domain = get_domain(domain_name)
     unit = json.loads(record["unit"])
+    # a unit that declares split "test" is a published test file: its rows count towards its size
+    published = unit.get("split") == TEST_SPLIT
     out = []
     try:
         rows = list(domain.sources[source_name].read_unit(unit))
     except Exception as e:  # a corrupt or unreadable unit is quarantined, not fatal
         reason = f"unreadable: {type(e).__name__}: {e}".splitlines()[0][:500]
-        return [{"id": f"unit:{record['unit']}", "reason": reason, "row": None}]
+        split = unit.get("split")
+        return [
+            {
+                "id": f"unit:{record['unit']}",
+                "reason": reason,
+                "row": None,
+                "split": split,
+                "published": False,
+            }
+        ]
     for row in rows:
         try:
             reason = domain.validate(row)
@@ -56,9 +76,48 @@ def read_unit(record: dict[str, Any], domain_name: str, source_name: str) -> lis
         except Exception as e:  # a row that breaks validation is quarantined like an unreadable one
             reason = f"invalid: {type(e).__name__}: {e}".splitlines()[0][:500]
         out.append(
-            {"id": str(row["id"]), "reason": reason, "row": encode_row(row) if reason is None else None}
+            {
+                "id": str(row["id"]),
+                "reason": reason,
+                "row": encode_row(row) if reason is None else None,
+                "split": row.get("split"),
+                "published": published,
+            }
         )
     return out
+
+
+def count_test_rows(ds: Any) -> dict[str, int]:
+    """Kept and published test rows of the read records (one pass over two small columns)."""
+    kept = published = 0
+    for t in ds.select_columns(["reason", "split", "published"]).iter_batches(batch_format="pyarrow"):
+        split = pc.cast(t.column("split"), pa.string())  # all-null columns arrive typed null
+        is_test = pc.fill_null(pc.equal(split, TEST_SPLIT), False)
+        kept += pc.sum(pc.and_(is_test, pc.is_null(t.column("reason")))).as_py() or 0
+        published += pc.sum(pc.cast(t.column("published"), pa.int64())).as_py() or 0
+    return {"test_rows": kept, "test_rows_published": published}
+
+
+def check_test_rows(
+    recipe: Recipe, rejected: list[dict[str, Any]], counts: dict[str, int], published_units: int
+) -> tuple[int, str | None]:
+    """How many test rows were lost, and the error to stop with (None with drop_and_report or no loss)."""
+    lost = sorted((r["id"], r["reason"]) for r in rejected if r.get("split") == TEST_SPLIT)
+    short = counts["test_rows_published"] - counts["test_rows"] if published_units else 0
+    n = max(len(lost), short)
+    if recipe.ingest.test_rows == "drop_and_report" or not n:
+        return n, None
+    if lost:
+        i, reason = lost[0]
+        more = f" (and {len(lost) - 1} more test rows)" if len(lost) > 1 else ""
+        return n, (
+            f"test row {i!r} rejected: {reason}{more}; test rows are never dropped silently: fix the "
+            "data, or set ingest.test_rows=drop_and_report"
+        )
+    return n, (
+        f"{counts['test_rows']} test rows ingested but the published test files hold "
+        f"{counts['test_rows_published']}; set ingest.test_rows=drop_and_report to accept fewer"
+    )
 
 
 def run(recipe: Recipe, dirs: Dirs) -> None:
@@ -83,7 +142,13 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     ds = ds.flat_map(read_unit, fn_kwargs={"domain_name": recipe.domain, "source_name": recipe.data.source})
     ds = ds.materialize()
 
-    rejected = ds.filter(lambda r: r["reason"] is not None).select_columns(["id", "reason"]).take_all()
+    rejected = (
+        ds.filter(lambda r: r["reason"] is not None).select_columns(["id", "reason", "split"]).take_all()
+    )
+    counts = count_test_rows(ds)
+    published_units = sum(u.get("split") == TEST_SPLIT for u in units)
+    test_lost, test_error = check_test_rows(recipe, rejected, counts, published_units)
+    rejected = [{"id": r["id"], "reason": r["reason"]} for r in rejected]
     kept = ds.filter(lambda r: r["reason"] is None).map(lambda r: r["row"])
     n_kept = kept.count()
     total = n_kept + len(rejected)
@@ -111,10 +176,18 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         "rejected": len(rejected),
         "rejected_fraction": round(frac, 6),
         "rejected_by_reason": dict(sorted(reasons.items())),
+        "test_rows": counts["test_rows"],
+        "test_rows_rejected": test_lost,
+        "test_rows_policy": recipe.ingest.test_rows,
         **holdout_metrics,
     }
+    if published_units:
+        metrics["test_rows_published"] = counts["test_rows_published"]
     write_json(join(dirs.metrics, "ingest.json"), metrics)
     print(f"ingest: {n_kept} rows kept, {len(rejected)} rejected from {len(units)} units -> {out_dir}")
+    # in validation mode every published test row is dropped anyway: none can be lost from a score
+    if test_error and recipe.data.holdout == "none":
+        raise StageError(test_error)
     if frac > recipe.ingest.max_rejected_fraction:
         raise StageError(
             f"{len(rejected)}/{total} rows rejected ({frac:.1%}) exceeds "

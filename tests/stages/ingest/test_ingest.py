@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from stages.common.rows import decode_row
 from stages.ingest.__main__ import read_unit
@@ -37,3 +38,85 @@ def test_nan_and_short_rows_are_rejected_good_rows_normalised(tmp_path: Path) ->
     )
     x = decode_row(kept[0]["row"])["x"]
     np.testing.assert_allclose([x.mean(), x.std()], [0.0, 1.0], atol=1e-5)
+
+
+def _toy(tmp_path: Path, test_lines: str) -> None:
+    root = tmp_path / "Toy"
+    root.mkdir(exist_ok=True)
+    (root / "Toy_TRAIN.tsv").write_text("1\t1\t2\t3\t4\n2\t4\t3\t2\t1\n")
+    (root / "Toy_TEST.tsv").write_text(test_lines)
+
+
+def test_test_rows_carry_their_split_and_published_test_files_count_every_row(tmp_path: Path) -> None:
+    from domains.timeseries.readers import SOURCES
+
+    _toy(tmp_path, "1\t1\t2\t3\t5\n2\t1\tnan\t3\t4\n")
+    units = SOURCES["ucr_tsv"].list_units(root=str(tmp_path), name="Toy")
+    out = [o for u in units for o in read_unit({"unit": json.dumps(u)}, "timeseries", "ucr_tsv")]
+    test = [o for o in out if o["split"] == "test"]
+    assert len(test) == 2 and all(o["published"] for o in test)  # counted before validation
+    assert not any(o["published"] for o in out if o["split"] == "train")
+    assert [o["id"] for o in test if o["reason"]] == ["Toy/test/00001"]
+
+
+def _recipe(*sets: str):  # noqa: ANN202
+    from stages.common.config import load_recipe
+
+    repo = Path(__file__).resolve().parents[3]
+    return load_recipe(repo / "pipelines/timeseries-gunpoint.yaml", repo / "params.yaml", list(sets))
+
+
+def test_a_rejected_test_row_fails_ingest_naming_it_unless_drop_and_report() -> None:
+    from stages.ingest.__main__ import check_test_rows
+
+    rejected = [
+        {"id": "Toy/train/00003", "reason": "too short", "split": "train"},
+        {"id": "Toy/test/00001", "reason": "non-finite values", "split": "test"},
+    ]
+    counts = {"test_rows": 1, "test_rows_published": 2}
+    n, error = check_test_rows(_recipe(), rejected, counts, published_units=1)
+    assert n == 1 and error is not None and "'Toy/test/00001' rejected: non-finite values" in error
+    assert "ingest.test_rows=drop_and_report" in error and "\n" not in error
+    assert check_test_rows(_recipe("ingest.test_rows=drop_and_report"), rejected, counts, 1) == (1, None)
+    # no row rejected, yet fewer test rows than the published file holds: fails too
+    n, error = check_test_rows(_recipe(), [], {"test_rows": 99, "test_rows_published": 100}, 1)
+    assert n == 1 and error is not None and "published test files hold 100" in error
+    assert check_test_rows(_recipe(), rejected[:1], {"test_rows": 100, "test_rows_published": 100}, 1) == (
+        0,
+        None,
+    )
+
+
+@pytest.mark.e2e
+def test_ingest_stops_with_exit_code_2_on_a_bad_test_row_and_records_the_published_size(
+    tmp_path: Path, ray_address: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stages.common.cli import main
+    from stages.ingest.__main__ import run
+
+    repo = Path(__file__).resolve().parents[3]
+    _toy(tmp_path, "1\t1\t2\t3\t5\n2\t1\tnan\t3\t4\n1\t5\t6\t7\t8\n")
+    monkeypatch.setenv("RAY_ADDRESS", ray_address)
+    sets = [f"paths.{k}={tmp_path / k}" for k in ("data", "models", "metrics", "runs", "reports")]
+    sets += ["data.source=ucr_tsv", f"data.options={{root: {tmp_path}, name: Toy}}"]
+    argv = [
+        "--recipe",
+        str(repo / "pipelines/timeseries-gunpoint.yaml"),
+        "--params",
+        str(repo / "params.yaml"),
+    ]
+    argv += [f"--set={s}" for s in sets]
+    import ray
+
+    connected = ray.is_initialized()
+    try:
+        assert main("ingest", run, argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "Toy/test/00001" in err[0]
+        assert main("ingest", run, [*argv, "--set=ingest.test_rows=drop_and_report"]) == 0
+    finally:
+        if not connected:  # leave a session another test opened alone
+            ray.shutdown()
+    metrics = json.loads((tmp_path / "metrics/timeseries-gunpoint/ingest.json").read_text())
+    assert metrics["test_rows_published"] == 3 and metrics["test_rows"] == 2
+    assert metrics["test_rows_rejected"] == 1 and metrics["test_rows_policy"] == "drop_and_report"

@@ -38,7 +38,8 @@ system-deps:
 repro: $(STAMP) system-deps
 	@git rev-parse --git-dir >/dev/null 2>&1 || git init -q
 	dvc repro
-	dvc metrics show
+	@# one row per recipe; every metric: `dvc metrics show -R metrics/<recipe>` (or `--md`)
+	$(BIN)/python -m pipelines.summary
 
 # Fast unit tests plus the tiny end-to-end checks (one shared Ray instance per session).
 test: $(STAMP) system-deps

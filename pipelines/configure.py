@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stages.common.config import ConfigError, load_recipe
+from stages.common.config import ConfigError, list_source_units, load_recipe
 from stages.common.schema import Recipe
 from stages.common.storage import atomic_dir, join, write_json
 
@@ -45,13 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         recipe = load_recipe(args.recipe, args.params, args.set)
+        # List the source's units now (file names, not contents): a paths option matching nothing or
+        # a file of the wrong type fails here, as one line, not in ingest.
+        units = list_source_units(recipe)
     except ConfigError as e:
         print(f"configure: error: {e}", file=sys.stderr)
         return 2
     with atomic_dir(join(recipe.paths.data, recipe.name, "config")) as tmp:
         for stage, cfg in stage_configs(recipe).items():
             write_json(join(tmp, f"{stage}.json"), cfg)
-    print(f"configure: {recipe.name} (scale {recipe.scale}) is valid")
+    print(f"configure: {recipe.name} (scale {recipe.scale}) is valid; {len(units)} unit(s) to ingest")
     return 0
 
 

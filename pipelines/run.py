@@ -13,7 +13,7 @@ import sys
 import time
 
 from stages.common.cli import Dirs, StageError
-from stages.common.config import ConfigError, load_recipe
+from stages.common.config import ConfigError, list_source_units, load_recipe
 from stages.common.schema import Recipe
 from stages.common.storage import join, read_json
 
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise ConfigError(f"--stages: unknown stage(s) {unknown}; known: {', '.join(STAGES)}")
         recipe = load_recipe(args.recipe, args.params, args.set)
+        if "ingest" in stages:
+            list_source_units(recipe)  # a listing mistake is one line before Ray starts
         run_recipe(recipe, stages)
     except (ConfigError, StageError) as e:
         print(f"run: error: {e}", file=sys.stderr)

@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 from domains import register_domain
-from domains.audio.encoders import AudioCNN
+from domains.audio.encoders import ENCODERS
+from domains.audio.options import ENCODER_OPTIONS, EVALUATE_OPTIONS, SOURCE_OPTIONS
 from domains.audio.readers import SOURCES
 from domains.audio.views import POLICIES, apply_policy
 from domains.base import Domain, DomainResult, EvalContext, Row, ViewPolicy
+from domains.options import build_named
 
-ENCODERS = {"byola_cnn": AudioCNN}
 #: the rate named policies assume unless the policy says otherwise (``"clmr@16000"``)
 DEFAULT_SAMPLE_RATE = 8000
 #: RMS below this (about -70 dBFS) is silence, not speech
@@ -35,6 +36,9 @@ FINGERPRINT_SEGMENTS = 8
 @register_domain("audio")
 class AudioDomain(Domain):
     sources = SOURCES
+    source_options = SOURCE_OPTIONS
+    encoder_options = ENCODER_OPTIONS
+    evaluate_options = EVALUATE_OPTIONS
     tasks = ("classification",)
     preview_kind = "audio"
 
@@ -83,11 +87,7 @@ class AudioDomain(Domain):
         return apply_policy(x, rng, steps, sr)
 
     def build_encoder(self, cfg: dict[str, Any]) -> nn.Module:
-        cfg = dict(cfg)
-        name = cfg.pop("name", "byola_cnn")
-        if name not in ENCODERS:
-            raise KeyError(f"unknown audio encoder {name!r}; known: {sorted(ENCODERS)}")
-        return ENCODERS[name](**cfg)
+        return build_named(ENCODERS, cfg, "audio")
 
     def collate(self, xs: list[np.ndarray]) -> torch.Tensor:
         """Stack into ``[B, 1, samples]``; clips of unequal length are zero-padded at the end."""

@@ -88,3 +88,7 @@ class AudioCNN(nn.Module):
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         h = self.frames(wav)
         return self.proj(torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1))
+
+
+#: the domain's encoders by name (``encoder.name`` in a recipe); the first is the default
+ENCODERS: dict[str, type[nn.Module]] = {"byola_cnn": AudioCNN}

@@ -11,16 +11,18 @@ and ingest quarantines it. ``group`` is the speaker: it never straddles train an
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import zlib
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from domains import io
 from domains.base import Row, Source
+from domains.io import confine, expand_paths, files_under, hash_split
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga")
 #: where Debian's asterisk-core-sounds-*-wav / asterisk-prompt-*-wav packages put their prompts
@@ -90,20 +92,6 @@ def _clip_samples(sample_rate: int, clip_seconds: float) -> int:
     return int(round(sample_rate * clip_seconds))
 
 
-def hash_split(group: str, test_fraction: float) -> str:
-    """Deterministic train/test assignment of a whole group (speaker) from its name."""
-    return "test" if (zlib.crc32(group.encode()) % 10_000) < test_fraction * 10_000 else "train"
-
-
-def confine(path: str, root: str) -> str:
-    """``path`` if it resolves (``..`` and symlinks followed) inside ``root``; else ``ValueError``, so
-    that ingest quarantines the unit instead of reading a file from outside the data root."""
-    real, real_root = os.path.realpath(path), os.path.realpath(root)
-    if os.path.commonpath([real, real_root]) != real_root:
-        raise ValueError(f"path escapes the data root {root!r}: {path!r} resolves to {real!r}")
-    return path
-
-
 def _file_rows(unit: dict[str, Any]) -> Iterator[Row]:
     """Rows of one audio file unit ``{path, id, label, split, group, sample_rate, clip_seconds}``;
     a unit with a ``root`` (a manifest's folder) may only read files inside it."""
@@ -125,18 +113,6 @@ def _file_rows(unit: dict[str, Any]) -> Iterator[Row]:
         }
 
 
-def _audio_files(root: str, extensions: Sequence[str]) -> list[str]:
-    exts = tuple(e.lower() for e in extensions)
-    hits = sorted(
-        os.path.abspath(p)
-        for p in glob.glob(os.path.join(os.path.expanduser(root), "**", "*"), recursive=True)
-        if os.path.isfile(p) and p.lower().endswith(exts)
-    )
-    if not hits:
-        raise FileNotFoundError(f"no audio files ({', '.join(exts)}) under {root!r}")
-    return hits
-
-
 # ---------------------------------------------------------------- files (unlabeled)
 
 
@@ -146,15 +122,7 @@ def _files_units(
     clip_seconds: float = 1.0,
     split: str | None = "train",
 ) -> list[dict[str, Any]]:
-    if isinstance(paths, str):
-        paths = [paths]
-    files: list[str] = []
-    for p in paths:
-        p = os.path.expanduser(p)
-        hits = _audio_files(p, AUDIO_EXTENSIONS) if os.path.isdir(p) else sorted(glob.glob(p, recursive=True))
-        if not hits:
-            raise FileNotFoundError(f"no file matches {p!r}")
-        files += [os.path.abspath(h) for h in hits if os.path.abspath(h) not in files]
+    files = expand_paths(paths, AUDIO_EXTENSIONS)
     _clip_samples(sample_rate, clip_seconds)
     return [
         {
@@ -194,7 +162,7 @@ def _folder_units(
         with open(listing, encoding="utf-8") as f:
             testing = {line.strip() for line in f if line.strip()}
     units = []
-    for path in _audio_files(root, extensions):
+    for path in files_under(root, extensions, "root"):
         rel = os.path.relpath(path, root)
         parts = rel.split(os.sep)
         if len(parts) < 2 or parts[0] in exclude:
@@ -472,10 +440,5 @@ SOURCES: dict[str, Source] = {
 }
 
 
-def read_source(name: str, /, **options: Any) -> Iterator[Row]:
-    """All rows of source ``name`` in this process (tests, notebooks)."""
-    if name not in SOURCES:
-        raise KeyError(f"unknown audio source {name!r}; known: {', '.join(SOURCES)}")
-    src = SOURCES[name]
-    for unit in src.list_units(**options):
-        yield from src.read_unit(unit)
+#: all rows of a source in this process (tests, notebooks): ``read_source("name", **options)``
+read_source = partial(io.read_source, SOURCES, "audio")

@@ -17,10 +17,12 @@ from torch import nn
 from domains import register_domain
 from domains.base import Domain, DomainResult, EvalContext, Row, ViewPolicy
 from domains.medical.encoders import ENCODERS
+from domains.medical.options import ENCODER_OPTIONS, EVALUATE_OPTIONS, SOURCE_OPTIONS
 from domains.medical.readers import SOURCES
 from domains.medical.tasks import segmentation_dice
 from domains.medical.views import POLICIES, apply_policy
 from domains.medical.volumes import decode_mask
+from domains.options import build_named
 
 FINGERPRINT_SIDE = 8
 MIN_SIDE = 8
@@ -29,6 +31,9 @@ MIN_SIDE = 8
 @register_domain("medical")
 class MedicalDomain(Domain):
     sources = SOURCES
+    source_options = SOURCE_OPTIONS
+    encoder_options = ENCODER_OPTIONS
+    evaluate_options = EVALUATE_OPTIONS
     tasks = ("classification", "segmentation")
 
     def validate(self, row: Row) -> str | None:
@@ -65,11 +70,7 @@ class MedicalDomain(Domain):
         return {"in_channels": int(x.shape[0])}
 
     def build_encoder(self, cfg: dict[str, Any]) -> nn.Module:
-        cfg = dict(cfg)
-        name = cfg.pop("name", "resnet")
-        if name not in ENCODERS:
-            raise KeyError(f"unknown medical encoder {name!r}; known: {sorted(ENCODERS)}")
-        return ENCODERS[name](**cfg)
+        return build_named(ENCODERS, cfg, "medical")
 
     def collate(self, xs: list[np.ndarray]) -> torch.Tensor:
         shapes = {tuple(x.shape) for x in xs}

@@ -12,17 +12,19 @@ quarantines it with that reason.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
+from functools import partial
 from importlib.util import find_spec
 from typing import Any
 
 import numpy as np
 
+from domains import io
 from domains.base import Row, Source
+from domains.io import confine, expand_paths, folders_with_files, hash_split, stem
 from domains.medical.volumes import (
     TISSUES,
     VolumeError,
@@ -75,43 +77,14 @@ def _patch_opts(opts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _expand(paths: str | Sequence[str], dirs: bool = False) -> list[str]:
-    if isinstance(paths, str):
-        paths = [paths]
-    out: list[str] = []
-    for p in paths:
-        hits = sorted(glob.glob(os.path.expanduser(p), recursive=True))
-        hits = [os.path.abspath(h) for h in hits if (os.path.isdir(h) if dirs else os.path.isfile(h))]
-        if not hits:
-            raise FileNotFoundError(f"no {'directory' if dirs else 'file'} matches {p!r}")
-        out.extend(h for h in hits if h not in out)
-    return out
+NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
 
 def _stem(path: str) -> str:
-    name = os.path.basename(path.rstrip("/"))
-    for ext in (".nii.gz", ".nii", ".gz", ".dcm"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
-
-
-def _hash_split(key: str, test_fraction: float, seed: int) -> str:
-    """Whole volumes go to train or test by a seeded hash of their name (stable as files are added)."""
-    h = int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "test" if h < test_fraction else "train"
+    return stem(path, (*NIFTI_EXTENSIONS, ".gz", ".dcm"))
 
 
 # ---------------------------------------------------------------- generic volumes
-
-
-def confine(path: str, root: str) -> str:
-    """``path`` if it resolves (``..`` and symlinks followed) inside ``root``; else ``VolumeError``, so
-    that ingest quarantines the unit instead of reading a file from outside the data root."""
-    real, real_root = os.path.realpath(path), os.path.realpath(root)
-    if os.path.commonpath([real, real_root]) != real_root:
-        raise VolumeError(f"path escapes the data root {root!r}: {path!r} resolves to {real!r}")
-    return path
 
 
 def _volume_rows(unit: dict[str, Any]) -> Iterator[Row]:
@@ -126,7 +99,7 @@ def _volume_rows(unit: dict[str, Any]) -> Iterator[Row]:
         for f in files.values():
             if not isinstance(f, str):
                 raise VolumeError(f"expected one file path per key, got {f!r}")
-            confine(f, unit["root"])
+            confine(f, unit["root"], VolumeError)
     vols = load_volumes(files, reader=unit.get("reader"), pixdim=opts["pixdim"])
     raw = vols["image"]
     p = int(opts["patch_size"])
@@ -164,7 +137,7 @@ def _split_for(path: str, split: str | None, test_fraction: float | None, seed: 
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train', 'test' or null, not {split!r}")
         return split
-    return _hash_split(_stem(path), test_fraction, seed) if test_fraction else None
+    return hash_split(_stem(path), test_fraction, seed) if test_fraction else None
 
 
 def _nifti_units(
@@ -175,8 +148,8 @@ def _nifti_units(
     **opts: Any,
 ) -> list[dict[str, Any]]:
     opts = _patch_opts(opts)
-    imgs = _expand(images)
-    labs = _expand(labels) if labels else [None] * len(imgs)
+    imgs = expand_paths(images, NIFTI_EXTENSIONS, "images")
+    labs = expand_paths(labels, NIFTI_EXTENSIONS, "labels") if labels else [None] * len(imgs)
     if len(labs) != len(imgs):
         raise ValueError(f"{len(imgs)} images but {len(labs)} label files; pair them one to one")
     return [
@@ -204,7 +177,7 @@ def _dicom_units(
             "split": _split_for(d, split, test_fraction, opts["seed"]),
             **opts,
         }
-        for d in _expand(series, dirs=True)
+        for d in folders_with_files(series, "series")
     ]
 
 
@@ -400,10 +373,5 @@ SOURCES: dict[str, Source] = {
 }
 
 
-def read_source(name: str, /, **options: Any) -> Iterator[Row]:
-    """All rows of source ``name`` (in-process use, tests)."""
-    if name not in SOURCES:
-        raise KeyError(f"unknown medical source {name!r}; known: {', '.join(SOURCES)}")
-    src = SOURCES[name]
-    for unit in src.list_units(**options):
-        yield from src.read_unit(unit)
+#: all rows of a source in this process (tests, notebooks): ``read_source("name", **options)``
+read_source = partial(io.read_source, SOURCES, "medical")

@@ -12,8 +12,10 @@ from torch import nn
 
 from domains import register_domain
 from domains.base import Domain, DomainResult, EvalContext, Row, ViewPolicy
+from domains.options import build_named
 from domains.pointcloud import tasks
 from domains.pointcloud.encoders import ENCODERS
+from domains.pointcloud.options import ENCODER_OPTIONS, EVALUATE_OPTIONS, SOURCE_OPTIONS
 from domains.pointcloud.readers import SOURCES
 from domains.pointcloud.sampling import normalise_unit_sphere
 from domains.pointcloud.views import POLICIES, apply_policy
@@ -25,6 +27,9 @@ FINGERPRINT_GRID = 6
 @register_domain("pointcloud")
 class PointCloudDomain(Domain):
     sources = SOURCES
+    source_options = SOURCE_OPTIONS
+    encoder_options = ENCODER_OPTIONS
+    evaluate_options = EVALUATE_OPTIONS
     tasks = ("classification", "few_shot")
     preview_kind = "points"
     min_points = 32
@@ -75,11 +80,7 @@ class PointCloudDomain(Domain):
         return apply_policy(x, rng, steps)
 
     def build_encoder(self, cfg: dict[str, Any]) -> nn.Module:
-        cfg = dict(cfg)
-        name = cfg.pop("name", "pointnet")
-        if name not in ENCODERS:
-            raise KeyError(f"unknown point-cloud encoder {name!r}; known: {sorted(ENCODERS)}")
-        return ENCODERS[name](**cfg)
+        return build_named(ENCODERS, cfg, "point-cloud")
 
     def collate(self, xs: list[np.ndarray]) -> torch.Tensor:
         """``[B, N, 3]``; clouds with fewer than the largest ``N`` points repeat their points cyclically

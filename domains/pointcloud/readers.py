@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from domains.base import Row, Source
+from domains.io import expand_paths, split_from_path
 from domains.pointcloud.sampling import MESH_TYPES, load_mesh, mesh_to_points, subsample, to_z_up
 
 SH3D_DIR = "/usr/share/sweethome3d"
@@ -104,30 +105,9 @@ def stratified_split(ids_by_class: dict[str | None, list[str]], test_fraction: f
     return out
 
 
-def _expand(paths: str | Sequence[str]) -> list[str]:
-    """Files named by ``paths`` (literal paths or globs), sorted, absolute, without duplicates."""
-    if isinstance(paths, str):
-        paths = [paths]
-    out: list[str] = []
-    for p in paths:
-        hits = sorted(glob.glob(os.path.expanduser(p), recursive=True))
-        hits = [os.path.abspath(h) for h in hits if os.path.isfile(h)]
-        if not hits:
-            raise FileNotFoundError(f"no file matches {p!r}")
-        out.extend(h for h in hits if h not in out)
-    return out
-
-
-def _split_from_path(path: str) -> str | None:
-    parts = [p.lower() for p in re.split(r"[\\/]", path)]
-    for part in reversed(parts):
-        stem = os.path.splitext(part)[0]
-        if stem in SPLITS:
-            return stem
-        m = re.search(r"(?:^|[_\-.])(train|test)(?:[_\-.\d]|$)", part)
-        if m:
-            return m.group(1)
-    return None
+MESH_EXTENSIONS = tuple(f".{t}" for t in MESH_TYPES)
+ARRAY_EXTENSIONS = (".h5", ".hdf5", ".npy", ".npz")
+PARQUET_EXTENSIONS = (".parquet", ".pq")
 
 
 def _label_from_path(path: str) -> str:
@@ -269,10 +249,7 @@ def _mesh_units(
     up_axis: str = "z",
     label_from_path: bool = True,
 ) -> list[dict[str, Any]]:
-    files = _expand(paths)
-    bad = [f for f in files if os.path.splitext(f)[1].lower().lstrip(".") not in MESH_TYPES]
-    if bad:
-        raise ValueError(f"not a mesh file ({', '.join(MESH_TYPES)}): {bad[:3]}")
+    files = expand_paths(paths, MESH_EXTENSIONS)  # a non-mesh file in a glob: a recipe error, now
     return [
         {
             "path": f,
@@ -280,7 +257,7 @@ def _mesh_units(
             "oversample": oversample,
             "up_axis": up_axis,
             "label": _label_from_path(f) if label_from_path else None,
-            "split": _split_from_path(f),
+            "split": split_from_path(f),
         }
         for f in files
     ]
@@ -315,7 +292,7 @@ def _array_units(
 ) -> list[dict[str, Any]]:
     """One unit per ``rows_per_unit`` shapes of each file (ModelNet40 HDF5 files hold 2048)."""
     units = []
-    for f in _expand(paths):
+    for f in expand_paths(paths, ARRAY_EXTENSIONS):
         try:
             n = _count_shapes(f)
         except Exception:  # unreadable: one unit, which raises again when read and is quarantined
@@ -329,7 +306,7 @@ def _array_units(
                     "points": points,
                     "up_axis": up_axis,
                     "shape_names": shape_names,
-                    "split": _split_from_path(f),
+                    "split": split_from_path(f),
                 }
             )
     return units
@@ -405,7 +382,9 @@ def _read_arrays(unit: dict[str, Any]) -> Iterator[Row]:
 def _parquet_units(
     paths: str | Sequence[str], points: int = 1024, up_axis: str = "z"
 ) -> list[dict[str, Any]]:
-    return [{"path": f, "points": points, "up_axis": up_axis} for f in _expand(paths)]
+    return [
+        {"path": f, "points": points, "up_axis": up_axis} for f in expand_paths(paths, PARQUET_EXTENSIONS)
+    ]
 
 
 def _read_parquet(unit: dict[str, Any]) -> Iterator[Row]:

@@ -16,12 +16,13 @@ from torch import nn
 
 from domains import register_domain
 from domains.base import Domain, DomainResult, EvalContext, Row, ViewPolicy
-from domains.rl.encoders import PixelEncoder
+from domains.options import build_named
+from domains.rl.encoders import ENCODERS
 from domains.rl.objectives import ATCObjective, CURLObjective
+from domains.rl.options import ENCODER_OPTIONS, EVALUATE_OPTIONS, SOURCE_OPTIONS
 from domains.rl.readers import SOURCES
 from domains.rl.views import apply_policy, resolve
 
-ENCODERS = {"pixel_cnn": PixelEncoder}
 FINGERPRINT_SIDE = 8
 
 
@@ -33,6 +34,9 @@ def _current(x: np.ndarray) -> np.ndarray:
 @register_domain("rl")
 class RLDomain(Domain):
     sources = SOURCES
+    source_options = SOURCE_OPTIONS
+    encoder_options = ENCODER_OPTIONS
+    evaluate_options = EVALUATE_OPTIONS
     tasks = ("state_probe", "episode_return")
 
     def validate(self, row: Row) -> str | None:
@@ -75,11 +79,7 @@ class RLDomain(Domain):
         return {"in_channels": int(x.shape[-3]), "image_size": int(x.shape[-1])}
 
     def build_encoder(self, cfg: dict[str, Any]) -> nn.Module:
-        cfg = dict(cfg)
-        name = cfg.pop("name", "pixel_cnn")
-        if name not in ENCODERS:
-            raise KeyError(f"unknown RL encoder {name!r}; known: {sorted(ENCODERS)}")
-        return ENCODERS[name](**cfg)
+        return build_named(ENCODERS, cfg, "RL")
 
     def collate(self, xs: list[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.stack([_current(np.asarray(x, dtype=np.float32)) for x in xs]))

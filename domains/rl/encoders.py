@@ -43,3 +43,7 @@ class PixelEncoder(nn.Module):
         """The pretrain loop's entry point for domain objectives (see ``domains.rl.objectives``):
         the instance embedding, as a 1-tuple-like pair (RL objectives have no per-step output)."""
         return self(x), None
+
+
+#: the domain's encoders by name (``encoder.name`` in a recipe); the first is the default
+ENCODERS: dict[str, type[nn.Module]] = {"pixel_cnn": PixelEncoder}

@@ -28,15 +28,16 @@ unit with that reason (``rejected.jsonl``).
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import os
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from domains import io
 from domains.base import Row, Source
+from domains.io import expand_paths, hash_split
 
 Episode = dict[str, np.ndarray]
 
@@ -117,8 +118,7 @@ def episode_rows(
 
 def split_of(episode_id: str, test_fraction: float) -> str:
     """Deterministic per-episode split from a hash of its id (offline data without a split)."""
-    h = int(hashlib.blake2b(episode_id.encode(), digest_size=8).hexdigest(), 16) / 2**64
-    return "test" if h < test_fraction else "train"
+    return hash_split(episode_id, test_fraction)
 
 
 # ---------------------------------------------------------------- rollouts
@@ -179,29 +179,22 @@ def _unit_episodes(unit: dict[str, Any], env: Any, rollout: Any) -> Iterator[Row
 # ---------------------------------------------------------------- offline files
 
 
-def _paths(paths: str | list[str], suffixes: tuple[str, ...]) -> list[str]:
-    pats = [paths] if isinstance(paths, str) else list(paths)
-    out: list[str] = []
-    for p in pats:
-        if os.path.isdir(p):
-            out += sorted(
-                f for f in glob.glob(os.path.join(p, "**", "*"), recursive=True) if f.endswith(suffixes)
-            )
-        else:
-            out += sorted(glob.glob(p)) or [p]
-    return out
+NPZ_EXTENSIONS = (".npz",)
+PARQUET_EXTENSIONS = (".parquet", ".pq")
+HDF5_EXTENSIONS = (".hdf5", ".h5")
 
 
 def _file_units(
-    paths: str | list[str], stack: int = 3, k: int = 1, test_fraction: float = 0.2, suffixes=()
-) -> list[dict[str, Any]]:  # noqa: ANN001
+    paths: str | list[str], extensions: tuple[str, ...], stack: int, k: int, test_fraction: float
+) -> list[dict[str, Any]]:
     return [
-        {"path": p, "stack": stack, "k": k, "test_fraction": test_fraction} for p in _paths(paths, suffixes)
+        {"path": p, "stack": stack, "k": k, "test_fraction": test_fraction}
+        for p in expand_paths(paths, extensions)
     ]
 
 
 def _npz_units(paths: str | list[str], stack: int = 3, k: int = 1, test_fraction: float = 0.2) -> list[dict]:
-    return _file_units(paths, stack, k, test_fraction, (".npz",))
+    return _file_units(paths, NPZ_EXTENSIONS, stack, k, test_fraction)
 
 
 def _pick(arrays: Any, *names: str) -> np.ndarray:
@@ -233,7 +226,7 @@ def _read_npz(unit: dict[str, Any]) -> Iterator[Row]:
 def _parquet_units(
     paths: str | list[str], stack: int = 3, k: int = 1, test_fraction: float = 0.2
 ) -> list[dict]:
-    return _file_units(paths, stack, k, test_fraction, (".parquet",))
+    return _file_units(paths, PARQUET_EXTENSIONS, stack, k, test_fraction)
 
 
 def _read_parquet(unit: dict[str, Any]) -> Iterator[Row]:
@@ -271,7 +264,7 @@ def _read_parquet(unit: dict[str, Any]) -> Iterator[Row]:
 
 
 def _hdf5_units(paths: str | list[str], stack: int = 3, k: int = 1, test_fraction: float = 0.2) -> list[dict]:
-    return _file_units(paths, stack, k, test_fraction, (".hdf5", ".h5"))
+    return _file_units(paths, HDF5_EXTENSIONS, stack, k, test_fraction)
 
 
 def _read_hdf5(unit: dict[str, Any]) -> Iterator[Row]:
@@ -349,8 +342,5 @@ SOURCES: dict[str, Source] = {
 }
 
 
-def read_source(name: str, /, **options: Any) -> Iterator[Row]:
-    """All rows of source ``name`` in-process (tests, notebooks)."""
-    src = SOURCES[name]
-    for unit in src.list_units(**options):
-        yield from src.read_unit(unit)
+#: all rows of a source in this process (tests, notebooks): ``read_source("name", **options)``
+read_source = partial(io.read_source, SOURCES, "RL")

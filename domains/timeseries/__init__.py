@@ -14,19 +14,23 @@ from torch import nn
 
 from domains import register_domain
 from domains.base import Domain, Row, ViewPolicy
+from domains.options import build_named
 from domains.timeseries.autotcl import AutoTCLObjective
-from domains.timeseries.encoders import TS2VecEncoder
+from domains.timeseries.encoders import ENCODERS
 from domains.timeseries.objectives import TS2VecObjective
+from domains.timeseries.options import ENCODER_OPTIONS, EVALUATE_OPTIONS, SOURCE_OPTIONS
 from domains.timeseries.readers import SOURCES
 from domains.timeseries.views import POLICIES, apply_policy
 
-ENCODERS = {"ts2vec_cnn": TS2VecEncoder}
 FINGERPRINT_POINTS = 32
 
 
 @register_domain("timeseries")
 class TimeSeriesDomain(Domain):
     sources = SOURCES
+    source_options = SOURCE_OPTIONS
+    encoder_options = ENCODER_OPTIONS
+    evaluate_options = EVALUATE_OPTIONS
     tasks = ("classification",)
     min_length = 2
 
@@ -88,11 +92,7 @@ class TimeSeriesDomain(Domain):
         return {"in_channels": int(x.shape[0])}
 
     def build_encoder(self, cfg: dict[str, Any]) -> nn.Module:
-        cfg = dict(cfg)
-        name = cfg.pop("name", "ts2vec_cnn")
-        if name not in ENCODERS:
-            raise KeyError(f"unknown time-series encoder {name!r}; known: {sorted(ENCODERS)}")
-        return ENCODERS[name](**cfg)
+        return build_named(ENCODERS, cfg, "time-series")
 
     def objectives(self) -> dict[str, Any]:
         """TS2Vec's hierarchical contrastive loss over overlapping crops (``pretrain.loss: ts2vec``),

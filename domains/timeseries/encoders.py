@@ -90,3 +90,7 @@ class TS2VecEncoder(nn.Module):
         h, valid = self.forward_timestamps(x)
         h = h.masked_fill(~valid.unsqueeze(-1), float("-inf"))
         return h.max(dim=1).values
+
+
+#: the domain's encoders by name (``encoder.name`` in a recipe); the first is the default
+ENCODERS: dict[str, type[nn.Module]] = {"ts2vec_cnn": TS2VecEncoder}

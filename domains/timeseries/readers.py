@@ -12,17 +12,18 @@ tables should not pay it.
 from __future__ import annotations
 
 import csv
-import glob
 import os
-import re
 from collections.abc import Iterator, Sequence
+from functools import partial
 from importlib.util import find_spec
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from domains import io
 from domains.base import Row, Source
+from domains.io import SPLIT_MARKER, SourceError, expand_paths, split_from_name
 
 # The *classification* sets shipped in aeon 1.6.0's ``aeon/datasets/data/`` (checked by listing
 # the directory; CardanoSentiment and Covid3Month are regression sets and are left out).
@@ -41,7 +42,10 @@ BUNDLED: tuple[str, ...] = (
     "UnitTest",
 )
 SPLITS = ("train", "test")
-_SPLIT_IN_NAME = re.compile(r"_(train|test)(?=[._]|$)", re.IGNORECASE)
+TS_EXTENSIONS = (".ts",)
+TABLE_EXTENSIONS = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".parquet", ".pq")
+
+__all__ = ["BUNDLED", "SOURCES", "read_source", "split_from_name"]
 
 
 def _row(rid: str, x: Any, label: Any, split: str | None, group: Any, meta: dict[str, Any]) -> Row:
@@ -68,28 +72,6 @@ def _strip_trailing_nan(v: np.ndarray) -> np.ndarray:
     """Drop the NaN padding at the end of a 1-D series; interior NaNs stay for validate()."""
     finite = np.flatnonzero(~np.isnan(v))
     return v[: finite[-1] + 1] if finite.size else v[:0]
-
-
-def _expand(paths: str | Sequence[str]) -> list[str]:
-    """Files named by ``paths`` (literal paths or globs), sorted, without duplicates."""
-    if isinstance(paths, str):
-        paths = [paths]
-    out: list[str] = []
-    for p in paths:
-        hits = sorted(glob.glob(os.path.expanduser(p), recursive=True))
-        # Absolute, because units are read by Ray tasks whose working directory is the cluster's.
-        hits = [os.path.abspath(h) for h in hits if os.path.isfile(h)]
-        if not hits:
-            # A pattern matching nothing is almost always a typo in the recipe: fail loudly.
-            raise FileNotFoundError(f"no file matches {p!r}")
-        out.extend(h for h in hits if h not in out)
-    return out
-
-
-def split_from_name(path: str) -> str | None:
-    """``"train"``/``"test"`` from a ``_TRAIN``/``_TEST`` marker in the file name, else ``None``."""
-    m = _SPLIT_IN_NAME.search(os.path.basename(path))
-    return m.group(1).lower() if m else None
 
 
 # ---------------------------------------------------------------- ucr_bundled
@@ -134,7 +116,7 @@ def _read_bundled(unit: dict[str, Any]) -> Iterator[Row]:
 
 
 def _ts_units(paths: str | Sequence[str]) -> list[dict[str, Any]]:
-    return [{"path": p, "split": split_from_name(p)} for p in _expand(paths)]
+    return [{"path": p, "split": split_from_name(p)} for p in expand_paths(paths, TS_EXTENSIONS)]
 
 
 def _has_data_tag(path: str) -> bool:
@@ -158,7 +140,7 @@ def _read_ts(unit: dict[str, Any]) -> Iterator[Row]:
         raise ValueError(f"{path}: header says univariate but series 0 has {xs[0].shape[0]} channels")
     stem = os.path.splitext(os.path.basename(path))[0]
     # Same ids as ucr_bundled when the name carries the split ("GunPoint/train/00000").
-    prefix = f"{_SPLIT_IN_NAME.sub('', stem)}/{split}" if split else stem
+    prefix = f"{SPLIT_MARKER.sub('', stem)}/{split}" if split else stem
     # Note: aeon lower-cases each data line, so string labels come back lower-case.
     labels = ys if len(ys) == len(xs) else [None] * len(xs)  # unlabelled files have no y
     for i, (x, y) in enumerate(zip(xs, labels, strict=True)):
@@ -254,13 +236,13 @@ def _read_archive(unit: dict[str, Any]) -> Iterator[Row]:
 _TEXT_COLS = ("id", "label", "split", "group")
 
 
-def _table_units(paths: str | Sequence[str], format: str = "wide") -> list[dict[str, Any]]:
+def _table_units(
+    paths: str | Sequence[str], format: Literal["wide", "long"] = "wide"
+) -> list[dict[str, Any]]:
     if format not in ("wide", "long"):
-        raise ValueError(f"format must be 'wide' or 'long', not {format!r}")
-    files = _expand(paths)
-    for p in files:
-        _table_kind(p)  # an unsupported extension is a recipe error: raise before any work starts
-    return [{"path": p, "format": format} for p in files]
+        raise SourceError("format", f"format must be 'wide' or 'long', not {format!r}")
+    # an unsupported extension (a .tsv given to `table`) is a recipe error: raised here, before work
+    return [{"path": p, "format": format} for p in expand_paths(paths, TABLE_EXTENSIONS)]
 
 
 def _table_kind(path: str) -> str:
@@ -394,14 +376,5 @@ SOURCES: dict[str, Source] = {
 }
 
 
-def read_source(name: str, /, **options: Any) -> Iterator[Row]:
-    """All rows of source ``name``: list its units, then read each in turn (in-process use, tests).
-
-    ``name`` is positional-only so that a source option called ``name`` (ucr_bundled, ucr_tsv) passes
-    through ``**options``.
-    """
-    if name not in SOURCES:
-        raise KeyError(f"unknown time-series source {name!r}; known: {', '.join(SOURCES)}")
-    src = SOURCES[name]
-    for unit in src.list_units(**options):
-        yield from src.read_unit(unit)
+#: all rows of a source in this process (tests, notebooks): ``read_source("name", **options)``
+read_source = partial(io.read_source, SOURCES, "time-series")

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from stages.common.schema import Recipe
+
+if TYPE_CHECKING:
+    from domains.base import Domain
 
 #: keys of params.yaml that steer DVC rather than configure a recipe
 PIPELINE_KEYS = ("domains",)
@@ -33,11 +36,11 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, what: str = "") -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{what}{path}: file not found") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -60,26 +63,50 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _format(err: ValidationError, source: str) -> str:
+def _format(err: ValidationError, source: str, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+    """One line: ``source: full.key: what is wrong (got ...)``; an unknown key lists the known ones
+    when ``model`` (the section's model) says what they are."""
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    loc = ".".join([prefix] * bool(prefix) + [str(p) for p in first["loc"]]) or "<root>"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
+        known = _known_keys(model, first["loc"][:-1]) if model is not None else None
+        if known is not None:
+            msg += f" (known: {', '.join(known) or 'none'})"
     got = first.get("input")
     got_s = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
     more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
     return f"{source}: {loc}: {msg}{got_s}{more}"
 
 
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """The field names of the (nested) model at ``loc``, or None when it cannot be followed."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        nested = [a for a in getattr(field.annotation, "__args__", (field.annotation,)) if _is_model(a)]
+        if not nested:
+            return None
+        model = nested[0]
+    return list(model.model_fields)
+
+
+def _is_model(t: object) -> bool:
+    return isinstance(t, type) and issubclass(t, BaseModel)
+
+
 def load_recipe(
     recipe_path: str | Path,
-    params_path: str | Path = "params.yaml",
+    params_path: str | Path | None = "params.yaml",
     overrides: list[str] | None = None,
 ) -> Recipe:
     """Merge and validate; raise :class:`ConfigError` with a one-line message on any problem."""
     recipe_path = Path(recipe_path)
-    params = _read_yaml(Path(params_path)) if Path(params_path).exists() else {}
+    # A mistyped --params path is an error: silently using the schema's defaults instead would run
+    # a different experiment than the one asked for. None: the schema's defaults, deliberately.
+    params = {} if params_path is None else _read_yaml(Path(params_path), "--params ")
     defaults = {k: v for k, v in params.items() if k not in PIPELINE_KEYS}
     merged = deep_merge(defaults, _read_yaml(recipe_path))
     merged = deep_merge(merged, parse_set(overrides or []))
@@ -137,3 +164,50 @@ def _check_domain(recipe: Recipe, source: Path) -> None:
             f"{source}: data.source: unknown source {recipe.data.source!r} for domain "
             f"{recipe.domain!r} (known: {known})"
         )
+    _check_options(recipe, domain, source)
+
+
+def _check_options(recipe: Recipe, domain: Domain, source: Path) -> None:
+    """``data.options``, ``encoder`` and ``evaluate.domain`` against the domain's typed option models
+    (``domains/<domain>/options.py``): a typo fails here, naming the full key, not in a Ray worker."""
+    checks: list[tuple[str, type[BaseModel] | None, dict[str, Any]]] = [
+        ("data.options", domain.source_options.get(recipe.data.source), recipe.data.options),
+        ("evaluate.domain", domain.evaluate_options, recipe.evaluate.domain),
+    ]
+    if domain.encoder_options:
+        encoder = dict(recipe.encoder)
+        name = encoder.pop("name", next(iter(domain.encoder_options)))
+        if name not in domain.encoder_options:
+            known = ", ".join(domain.encoder_options)
+            raise ConfigError(
+                f"{source}: encoder.name: unknown {recipe.domain} encoder {name!r} (known: {known})"
+            )
+        checks.append(("encoder", domain.encoder_options[name], encoder))
+    for key, model, value in checks:
+        if model is None:
+            continue
+        try:
+            model.model_validate(value)
+        except ValidationError as e:
+            raise ConfigError(_format(e, str(source), key, model)) from None
+
+
+def list_source_units(recipe: Recipe) -> list[dict[str, Any]]:
+    """The units ingest will read, listed now (cheap: names of files, not their contents), so that a
+    paths option matching nothing, a file of the wrong type or missing demo data is a one-line
+    :class:`ConfigError` naming the option (``data.options.paths: ...``) before any work starts."""
+    from domains import get_domain
+    from domains.io import SourceError
+
+    src = get_domain(recipe.domain).sources[recipe.data.source]
+    try:
+        units = src.list_units(**recipe.data.options)
+    except SourceError as e:
+        raise ConfigError(f"data.options{'.' + e.key if e.key else ''}: {e}") from None
+    except (TypeError, ValueError, OSError, ImportError) as e:  # the reader's own one-line reason
+        raise ConfigError(f"data.source {recipe.data.source!r}: {str(e).splitlines()[0]}") from None
+    if not units:
+        raise ConfigError(
+            f"data.source {recipe.data.source!r} found nothing to read with {recipe.data.options}"
+        )
+    return units

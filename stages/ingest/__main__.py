@@ -27,7 +27,7 @@ from ray.data.datasource import FilenameProvider
 from domains import get_domain
 from domains.base import TEST_SPLIT
 from stages.common.cli import Dirs, StageError, main
-from stages.common.config import ConfigError
+from stages.common.config import list_source_units
 from stages.common.ray_session import init_ray
 from stages.common.rows import encode_row
 from stages.common.schema import Recipe
@@ -123,16 +123,8 @@ def check_test_rows(
 def run(recipe: Recipe, dirs: Dirs) -> None:
     import ray
 
-    domain = get_domain(recipe.domain)
-    source = domain.sources[recipe.data.source]
-    try:
-        units = source.list_units(**recipe.data.options)
-    except TypeError as e:
-        raise ConfigError(f"data.options: {e}") from None
-    except FileNotFoundError as e:  # missing data (or packages holding it): one line, not a traceback
-        raise StageError(f"source {recipe.data.source!r}: {e}") from None
-    if not units:
-        raise StageError(f"source {recipe.data.source!r} found nothing to read with {recipe.data.options}")
+    # a listing problem (no file matches, wrong file type, missing demo data) is one ConfigError line
+    units = list_source_units(recipe)
 
     init_ray(recipe.ray)
     ctx = ray.data.DataContext.get_current()

@@ -135,3 +135,24 @@ def group_split(
         split = next(gss.split(idx, y, groups))
     train, val = split
     return np.sort(train).astype(np.int64), np.sort(val).astype(np.int64)
+
+
+def validation_split(
+    groups: np.ndarray | None, y: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(fit, val)`` positions within a labelled subset, for early stopping.
+
+    The validation part is carved from the subset itself (by :func:`group_split`, stratified), so
+    a run on a fraction ``f`` of the labels uses ``f`` of them in total. When the subset cannot
+    hold a validation part -- fewer than ``round(val_fraction * N)`` >= one label per class, too
+    few left to fit every class, or a single group -- ``val`` is empty and the caller trains a
+    fixed epoch budget without early stopping.
+    """
+    y = np.asarray(y)
+    n, n_classes = y.shape[0], np.unique(y).shape[0]
+    everything = np.arange(n, dtype=np.int64)
+    if n < 2 or _n_val(n, val_fraction) < n_classes or n - _n_val(n, val_fraction) < n_classes:
+        return everything, np.empty(0, dtype=np.int64)
+    if groups is not None and np.unique(np.asarray(groups)).shape[0] < 2:
+        return everything, np.empty(0, dtype=np.int64)
+    return group_split(groups, y, val_fraction, seed)

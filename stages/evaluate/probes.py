@@ -251,11 +251,15 @@ def evaluate_probes(
     test_y: np.ndarray,
     probes: Sequence[str],
     seed: int = 0,
+    *,
+    knn_k: int = 1,
 ) -> dict[str, float]:
     """Fit each named probe on frozen train features and report test accuracy.
 
     Follows TS2Vec's classification protocol (``tasks/classification.py``:
-    fit the probe on train representations, ``score`` on test ones).  Returns
+    fit the probe on train representations, ``score`` on test ones).  Every
+    probe is fitted through :data:`PROBES` as ``fn(x, y, seed=seed)`` (kNN
+    also gets ``k=knn_k``; TS2Vec's protocol is ``knn_k=1``).  Returns
     ``{name: accuracy}`` for each probe in ``probes`` (see :data:`PROBES`),
     plus ``"svm_C"`` -- the ``C`` chosen by the grid search (may be ``inf``) --
     when ``"svm"`` was requested and the grid-search branch ran.
@@ -278,11 +282,9 @@ def evaluate_probes(
 
     results: dict[str, float] = {}
     for name in dict.fromkeys(probes):  # de-duplicate, keep order
-        if name == "svm":
-            estimator, grid = _fit_svm(x_train, y_train, seed, 1, _SVM_MAX_SAMPLES)
-            if grid is not None:
-                results["svm_C"] = float(estimator.C)
-        else:
-            estimator = PROBES[name](x_train, y_train, seed=seed)
+        options = {"k": knn_k} if name == "knn" else {}
+        estimator = PROBES[name](x_train, y_train, seed=seed, **options)
+        if name == "svm" and svm_uses_grid_search(x_train.shape[0], np.unique(y_train).shape[0]):
+            results["svm_C"] = float(estimator.C)
         results[name] = float(accuracy_score(y_test, estimator.predict(x_test)))
     return results

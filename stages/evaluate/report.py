@@ -32,15 +32,18 @@ def curves_png(history: dict[str, list[tuple[float, float]]]) -> bytes:
     return png(fig)
 
 
-def embedding_map_png(features: dict[str, np.ndarray], labels: np.ndarray, seed: int = 0) -> bytes:
-    """t-SNE of test-split embeddings, one panel per encoder, coloured by class."""
+def embedding_map_png(features: dict[str, np.ndarray], labels: np.ndarray | None, seed: int = 0) -> bytes:
+    """t-SNE of embeddings, one panel per encoder, coloured by class (one colour without labels)."""
     from sklearn.manifold import TSNE
 
     fig, axes = plt.subplots(1, len(features), figsize=(4 * len(features), 3.6), squeeze=False)
     for ax, (name, f) in zip(axes[0], features.items(), strict=True):
         perplexity = float(min(30, max(2, (len(f) - 1) // 3)))
         xy = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(f)
-        ax.scatter(xy[:, 0], xy[:, 1], c=labels, s=6, cmap="tab10")
+        if labels is None:
+            ax.scatter(xy[:, 0], xy[:, 1], s=6)
+        else:
+            ax.scatter(xy[:, 0], xy[:, 1], c=labels, s=6, cmap="tab10")
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -49,10 +52,11 @@ def embedding_map_png(features: dict[str, np.ndarray], labels: np.ndarray, seed:
 
 def label_efficiency_png(rows: list[dict]) -> bytes:
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    series = sorted({k for r in rows for k in r if k != "fraction"})
+    series = sorted({k for r in rows for k in r if k != "fraction" and not k.endswith("_std")})
     for name in series:
-        pts = [(r["fraction"], r[name]) for r in rows if name in r]
-        ax.plot(*zip(*pts, strict=True), marker="o", label=name)
+        pts = [(r["fraction"], r[name], r.get(f"{name}_std", 0.0)) for r in rows if name in r]
+        x, y, err = zip(*pts, strict=True)
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name)
     ax.set_xscale("log")
     ax.set_xlabel("fraction of training labels")
     ax.set_ylabel("test accuracy")
@@ -67,3 +71,42 @@ def table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def spread(mean: float | None, std: float | None, n: int, digits: int = 3) -> str:
+    """``0.812 ± 0.010 (3 seeds)``; one seed has no spread to show."""
+    if mean is None or (isinstance(mean, float) and np.isnan(mean)):
+        return "n/a"
+    if n <= 1 or std is None:
+        return f"{mean:.{digits}f} (1 seed)"
+    return f"{mean:.{digits}f} ± {std:.{digits}f} ({n} seeds)"
+
+
+def _draw_sample(ax: plt.Axes, x: np.ndarray, title: str, kind: str, sample_rate: int | None) -> None:
+    """One sample drawn the way the views preview draws it (``stages/common/preview.py``)."""
+    try:
+        from stages.common.preview import draw_sample
+    except ImportError:  # an older tree without the shared drawing: a plain trace of the values
+        ax.plot(np.ravel(np.asarray(x))[:4096], lw=0.6)
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=6)
+        return
+    draw_sample(ax, x, title, kind, sample_rate)
+
+
+def retrieval_png(
+    examples: list[tuple[str, np.ndarray, list[tuple[str, float, np.ndarray]]]],
+    kind: str = "auto",
+    sample_rate: int | None = None,
+) -> bytes:
+    """``[(query id, query, [(neighbour id, cosine distance, neighbour), ...]), ...]``: one row per
+    query, drawn as the domain's preview kind (``Domain.preview_kind``)."""
+    n_cols = 1 + max(len(n) for _, _, n in examples)
+    fig, axes = plt.subplots(len(examples), n_cols, figsize=(2.6 * n_cols, 2 * len(examples)), squeeze=False)
+    for r, (qid, q, neighbours) in enumerate(examples):
+        _draw_sample(axes[r][0], q, f"query {qid}", kind, sample_rate)
+        for c, (nid, d, x) in enumerate(neighbours, start=1):
+            _draw_sample(axes[r][c], x, f"{nid} (d={d:.4f})", kind, sample_rate)
+        for c in range(len(neighbours) + 1, n_cols):
+            axes[r][c].axis("off")
+    return png(fig)

@@ -4,8 +4,16 @@ For each label fraction (1%, 10%, 100% by default) and seed, a classifier is tra
 fraction of the training labels in up to three modes — ``linear`` (frozen encoder, linear head),
 ``full`` (encoder and head trained end to end) and ``core`` (Core-tuning: full fine-tuning with a
 supervised contrastive regulariser on the projection head and mixup-mined hard pairs, see
-``core_tuning.py``) — starting from the pretrained encoder and from a random-init one. Random-init + full is the supervised baseline on the same labels. Early stopping
-watches a validation split carved from the training rows by group; the test split is only scored.
+``core_tuning.py``) — starting from the pretrained encoder and from a random-init one. Random-init + full is the supervised baseline on the same labels.
+
+Label budgets are honest: a run at fraction ``f`` sees ``f`` of the training labels in total. Its
+early-stopping validation part is carved from those labels (by group, stratified); a subset too
+small to hold one (see ``splits.validation_split``) trains ``epochs`` epochs without early
+stopping and records ``n_val: 0``. The test split is only scored. Every (init, mode, fraction) is
+run once per ``finetune.seeds`` and reported as mean, std and per-seed values.
+
+With no labels at all (see ``stages/common/labelled.py``) the stage logs ``no labels: ...`` and
+writes its declared outputs as explicit skips.
 """
 
 from __future__ import annotations
@@ -30,9 +38,9 @@ from stages.common.encoders import (
     save_encoder,
     state_to_bytes,
 )
-from stages.common.labelled import Labelled, load_labelled
+from stages.common.labelled import Labelled, NoLabels, load_labelled
 from stages.common.schema import FinetuneCfg, Recipe
-from stages.common.splits import group_split, stratified_fraction
+from stages.common.splits import stratified_fraction, validation_split
 from stages.common.storage import atomic_dir, join, read_bytes, write_bytes, write_json
 from stages.finetune.core_tuning import core_loss
 
@@ -68,7 +76,8 @@ def _fit(
     """Adam with early stopping on validation loss; returns the best state and its epoch.
 
     ``step_loss(inputs, idx, y)`` replaces the training cross-entropy (Core-tuning's regularised
-    loss); validation always uses the plain cross-entropy of ``forward``.
+    loss); validation always uses the plain cross-entropy of ``forward``. With an empty
+    validation set it trains all ``cfg.epochs`` epochs and keeps the last state.
     """
     rng = np.random.default_rng(seed)
     optim = torch.optim.Adam(params, lr=cfg.lr)
@@ -92,6 +101,9 @@ def _fit(
             optim.step()
         for m in modules:
             m.eval()
+        if len(y_val) == 0:  # nothing to stop on: a fixed budget, the last state is the result
+            best = (float("nan"), [copy.deepcopy(m.state_dict()) for m in modules], epoch)
+            continue
         with torch.no_grad():
             val_loss = float(loss_fn(forward(inputs_val, np.arange(len(y_val))), torch.from_numpy(y_val)))
         if val_loss < best[0] - 1e-6:
@@ -212,22 +224,21 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     if "classification" not in get_domain(recipe.domain).tasks:
         # e.g. RL state encoders: their supervised baseline lives in the domain's own evaluation.
         print(f"finetune: domain {recipe.domain!r} has no classification task; nothing to fine-tune")
-        # DVC still expects the stage's declared output: an explicit, empty result, never a missing one
-        with atomic_dir(join(dirs.models, "finetuned")) as tmp:
-            write_json(
-                join(tmp, "skipped.json"), {"reason": f"domain {recipe.domain!r} has no classification task"}
-            )
-        write_json(join(dirs.metrics, "finetune.json"), {})
-        write_json(join(dirs.metrics, "label_efficiency.json"), [])
+        _write_skipped(dirs, f"domain {recipe.domain!r} has no classification task", {})
         return
-    data = load_labelled(dirs.data)
+    try:
+        data = load_labelled(dirs.data)
+    except NoLabels as e:
+        print(f"finetune: no labels: {e}; fine-tuning skipped", flush=True)
+        _write_skipped(dirs, f"no labels: {e}", {"skipped": f"no labels: {e}"})
+        return
+    print(f"finetune: {data.describe()}", flush=True)
     pretrained_dir = join(dirs.models, "pretrained")
     enc_config = json.loads(read_bytes(join(pretrained_dir, "config.json")))
     results: list[dict] = []
     for seed in cfg.seeds:
-        fit_idx, val_idx = group_split(data.train.groups, data.train.y, cfg.val_fraction, seed)
         for fraction in cfg.fractions:
-            sub = fit_idx[stratified_fraction(data.train.y[fit_idx], fraction, seed)]
+            sub, fit_idx, val_idx = label_budget(data, fraction, cfg.val_fraction, seed)
             for init in INITS:
                 for mode in cfg.modes:
                     head = None
@@ -244,7 +255,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
                         # the pretraining head's architecture, freshly initialised
                         head = build_projection_head(encoder.embedding_dim, enc_config.get("head"))
                     model, acc, epoch = finetune_one(
-                        recipe.domain, encoder, data, sub, val_idx, mode, cfg, seed, head
+                        recipe.domain, encoder, data, fit_idx, val_idx, mode, cfg, seed, head
                     )
                     tag = f"{init}-{mode}-{fraction:g}-seed{seed}"
                     results.append(
@@ -254,12 +265,19 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
                             "fraction": fraction,
                             "seed": seed,
                             "labels": int(len(sub)),
+                            "n_fit": int(len(fit_idx)),
+                            "n_val": int(len(val_idx)),
+                            "early_stopping": bool(len(val_idx)),
                             "test_accuracy": acc,
                             "best_epoch": epoch,
                             "tag": tag,
                         }
                     )
-                    print(f"finetune: {tag}: {len(sub)} labels, test accuracy {acc:.4f}", flush=True)
+                    print(
+                        f"finetune: {tag}: {len(fit_idx)} fit + {len(val_idx)} validation labels, "
+                        f"test accuracy {acc:.4f}",
+                        flush=True,
+                    )
                     if fraction == max(cfg.fractions) and seed == cfg.seeds[0]:
                         save_encoder(
                             join(dirs.models, "finetuned", f"{init}-{mode}"),
@@ -274,28 +292,70 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     write_json(join(dirs.metrics, "label_efficiency.json"), _curve(results))
 
 
+def label_budget(
+    data: Labelled, fraction: float, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(subset, fit, val)`` indices into ``data.train`` for one run at ``fraction`` of the labels.
+
+    ``subset`` is the stratified ``fraction`` of all labelled training rows; ``fit`` and ``val``
+    partition it (``val`` may be empty, see ``splits.validation_split``).
+    """
+    sub = stratified_fraction(data.train.y, fraction, seed)
+    fit, val = validation_split(data.train.groups[sub], data.train.y[sub], val_fraction, seed)
+    return sub, sub[fit], sub[val]
+
+
+def _write_skipped(dirs: Dirs, reason: str, metrics: dict) -> None:
+    """DVC still expects the stage's declared outputs: explicit, empty results, never missing ones."""
+    with atomic_dir(join(dirs.models, "finetuned")) as tmp:
+        write_json(join(tmp, "skipped.json"), {"reason": reason})
+    write_json(join(dirs.metrics, "finetune.json"), metrics)
+    write_json(join(dirs.metrics, "label_efficiency.json"), [])
+
+
+def _spread(values: list[float]) -> tuple[float, float]:
+    """Mean and population std (0 for one seed) of per-seed figures."""
+    return float(np.mean(values)), float(np.std(values))
+
+
 def summarise(results: list[dict]) -> dict:
-    """``{init: {mode: {"1%": mean acc}}}``: the shape `dvc metrics show` renders as columns."""
+    """``{init: {mode: {"1%": mean, "1%_std": std, "1%_seeds": [...]}}, "seeds": [...], "runs": [...]}``.
+
+    Flat numeric keys are what `dvc metrics show`/`diff` render as columns (the mean and its std
+    side by side); the per-seed lists and ``runs`` (one record per seed, with the labels used for
+    fitting, ``n_fit``, and for validation, ``n_val``) are kept for the report and for readers.
+    """
     out: dict = {}
     for r in results:
         key = f"{r['fraction'] * 100:g}%"
         out.setdefault(r["init"], {}).setdefault(r["mode"], {}).setdefault(key, []).append(r["test_accuracy"])
-    return {
-        i: {m: {k: float(np.mean(v)) for k, v in d.items()} for m, d in modes.items()}
-        for i, modes in out.items()
-    }
+    summary: dict = {}
+    for init, modes in out.items():
+        for mode, fractions in modes.items():
+            cell = summary.setdefault(init, {}).setdefault(mode, {})
+            for key, values in fractions.items():
+                cell[key], cell[f"{key}_std"] = _spread(values)
+                cell[f"{key}_seeds"] = [float(v) for v in values]
+    summary["seeds"] = sorted({int(r["seed"]) for r in results})
+    summary["runs"] = [{k: v for k, v in r.items() if k != "tag"} for r in results]
+    return summary
 
 
 def _curve(results: list[dict]) -> list[dict]:
-    """One row per fraction for `dvc plots`: x = fraction of labels, one column per init-mode."""
-    rows: dict[float, dict] = {}
+    """One row per fraction for `dvc plots`: x = fraction, ``<init>_<mode>`` the mean over seeds
+    and ``<init>_<mode>_std`` its spread."""
+    rows: dict[float, dict[str, list[float]]] = {}
     for r in results:
-        row = rows.setdefault(r["fraction"], {"fraction": r["fraction"]})
-        row.setdefault(f"{r['init']}_{r['mode']}", []).append(r["test_accuracy"])
-    return [
-        {k: (float(np.mean(v)) if isinstance(v, list) else v) for k, v in row.items()}
-        for _, row in sorted(rows.items())
-    ]
+        rows.setdefault(r["fraction"], {}).setdefault(f"{r['init']}_{r['mode']}", []).append(
+            r["test_accuracy"]
+        )
+    curve = []
+    for fraction, series in sorted(rows.items()):
+        row: dict = {"fraction": fraction}
+        for name, values in series.items():
+            row[name], row[f"{name}_std"] = _spread(values)
+        curve.append(row)
+    return curve
 
 
 if __name__ == "__main__":

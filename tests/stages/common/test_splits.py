@@ -85,3 +85,17 @@ def test_group_split_edge_cases_keep_both_sides_non_empty():
         group_split(np.zeros(5), np.arange(5) % 2, 0.2, seed=0)
     with pytest.raises(ValueError, match="val_fraction"):
         group_split(None, np.arange(5) % 2, 1.0, seed=0)
+
+
+def test_validation_split_is_carved_from_the_subset_and_empty_when_it_cannot_hold_one() -> None:
+    from stages.common.splits import validation_split
+
+    y = np.repeat(np.arange(3), 20)
+    groups = np.array([f"g{i // 2}" for i in range(60)])
+    fit, val = validation_split(groups, y, 0.2, seed=0)
+    assert len(fit) + len(val) == 60 and not set(fit) & set(val)
+    assert set(np.unique(y[val])) == {0, 1, 2}  # stratified
+    assert not set(groups[fit]) & set(groups[val])  # by group
+    # 3 labels per class, 3 classes: round(0.2 * 9) = 2 validation labels cannot cover 3 classes
+    fit, val = validation_split(None, np.repeat(np.arange(3), 3), 0.2, seed=0)
+    assert len(val) == 0 and len(fit) == 9

@@ -67,8 +67,14 @@ def test_head_features_add_rows_to_metrics_and_report(workspace) -> None:  # noq
     run(recipe, dirs)
     metrics = json.loads((root / "metrics" / "evaluate.json").read_text())
     for name in ("pretrained", "pretrained_head", "random_init", "random_init_head"):
-        assert set(metrics[name]) == {"linear", "knn"}, name
-        assert all(0.0 <= v <= 1.0 for v in metrics[name].values())
+        # one seed by default: the mean, its (zero) spread and the per-seed values of each probe
+        assert set(metrics[name]) == {f"{p}{s}" for p in ("linear", "knn") for s in ("", "_std", "_seeds")}, (
+            name
+        )
+        assert all(
+            0.0 <= metrics[name][p] <= 1.0 and len(metrics[name][f"{p}_seeds"]) == 1
+            for p in ("linear", "knn")
+        )
     report = (root / "reports" / "report.md").read_text()  # under dirs.reports (paths.reports)
     for name in ("pretrained_head", "random_init_head"):
         assert f"| {name} |" in report

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from stages.common.encoders import build_encoder
 from stages.common.labelled import Labelled, Split
 from stages.common.schema import FinetuneCfg
-from stages.finetune.__main__ import finetune_one, summarise
+from stages.common.splits import stratified_fraction
+from stages.finetune.__main__ import finetune_one, label_budget, summarise
 
 
 def _data() -> Labelled:
@@ -44,9 +46,50 @@ def test_linear_and_full_modes_learn_and_saved_linear_head_matches() -> None:
             assert (pred == data.test.y).mean() == acc
 
 
-def test_summarise_shape() -> None:
+def test_summarise_gives_mean_std_and_per_seed_values_and_keeps_each_runs_label_counts() -> None:
     rows = [
-        {"init": "pretrained", "mode": "linear", "fraction": 0.1, "test_accuracy": 0.5},
-        {"init": "pretrained", "mode": "linear", "fraction": 0.1, "test_accuracy": 0.7},
+        {
+            "init": "pretrained",
+            "mode": "linear",
+            "fraction": 0.1,
+            "seed": s,
+            "test_accuracy": a,
+            "n_fit": 8,
+            "n_val": 2,
+        }
+        for s, a in ((0, 0.5), (1, 0.7))
     ]
-    assert summarise(rows) == {"pretrained": {"linear": {"10%": 0.6}}}
+    out = summarise(rows)
+    cell = out["pretrained"]["linear"]
+    assert cell["10%"] == pytest.approx(0.6) and cell["10%_std"] == pytest.approx(0.1)
+    assert cell["10%_seeds"] == [0.5, 0.7]
+    assert out["seeds"] == [0, 1]
+    assert [(r["seed"], r["n_fit"], r["n_val"]) for r in out["runs"]] == [(0, 8, 2), (1, 8, 2)]
+
+
+def _many(n_per_class: int, n_classes: int = 3) -> Labelled:
+    y = np.repeat(np.arange(n_classes), n_per_class).astype(np.int64)
+    xs = [np.zeros((1, 8), np.float32) for _ in y]
+    split = Split(xs, y, np.array([f"g{i // 2}" for i in range(len(y))]))
+    return Labelled(split, split, [str(c) for c in range(n_classes)])
+
+
+def test_a_one_percent_run_validates_only_on_its_own_share_of_the_labels() -> None:
+    data = _many(100)  # 300 training labels
+    for fraction in (0.01, 0.1, 1.0):
+        sub, fit, val = label_budget(data, fraction, val_fraction=0.2, seed=0)
+        # fit + validation together are exactly the fraction's labels, never more
+        assert len(fit) + len(val) == len(sub) == len(stratified_fraction(data.train.y, fraction, 0))
+        assert set(fit) | set(val) == set(sub) and not set(fit) & set(val)
+    sub, fit, val = label_budget(data, 0.01, val_fraction=0.2, seed=0)
+    assert len(sub) == 3 and len(val) == 0  # one label per class: no room for validation
+    sub, fit, val = label_budget(data, 1.0, val_fraction=0.2, seed=0)
+    assert 0 < len(val) <= 0.25 * len(sub)
+
+
+def test_without_validation_labels_the_fit_runs_the_whole_epoch_budget() -> None:
+    data = _data()
+    cfg = FinetuneCfg(epochs=7, batch_size=8, patience=1)
+    enc = build_encoder("timeseries", {"in_channels": 1, "hidden_dim": 8, "out_dim": 16, "depth": 2})
+    _, acc, epoch = finetune_one("timeseries", enc, data, np.arange(6), np.arange(0), "linear", cfg, seed=0)
+    assert epoch == 6 and 0.0 <= acc <= 1.0

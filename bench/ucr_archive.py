@@ -155,18 +155,13 @@ def nn1_raw(fit: list[dict], score: list[dict]) -> float:
 
 
 def recipe_hash(recipe_path: str, overrides: list[str], rule: dict[str, int] = RULE) -> str:
-    """Hash of the resolved recipe minus what the bench sets per set or per run, plus the rule."""
-    from stages.common.config import load_recipe
+    """Hash of the recipe as written (parsed YAML: comments do not count), the bench's ``--set``
+    overrides and the budget rule. Not of the resolved config: a default added to the schema for
+    some other stage must not void hours of measured sets."""
+    import yaml
 
-    cfg = load_recipe(recipe_path, ROOT / "params.yaml", overrides).model_dump(mode="json")
-    cfg.pop("name")
-    cfg.pop("paths")
-    cfg["data"]["options"].pop("name", None)
-    for key in ("holdout", "val_seed"):
-        cfg["data"].pop(key, None)
-    for key in ("seed", "epochs", "steps_per_epoch", "batch_size", "checkpoint_every"):
-        cfg["pretrain"].pop(key, None)
-    blob = json.dumps({"recipe": cfg, "rule": rule}, sort_keys=True)
+    recipe = yaml.safe_load((ROOT / recipe_path).read_text())
+    blob = json.dumps({"recipe": recipe, "overrides": sorted(overrides), "rule": rule}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -396,9 +391,11 @@ def _f(v: float | None, nd: int = 3) -> str:
 def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash: str | None = None) -> str:
     ref = load_reference()
     rhash, agg = aggregate(load_results(results_path), holdout, rhash)
-    s = summarise(agg, ref) if agg else None
+    # validation figures are never set beside published test figures: only candidates compare
+    published = holdout != "validation"
+    s = summarise(agg, ref) if agg and published else None
     png = out_md.with_suffix(".png")
-    if agg:
+    if agg and published:
         scatter_png(agg, ref, png)
     split = (
         "validation split (20 % of each training set)" if holdout == "validation" else "published test split"
@@ -408,7 +405,7 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
         "",
         f"`{RECIPE}` (recipe hash `{rhash}`), unchanged on every set; budget by TS2Vec's rule "
         f"(`bench/ucr_archive.py::budget`). Accuracy on the {split}. Written by "
-        "`python -m bench.ucr_archive --report`.",
+        f"`python -m bench.ucr_archive --report{'' if published else ' --holdout validation'}`.",
         "",
         f"**{len(agg)} of {N_SETS} sets measured.**",
         "",
@@ -450,19 +447,24 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
             f"![ours vs TS2Vec B=8]({png.name})",
             "",
         ]
+    if holdout == "validation":
+        lines += candidates_section(load_results(results_path))
+    pub = METHODS if published else ()
     lines += [
         "## Per set",
         "",
-        "| set | ours (SVM) | random init | 1-NN raw | TS2Vec B=8 | TS2Vec best | T-Loss | TNC | TS-TCC | DTW | iters | pretrain s | total s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| set | ours (SVM) | random init | 1-NN raw | "
+        + "".join(f"{h} | " for _, h in pub)
+        + "iters | pretrain s | total s |",
+        "|---|---|---|---|" + "---|" * len(pub) + "---|---|---|",
     ]
     for n, a in agg.items():
         r = ref.get(n, {})
         ours = f"{a['ours']:.3f}" + (f" ± {a['ours_std']:.3f} ({a['seeds']} seeds)" if a["seeds"] > 1 else "")
         lines.append(
             f"| {n} | {ours} | {a['random_init']:.3f} | {a['nn1_raw']:.3f} | "
-            + " | ".join(_f(r.get(k)) for k, _ in METHODS)
-            + f" | {a['iterations']} | {a['pretrain_s']:.0f} | {a['total_s']:.0f} |"
+            + "".join(f"{_f(r.get(k))} | " for k, _ in pub)
+            + f"{a['iterations']} | {a['pretrain_s']:.0f} | {a['total_s']:.0f} |"
         )
     text = "\n".join(lines) + "\n"
     out_md.parent.mkdir(parents=True, exist_ok=True)
@@ -470,6 +472,45 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
     tmp.write_text(text)
     os.replace(tmp, out_md)
     return text
+
+
+def candidates_section(runs: list[dict[str, Any]]) -> list[str]:
+    """Every configuration measured on validation splits, side by side: per-set mean ± std over
+    seeds and the mean over the sets all of them measured (how the recipe was chosen)."""
+    runs = [r for r in runs if r.get("holdout") == "validation"]
+    hashes = list(dict.fromkeys(r["recipe_hash"] for r in runs))
+    label = {}
+    for r in runs:
+        extra = ", ".join(r.get("overrides") or [])
+        label[r["recipe_hash"]] = f"`{r['recipe_hash']}` batch {r.get('rule', RULE)['batch']}" + (
+            f", {extra}" if extra else ""
+        )
+    aggs = {h: aggregate(runs, "validation", h)[1] for h in hashes}
+    sets = sorted(set.intersection(*(set(a) for a in aggs.values()))) if aggs else []
+    lines = [
+        "## Candidates (validation accuracy, mean ± std over seeds)",
+        "",
+        "| set | " + " | ".join(label[h] for h in hashes) + " |",
+        "|---|" + "---|" * len(hashes),
+    ]
+    for n in sets:
+        lines.append(
+            f"| {n} | "
+            + " | ".join(f"{aggs[h][n]['ours']:.3f} ± {aggs[h][n]['ours_std']:.3f}" for h in hashes)
+            + " |"
+        )
+    if sets:
+        lines.append(
+            "| **mean** | "
+            + " | ".join(f"**{np.mean([aggs[h][n]['ours'] for n in sets]):.4f}**" for h in hashes)
+            + " |"
+        )
+        lines.append(
+            "| seconds per run | "
+            + " | ".join(f"{np.mean([aggs[h][n]['total_s'] for n in sets]):.0f}" for h in hashes)
+            + " |"
+        )
+    return [*lines, ""]
 
 
 # ---------------------------------------------------------------- CLI

@@ -172,6 +172,10 @@ class PretrainCfg(Section):
     #: labelled training rows (never test rows) for the online kNN diagnostic at checkpoint epochs,
     #: split half bank / half queries by group; 0 disables it
     online_knn_rows: int = Field(256, ge=0)
+    #: training rows of the fixed, seeded sample on which alignment, uniformity, RankMe and the collapse
+    #: warning are computed at checkpoint epochs (RankMe can reach min(rows, embedding dim)); capped by
+    #: ``stages.pretrain.diagnostics.SAMPLE_BYTES`` for large samples such as volumes
+    diagnostic_rows: int = Field(1024, ge=2)
 
 
 class FinetuneCfg(Section):

@@ -26,6 +26,7 @@ from stages.common.ray_session import init_ray
 from stages.common.rows import table_to_rows, train_expr
 from stages.common.schema import RayCfg, Recipe
 from stages.common.storage import join, read_json, read_table, write_json
+from stages.pretrain import diagnostics
 from stages.pretrain.loop import check_views, load_checkpoint_model, train_loop_per_worker
 
 
@@ -158,7 +159,12 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     # small (a few hundred rows) and only a diagnostic, so it travels in the worker config; the run
     # name already covers the rows it is drawn from
     knn = online_knn_set(rows, recipe.pretrain.online_knn_rows, recipe.pretrain.seed)
-    trainer = make_trainer({**config, "live_dir": live_dir, "online_knn": knn}, ds, recipe.ray, storage, name)
+    # the fixed sample for alignment/uniformity/RankMe at checkpoint epochs (stages.pretrain.diagnostics)
+    pick = diagnostics.sample_indices(
+        len(rows), recipe.pretrain.diagnostic_rows, recipe.pretrain.seed, rows[0]["x"].nbytes
+    )
+    extra = {"live_dir": live_dir, "online_knn": knn, "diagnostic_sample": [rows[i]["x"] for i in pick]}
+    trainer = make_trainer({**config, **extra}, ds, recipe.ray, storage, name)
     print(
         f"pretrain: {len(rows)} rows, {world} workers x {config['local_batch']} per batch, "
         f"{config['steps_per_epoch']} steps/epoch, {recipe.pretrain.epochs} epochs, run {name}",

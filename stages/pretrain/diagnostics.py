@@ -1,7 +1,25 @@
 """Embedding-quality diagnostics for contrastive pretraining.
 
-All functions take (N, D) torch tensors, run without gradients, and return
-python scalars, so they can be logged cheaply from any training loop.
+The metric functions take (N, D) torch tensors, run without gradients, and return python scalars,
+so they can be logged cheaply from any training loop.
+
+**On what they are computed.** Pretraining computes them at checkpoint epochs (and the last epoch)
+on a *fixed, seeded sample* of up to ``pretrain.diagnostic_rows`` (1,024) training rows
+(:func:`sample_indices`), embedded by the encoder in eval mode (features ``h``, before the
+projection head): uniformity, RankMe and the collapse warning on the rows themselves, alignment
+between two seeded augmented views of each row (the same views at every epoch, so the curve tracks
+the encoder, not the draw). Not on a training batch: the effective rank of an ``N x D`` matrix is
+at most ``min(N, D)``, so a batch-based RankMe can never exceed the number of rows in the batch
+(twice the local batch with two views), whatever the encoder learnt.
+
+RankMe (Garrido et al. 2023) is ``exp`` of the Shannon entropy of the L1-normalised singular values
+of the embedding matrix, as :func:`effective_rank` computes it; the paper evaluates it on the
+embeddings of a large sample of the data (25,600 images), so that ``N >> D`` and the bound is the
+embedding dimension. Up to 1,024 rows is a compromise for small data sets and cheap checkpoint
+epochs: RankMe here can reach ``min(1024, D)``; with ``D`` above the sample it saturates at the
+sample size, and the figure is comparable across runs only at the same ``diagnostic_rows``.
+solo-learn's utilities have no RankMe; its online weighted kNN accumulates the features of a whole
+validation pass (not one training batch), as ``online_knn`` here embeds a fixed labelled sample.
 """
 
 from __future__ import annotations
@@ -14,13 +32,40 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "SAMPLE_BYTES",
     "alignment",
     "effective_rank",
     "is_collapsed",
     "knn_accuracy",
     "normalized_std",
+    "sample_indices",
+    "sample_metrics",
     "uniformity",
 ]
+
+#: the diagnostic sample's raw rows stay under this size (it travels in the workers' config and is
+#: held with two augmented views per row): 1,024 rows of 32^3 volumes would be 400 MB
+SAMPLE_BYTES = 32 * 2**20
+
+
+def sample_indices(n_rows: int, n: int, seed: int, row_bytes: int = 0) -> np.ndarray:
+    """Sorted indices of the fixed diagnostic sample: up to ``n`` of ``n_rows`` rows, seeded, and
+    at most ``SAMPLE_BYTES // row_bytes`` of them."""
+    if row_bytes > 0:
+        n = min(n, max(2, SAMPLE_BYTES // row_bytes))
+    return np.sort(np.random.default_rng([seed, 1024]).permutation(n_rows)[:n])
+
+
+@torch.no_grad()
+def sample_metrics(h: torch.Tensor, h_view0: torch.Tensor, h_view1: torch.Tensor) -> dict[str, float | int]:
+    """The logged diagnostics of a sample's features ``h`` and of two augmented views of each row."""
+    h, h_view0, h_view1 = h.double(), h_view0.double(), h_view1.double()
+    return {
+        "alignment": alignment(h_view0, h_view1),
+        "uniformity": uniformity(h),
+        "rankme": effective_rank(h),
+        "collapsed": int(is_collapsed(h)),
+    }
 
 
 def _check_2d(z: torch.Tensor, min_rows: int = 1) -> None:

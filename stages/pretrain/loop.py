@@ -110,26 +110,56 @@ def multiview_loss(
 
 
 @torch.no_grad()
-def online_knn(encoder: torch.nn.Module, domain: Domain, data: dict[str, Any], batch_size: int = 64) -> float:
-    """kNN accuracy of the encoder's features (before the head) on a small labelled bank/query split."""
+def _embed(
+    encoder: torch.nn.Module, domain: Domain, xs: list[np.ndarray], batch_size: int = 64
+) -> torch.Tensor:
+    """fp32 features (before the head) of ``xs``, in eval mode, in chunks of ``batch_size``."""
     device = next(encoder.parameters()).device
     was_training = encoder.training
     encoder.eval()
     try:
-
-        def embed(xs: list[np.ndarray]) -> torch.Tensor:
-            return torch.cat(
-                [
-                    encoder(domain.collate(xs[i : i + batch_size]).to(device))
-                    for i in range(0, len(xs), batch_size)
-                ]
-            )
-
-        return diagnostics.knn_accuracy(
-            embed(list(data["bank_x"])), data["bank_y"], embed(list(data["query_x"])), data["query_y"]
+        return torch.cat(
+            [
+                encoder(domain.collate(xs[i : i + batch_size]).to(device)).float()
+                for i in range(0, len(xs), batch_size)
+            ]
         )
     finally:
         encoder.train(was_training)
+
+
+@torch.no_grad()
+def online_knn(encoder: torch.nn.Module, domain: Domain, data: dict[str, Any], batch_size: int = 64) -> float:
+    """kNN accuracy of the encoder's features (before the head) on a small labelled bank/query split."""
+    return diagnostics.knn_accuracy(
+        _embed(encoder, domain, list(data["bank_x"]), batch_size),
+        data["bank_y"],
+        _embed(encoder, domain, list(data["query_x"]), batch_size),
+        data["query_y"],
+    )
+
+
+def diagnostic_views(
+    domain: Domain, sample: list[Any], policy: ViewPolicy, seed: int
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """The fixed sample's rows and two seeded augmented views of each (drawn once, reused every epoch).
+
+    A row may be a bank of materialised views (in-process with ``views.materialize``): then its
+    first view stands for the row and two distinct views are drawn from the bank.
+    """
+    rng = np.random.default_rng([seed, 1024])
+    if sample and isinstance(sample[0], list):
+        v0, v1 = draw_views(sample, 2, rng)
+        return [b[0] for b in sample], v0, v1
+    views = [[domain.augment(x, rng, policy) for x in sample] for _ in range(2)]
+    return list(sample), views[0], views[1]
+
+
+def sample_diagnostics(
+    encoder: torch.nn.Module, domain: Domain, views: tuple[list, list, list], batch_size: int = 64
+) -> dict[str, float | int]:
+    """Alignment, uniformity, RankMe and the collapse flag on the fixed sample (``diagnostic_views``)."""
+    return diagnostics.sample_metrics(*(_embed(encoder, domain, v, batch_size) for v in views))
 
 
 def _checkpoint_epoch(epoch: int, cfg: PretrainCfg) -> bool:
@@ -321,6 +351,12 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
     live = _Live(config.get("live_dir") if rank == 0 else None, history)
 
     reader = ShardReader(local_batch, cfg.shard_cache_mb) if in_ray else None
+    # the fixed diagnostic sample (stages.pretrain.diagnostics): from the stage's config, or drawn
+    # from the in-process rows; its augmented views are made once, at the first checkpoint epoch
+    diag_sample = config.get("diagnostic_sample")
+    if diag_sample is None and xs is not None:
+        diag_sample = [xs[i] for i in diagnostics.sample_indices(len(xs), cfg.diagnostic_rows, cfg.seed)]
+    diag_views = None
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
         # Views are drawn from a per-epoch stream, so a run resumed at epoch N sees the same views
@@ -358,7 +394,6 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
                 v1, v2, ctx = objective.make_views(batch, rng)
                 reps, _ = net(domain.collate(v1 + v2), timestamps=True)
                 loss = objective.loss(reps[:local_batch], reps[local_batch:], v1[0].shape[-1], ctx)
-                h = objective.instance_embeddings(reps, local_batch, v1[0].shape[-1], ctx)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             if loss_fn is not None:
@@ -378,24 +413,24 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
             raise RuntimeError(
                 f"worker {rank} ran {n} steps in epoch {epoch}, expected {steps}: shards are unequal"
             )
-        with torch.no_grad():
-            h0, h1 = h[:local_batch].detach(), h[local_batch : 2 * local_batch].detach()
-            row = {
-                "epoch": epoch,
-                "loss": float(np.mean(losses)),
-                "alignment": diagnostics.alignment(h0, h1),
-                "uniformity": diagnostics.uniformity(h0),
-                "rankme": diagnostics.effective_rank(torch.cat([h0, h1])),
-                "collapsed": int(diagnostics.is_collapsed(h0)),
-                "step_time_s": (wait + busy) / n,
-                "data_wait_fraction": wait / max(wait + busy, 1e-12),
-            }
+        row = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)),
+            "step_time_s": (wait + busy) / n,
+            "data_wait_fraction": wait / max(wait + busy, 1e-12),
+        }
+        if rank == 0 and diag_sample and _checkpoint_epoch(epoch, cfg):
+            # alignment, uniformity, RankMe, collapse: on the fixed sample, never on the last batch
+            # (a batch bounds RankMe by its row count); fp32, outside autocast (SVD has no bf16 kernel)
+            if diag_views is None:
+                diag_views = diagnostic_views(domain, diag_sample, policy, cfg.seed)
+            row.update(sample_diagnostics(model.encoder, domain, diag_views))
         if rank == 0 and config.get("online_knn") and _checkpoint_epoch(epoch, cfg):
             # solo-learn's online kNN: features of the labelled bank/queries at checkpoint epochs
             row["online_knn"] = online_knn(model.encoder, domain, config["online_knn"])
         history.append(row)
         live.log(row)
-        if row["collapsed"] and rank == 0:
+        if row.get("collapsed") and rank == 0:
             print(f"pretrain: WARNING: representation collapse detected at epoch {epoch}", flush=True)
         if in_ray:
             _report(row, epoch, cfg, model, optim, history, rank, loss_fn)

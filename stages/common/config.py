@@ -109,6 +109,9 @@ def load_recipe(
     params = {} if params_path is None else _read_yaml(Path(params_path), "--params ")
     defaults = {k: v for k, v in params.items() if k not in PIPELINE_KEYS}
     merged = deep_merge(defaults, _read_yaml(recipe_path))
+    # A recipe without a name is named after its file (pipelines/<name>.yaml, as dvc.yaml expects),
+    # so a copied template needs no edit to be a new recipe.
+    merged.setdefault("name", recipe_path.stem)
     merged = deep_merge(merged, parse_set(overrides or []))
     scales = merged.pop("scales", {}) or {}
     scale = merged.get("scale", "demo")

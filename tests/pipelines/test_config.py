@@ -88,3 +88,41 @@ def test_paths_place_every_output_root_reports_included(tmp_path: Path) -> None:
     dirs = Dirs.of(recipe)
     for k in roots:
         assert getattr(dirs, k) == str(tmp_path / f"out-{k}" / "timeseries-gunpoint")
+
+
+TEMPLATES = sorted((REPO / "pipelines" / "templates").glob("*.yaml"))
+#: the paths option of each template's source and a file of the format it reads
+TEMPLATE_DATA = {
+    "timeseries": ("paths", "site-a/series.csv"),
+    "audio": ("paths", "day1/clip.flac"),
+    "medical": ("images", "sub-01/t1.nii.gz"),
+    "pointcloud": ("paths", "chairs/a.off"),
+    "rl": ("paths", "run1/episode-000.npz"),
+}
+
+
+def test_there_is_a_your_data_template_per_domain() -> None:
+    from domains import list_domains
+
+    assert sorted(load_recipe(t, REPO / "params.yaml").domain for t in TEMPLATES) == list_domains()
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("scale", ["demo", "tiny"])
+def test_every_template_is_valid_pointed_at_a_folder(template: Path, scale: str, tmp_path: Path) -> None:
+    """Copied to pipelines/<name>.yaml and pointed at a folder, a template is a valid recipe whose
+    source lists the folder's files (the README's "Pretrain on your own data" steps)."""
+    from stages.common.config import list_source_units
+
+    copy = tmp_path / "my-data.yaml"
+    copy.write_text(template.read_text())
+    key, name = TEMPLATE_DATA[load_recipe(copy, REPO / "params.yaml").domain]
+    (tmp_path / "folder" / name).parent.mkdir(parents=True)
+    (tmp_path / "folder" / name).write_bytes(b"")
+    (tmp_path / "folder" / "README.txt").write_text("not data")
+    recipe = load_recipe(
+        copy, REPO / "params.yaml", [f"scale={scale}", f"data.options.{key}={tmp_path / 'folder'}"]
+    )
+    assert recipe.name == "my-data"  # named after its file, as dvc.yaml expects
+    units = list_source_units(recipe)
+    assert [u.get("path") or u.get("image") for u in units] == [str(tmp_path / "folder" / name)]

@@ -32,7 +32,7 @@ system-deps:
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	elif sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	else echo "contraflow: please install the Debian packages: sudo apt-get install $$missing" >&2; fi
+	else echo "contraflow: cannot install the Debian packages (not root, no passwordless sudo): sudo apt-get install $$missing" >&2; exit 1; fi
 
 # The demo pipeline, end to end, for every recipe under `domains:` in params.yaml.
 repro: $(STAMP) system-deps

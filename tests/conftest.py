@@ -24,6 +24,31 @@ BIN = Path(sys.executable).parent
 os.environ["RAY_AUTH_MODE"] = "token"
 
 
+def on_ci() -> bool:
+    """``CI=true`` (GitHub Actions, GitLab and most CI systems set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def requires_data(present: bool, reason: str) -> pytest.MarkDecorator:
+    """Skip a test whose data (e.g. a Debian package's files) is missing — but under ``CI=true``
+    fail it instead: CI must never be green while a domain's tests silently did not run."""
+    if present:
+        return pytest.mark.skipif(False, reason=reason)
+    return pytest.mark.data_missing(reason=reason) if on_ci() else pytest.mark.skip(reason=reason)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "data_missing(reason): data the test needs is missing (fails under CI)"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("data_missing")
+    if marker is not None:
+        pytest.fail(f"CI=true and data the test needs is missing: {marker.kwargs['reason']}", pytrace=False)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

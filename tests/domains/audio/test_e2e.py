@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from domains.audio.readers import asterisk_voices
-from tests.conftest import BIN, copy_project, missing_dvc_outputs
+from tests.conftest import BIN, copy_project, missing_dvc_outputs, requires_data
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        len(asterisk_voices()) < 2, reason="real-speech evaluation data missing: make system-deps (Asterisk)"
+    requires_data(
+        len(asterisk_voices()) >= 2, reason="real-speech evaluation data missing: make system-deps (Asterisk)"
     ),
 ]
 RECIPE = "audio-digits"

@@ -17,6 +17,7 @@ from domains.audio.readers import (
     read_source,
 )
 from stages.ingest.__main__ import read_unit
+from tests.conftest import requires_data
 
 SR = 16000
 
@@ -137,7 +138,7 @@ def test_espeak_synthesis_is_seeded_unlabeled_speech() -> None:
     assert min(float(np.sqrt(np.mean(r["x"] ** 2))) for r in rows) > 1e-3
 
 
-@pytest.mark.skipif(len(asterisk_voices()) < 2, reason="apt-get install asterisk-core-sounds-*-wav")
+@requires_data(len(asterisk_voices()) >= 2, reason="apt-get install asterisk-core-sounds-*-wav")
 def test_asterisk_digits_split_by_person() -> None:
     rows = list(read_source("asterisk", test_speakers=["Allison"]))
     assert {r["label"] for r in rows} == {str(d) for d in range(10)}

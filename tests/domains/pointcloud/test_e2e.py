@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from domains.pointcloud.readers import SH3D_DIR
-from tests.conftest import BIN, copy_project, missing_dvc_outputs
+from tests.conftest import BIN, copy_project, missing_dvc_outputs, requires_data
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not os.path.isdir(SH3D_DIR),
+    requires_data(
+        os.path.isdir(SH3D_DIR),
         reason="Sweet Home 3D models missing: make system-deps (sweethome3d-furniture)",
     ),
 ]

@@ -14,6 +14,7 @@ import trimesh
 from domains import get_domain
 from domains.pointcloud.readers import SH3D_DIR, classify_name, stratified_split
 from domains.pointcloud.sampling import farthest_point_sampling, mesh_to_points
+from tests.conftest import requires_data
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,7 @@ def test_procedural_fallback_is_labelled_synthetic(pc) -> None:  # noqa: ANN001
     assert all(r["meta"]["synthetic"] and pc.validate(r) is None for r in rows)
 
 
-@pytest.mark.skipif(not os.path.isdir(SH3D_DIR), reason="Debian sweethome3d-furniture not installed")
+@requires_data(os.path.isdir(SH3D_DIR), reason="Debian sweethome3d-furniture not installed")
 def test_sweethome3d_catalogue_gives_13_classes_and_disjoint_groups(pc) -> None:  # noqa: ANN001
     units = pc.sources["sweethome3d"].list_units()
     models = [m for u in units for m in u["models"]]

@@ -4,8 +4,6 @@ SourceError naming the option and the file, and through the CLI one line with ex
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import yaml
 from domains import get_domain
 from domains.io import NoFilesError, SourceError, confine, expand_paths, hash_split, split_from_path
 from stages.common.config import ConfigError, list_source_units, load_recipe
+from tests.domains.test_options import configure_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,24 +101,9 @@ def test_listing_errors_become_one_config_line_naming_the_option(tmp_path: Path)
 def test_a_listing_error_through_the_real_cli_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (tmp_path / "s.tsv").write_text("1\t2\n")
     recipe = _recipe(tmp_path, {"paths": str(tmp_path / "s.tsv")})
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.configure",
-            "--recipe",
-            str(recipe),
-            "--set",
-            f"paths.data={tmp_path}/d",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("configure: error: data.options.paths: "), out.stderr
+    code, lines = configure_cli(recipe, f"paths.data={tmp_path}/d")
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("configure: error: data.options.paths: "), lines
     assert "s.tsv" in lines[0] and not (tmp_path / "d").exists()
 
 

@@ -61,27 +61,21 @@ def test_nested_option_mistakes_name_the_nested_key() -> None:
             load_recipe(REPO / "pipelines" / f"{recipe}.yaml", REPO / "params.yaml", [override])
 
 
+def configure_cli(recipe: str | Path, *sets: str) -> tuple[int, list[str]]:
+    """``python -m pipelines.configure`` as a user runs it: its exit code and stderr lines."""
+    argv = [sys.executable, "-m", "pipelines.configure", "--recipe", str(recipe)]
+    for s in sets:
+        argv += ["--set", s]
+    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    return out.returncode, out.stderr.strip().splitlines()
+
+
 def test_a_mistake_through_the_real_cli_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.configure",
-            "--recipe",
-            "pipelines/timeseries-gunpoint.yaml",
-            "--set",
-            "encoder.hiden_dim=3",
-            "--set",
-            f"paths.data={tmp_path}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    code, lines = configure_cli(
+        "pipelines/timeseries-gunpoint.yaml", "encoder.hiden_dim=3", f"paths.data={tmp_path}"
     )
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "encoder.hiden_dim: unknown key (known: " in lines[0], out.stderr
+    assert code == 2
+    assert len(lines) == 1 and "encoder.hiden_dim: unknown key (known: " in lines[0], lines
     assert not any(tmp_path.iterdir())  # nothing written
 
 

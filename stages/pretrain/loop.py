@@ -22,6 +22,7 @@ import torch
 from domains import get_domain
 from domains.base import Domain, ViewPolicy
 from stages.common.bank import decode_bank, draw_views
+from stages.common.device import autocast, autocast_dtype, to_device
 from stages.common.encoders import load_state_bytes, state_to_bytes
 from stages.common.heads import EncoderWithHead, build_head
 from stages.common.losses import ModelLoss, build_loss, sync_loss_gradients
@@ -120,7 +121,7 @@ def _embed(
     try:
         return torch.cat(
             [
-                encoder(domain.collate(xs[i : i + batch_size]).to(device)).float()
+                encoder(to_device(domain.collate(xs[i : i + batch_size]), device)).float()
                 for i in range(0, len(xs), batch_size)
             ]
         )
@@ -182,6 +183,35 @@ def build_model(config: dict[str, Any]) -> EncoderWithHead:
         head_cfg = HeadCfg(type="none")  # dense domain objectives work on the encoder's own output
     head = build_head(encoder.embedding_dim, head_cfg)
     return EncoderWithHead(encoder, head)
+
+
+def build_training(
+    config: dict[str, Any], device: torch.device
+) -> tuple[EncoderWithHead, torch.nn.Module | None, torch.optim.Optimizer]:
+    """The model, the registry loss (None for a domain objective) and the optimiser, all on ``device``.
+
+    Everything moves to ``device`` *before* the optimiser exists and before a checkpoint is restored
+    into it: ``Optimizer.load_state_dict`` puts the state on its parameters' device, so restoring into
+    a CPU model that ``prepare_model`` moves afterwards would leave Adam's moments on the CPU.
+    """
+    cfg = PretrainCfg(**config["pretrain"])
+    domain = get_domain(config["domain"])
+    model = build_model(config)
+    # A registry loss (not a domain objective) is built before the optimiser: a loss that owns
+    # modules (BYOL's predictor, SwAV's prototypes) attaches to the model and joins the optimiser.
+    loss_fn = (
+        None if cfg.loss in domain.objectives() else build_loss(cfg.loss, cfg.temperature, cfg.loss_options)
+    )
+    if isinstance(loss_fn, ModelLoss):
+        loss_fn.attach(model)  # momentum targets are copies of the model: made before the move
+    model.to(device)
+    if loss_fn is not None:
+        loss_fn.to(device)
+    params = list(model.parameters())
+    if loss_fn is not None:
+        params += [p for p in loss_fn.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return model, loss_fn, optim
 
 
 class ShardReader:
@@ -267,10 +297,16 @@ def _load_checkpoint(
 ) -> dict:
     with open(os.path.join(directory, CKPT_MODEL), "rb") as f:
         load_state_bytes(model, f.read())
-    # weights_only: a checkpoint is data, never code
-    optim.load_state_dict(torch.load(os.path.join(directory, CKPT_OPTIM), weights_only=True))
+    # weights_only: a checkpoint is data, never code. Read onto the CPU (a checkpoint written on a
+    # GPU loads anywhere); load_state_dict then puts each tensor on its parameter's device, so the
+    # model and the loss must already be on theirs (build_training does that).
+    optim.load_state_dict(
+        torch.load(os.path.join(directory, CKPT_OPTIM), map_location="cpu", weights_only=True)
+    )
     if loss is not None and os.path.exists(os.path.join(directory, CKPT_LOSS)):
-        loss.load_state_dict(torch.load(os.path.join(directory, CKPT_LOSS), weights_only=True))
+        loss.load_state_dict(
+            torch.load(os.path.join(directory, CKPT_LOSS), map_location="cpu", weights_only=True)
+        )
     with open(os.path.join(directory, CKPT_STATE)) as f:
         return json.load(f)
 
@@ -313,7 +349,6 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
     n_global = views_cfg.n_views
     local_batch, steps = int(config["local_batch"]), int(config["steps_per_epoch"])
 
-    model = build_model(config)
     rank = 0
     if in_ray:
         import ray.train
@@ -321,18 +356,15 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
 
         ctx = ray.train.get_context()
         rank = ctx.get_world_rank()
-    # A registry loss (not a domain objective) is built before the optimiser: a loss that owns
-    # modules (BYOL's predictor, SwAV's prototypes) attaches to the model and joins the optimiser.
-    loss_fn = (
-        None if cfg.loss in domain.objectives() else build_loss(cfg.loss, cfg.temperature, cfg.loss_options)
-    )
+    # Ray Train's device for this worker (a GPU with ray.use_gpu); in-process, config["device"]
+    device = ray.train.torch.get_device() if in_ray else torch.device(config.get("device", "cpu"))
+    model, loss_fn, optim = build_training(config, device)
     check_views(domain, cfg.loss, loss_fn, views_cfg, policy, xs[0] if xs else None)
-    if isinstance(loss_fn, ModelLoss):
-        loss_fn.attach(model)
-    params = list(model.parameters())
-    if loss_fn is not None:
-        params += [p for p in loss_fn.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.precision == "bf16" and autocast_dtype(cfg.precision, device) is None and rank == 0:
+        print(
+            f"pretrain: precision=bf16 runs as fp32 on {device.type} (bf16 autocasts on CUDA only)",
+            flush=True,
+        )
     history: list[dict] = []
     start_epoch = 0
     if in_ray and (ckpt := ray.train.get_checkpoint()) is not None:
@@ -346,8 +378,6 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
     if objective is not None:
         own = isinstance(objective, type) and isinstance(model.head, objective)
         objective = model.head if own else objective(**cfg.loss_options)
-    if loss_fn is not None:
-        loss_fn.to(next(model.parameters()).device)  # prepare_model may have moved the model
     live = _Live(config.get("live_dir") if rank == 0 else None, history)
 
     reader = ShardReader(local_batch, cfg.shard_cache_mb) if in_ray else None
@@ -385,15 +415,19 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
                     # same forward: the model encodes each resolution, then heads them together
                     crops = small_crops(domain, batch, rng, policy, views_cfg)
                     inputs = [inputs, domain.collate(crops)]
-                h, z = net(inputs)
-                # momentum losses (BYOL, MoCo) run their target network on the same inputs
-                extra = {"inputs": inputs} if getattr(loss_fn, "needs_inputs", False) else {}
-                loss = multiview_loss(loss_fn, z, local_batch, n_global, extra)
+                # on the model's device: the model and the momentum target below both read them
+                inputs = to_device(inputs, device)
+                with autocast(cfg.precision, device):
+                    h, z = net(inputs)
+                    # momentum losses (BYOL, MoCo) run their target network on the same inputs
+                    extra = {"inputs": inputs} if getattr(loss_fn, "needs_inputs", False) else {}
+                    loss = multiview_loss(loss_fn, z, local_batch, n_global, extra)
             else:
                 # a domain objective makes its own views and reads per-step representations
                 v1, v2, ctx = objective.make_views(batch, rng)
-                reps, _ = net(domain.collate(v1 + v2), timestamps=True)
-                loss = objective.loss(reps[:local_batch], reps[local_batch:], v1[0].shape[-1], ctx)
+                with autocast(cfg.precision, device):
+                    reps, _ = net(to_device(domain.collate(v1 + v2), device), timestamps=True)
+                    loss = objective.loss(reps[:local_batch], reps[local_batch:], v1[0].shape[-1], ctx)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             if loss_fn is not None:

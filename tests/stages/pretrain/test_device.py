@@ -1,0 +1,254 @@
+"""Device placement in pretraining, checked on the CPU: every tensor a loss, objective or probe
+touches follows the model's device, and a resumed optimiser's state lands on the model's device.
+
+There is no GPU here, so a ``TorchFunctionMode`` plays one: the model's parameters and buffers are
+tagged as "on the device", tags follow every op's outputs, ``.to(device)`` tags (it would copy to
+the GPU), ``.cpu()`` and tensors made from numpy or without ``device=`` are host tensors, and an op
+that mixes a device tensor with a host tensor of more than one element fails — as it would on CUDA.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+from stages.common.device import autocast, autocast_dtype, pick_device, to_device
+from stages.common.losses import list_losses
+from stages.common.schema import PretrainCfg
+from stages.pretrain import loop
+from stages.pretrain.loop import _load_checkpoint, _save_checkpoint, build_training, run_in_process
+
+B = 8
+TAG = "_cf_on_device"
+
+
+def _on_device(t: torch.Tensor) -> bool:
+    return bool(getattr(t, TAG, False))
+
+
+def _tag(t: torch.Tensor) -> torch.Tensor:
+    setattr(t, TAG, True)
+    return t
+
+
+class DeviceMismatch(AssertionError):
+    pass
+
+
+class FakeDevice(TorchFunctionMode):
+    """Fails any op that mixes a device tensor with a host tensor (0-d host tensors are allowed, as
+    CUDA allows CPU scalars). Passes everything through until ``armed`` (the model is built)."""
+
+    def __init__(self, armed: bool = True) -> None:
+        super().__init__()
+        self.armed = armed
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        kwargs = kwargs or {}
+        if not self.armed:
+            return func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        dev = [t for t in tensors if _on_device(t)]
+        host = [t for t in tensors if not _on_device(t) and t.dim() > 0]
+        moves = name in ("to", "cuda") and any(
+            isinstance(a, torch.device) or (isinstance(a, torch.Tensor) and _on_device(a))
+            for a in [*args[1:], *kwargs.values()]
+        )
+        if dev and host and not moves and name not in ("__get__", "__set__"):
+            raise DeviceMismatch(
+                f"{name}: device tensors {[tuple(t.shape) for t in dev]} mixed with host tensors "
+                f"{[tuple(t.shape) for t in host]}"
+            )
+        out = func(*args, **kwargs)
+        if name == "cpu":
+            return out.clone() if out is args[0] else out  # a host copy, as on a GPU
+        if moves:
+            out = out.clone() if out is args[0] else out  # .to(device) copies to the GPU there
+            return _tag(out)
+        # factories given device=<a torch.device> (e.g. torch.arange(n, device=z.device)) make
+        # device tensors; device="cpu" spelled out or no device at all make host tensors
+        factory_on_device = isinstance(kwargs.get("device"), torch.device)
+        if dev or factory_on_device:
+            for t in tree_flatten(out)[0] if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor):
+                    _tag(t)
+        return out
+
+
+def _tag_modules(*modules: torch.nn.Module | None) -> None:
+    for m in modules:
+        if m is None:
+            continue
+        for p in m.parameters():
+            _tag(p)
+            # gradients come from autograd (outside the mode); on a GPU they sit beside their parameter
+            if p.requires_grad:
+                p.register_post_accumulate_grad_hook(lambda p: setattr(p.grad, TAG, True))
+        for b in m.buffers():
+            _tag(b)
+
+
+@pytest.fixture
+def fake_device(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """Runs the loop with the model, the loss and the optimiser tagged as on the device."""
+    real = loop.build_training
+    mode = FakeDevice(armed=False)
+
+    def build_tagged(config: dict[str, Any], device: torch.device):  # noqa: ANN202
+        mode.armed = False  # building and moving the model is where tensors legitimately change place
+        model, loss_fn, optim = real(config, device)
+        _tag_modules(model, loss_fn)
+        mode.armed = True
+        return model, loss_fn, optim
+
+    monkeypatch.setattr(loop, "build_training", build_tagged)
+    with mode:
+        yield
+
+
+def _ts_config(loss: str, **options: Any) -> dict:
+    pre = PretrainCfg(
+        loss=loss,
+        loss_options=options,
+        epochs=1,
+        batch_size=B,
+        temperature=0.2,
+        head={"hidden_dim": 16, "out_dim": 8},
+        online_knn_rows=0,
+    ).model_dump()
+    return {
+        "domain": "timeseries",
+        "encoder": {"in_channels": 1, "hidden_dim": 8, "out_dim": 16, "depth": 2},
+        "pretrain": pre,
+        "policy": {"name": "default", "params": {}},
+        "local_batch": B,
+        "steps_per_epoch": 2,
+    }
+
+
+def _ts_data(n: int = 16) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal((1, 40)).astype(np.float32) for _ in range(n)]
+
+
+#: loss options that keep each loss small or that it needs
+OPTIONS: dict[str, dict] = {"moco": {"queue_size": 32}, "swav": {"n_prototypes": 8}}
+
+
+def test_the_fake_device_catches_cpu_inputs_to_a_device_model() -> None:
+    """The check can fail: the bug it guards against (momentum targets fed host inputs) trips it."""
+    model, loss_fn, _ = build_training(_ts_config("byol"), torch.device("cpu"))
+    _tag_modules(model, loss_fn)
+    x = torch.randn(2 * B, 1, 40)
+    with FakeDevice():
+        _, z = model(to_device(x, torch.device("cpu")))
+        with pytest.raises(DeviceMismatch):
+            loss_fn(z[:B], z[B:], inputs=x)  # host inputs, as the loop passed before
+
+
+@pytest.mark.parametrize("loss", sorted(set(list_losses()) - {"infonce"}))
+def test_every_registry_loss_trains_on_the_model_device(loss: str, fake_device: None) -> None:
+    options = OPTIONS.get(loss, {})
+    from stages.common.losses import loss_option_names
+
+    options = {k: v for k, v in options.items() if k in loss_option_names(loss)}
+    _, history = run_in_process(_ts_config(loss, **options), _ts_data())
+    assert np.isfinite(history[-1]["loss"])
+
+
+def test_ts2vec_objective_trains_on_the_model_device(fake_device: None) -> None:
+    _, history = run_in_process(_ts_config("ts2vec"), _ts_data())
+    assert np.isfinite(history[-1]["loss"])
+
+
+@pytest.mark.parametrize("loss", ["curl", "atc"])
+def test_rl_objectives_train_on_the_model_device(loss: str, fake_device: None) -> None:
+    rng = np.random.default_rng(0)
+    xs = [rng.random((2, 3, 24, 24), dtype=np.float32) for _ in range(16)]
+    config = {
+        "domain": "rl",
+        "encoder": {"in_channels": 3, "image_size": 24, "num_layers": 2, "num_filters": 4, "feature_dim": 8},
+        "pretrain": PretrainCfg(loss=loss, epochs=1, batch_size=B, online_knn_rows=0).model_dump(),
+        "policy": {"name": "drq", "params": {}},
+        "local_batch": B,
+        "steps_per_epoch": 2,
+    }
+    _, history = run_in_process(config, xs)
+    assert np.isfinite(history[-1]["loss"])
+
+
+def test_online_knn_probe_runs_on_the_model_device(fake_device: None) -> None:
+    xs = _ts_data(16)
+    knn = {"bank_x": xs[:8], "bank_y": [i % 2 for i in range(8)], "query_x": xs[8:], "query_y": [0, 1] * 4}
+    _, history = run_in_process({**_ts_config("ntxent"), "online_knn": knn}, xs)
+    assert 0.0 <= history[-1]["online_knn"] <= 1.0
+
+
+@pytest.mark.parametrize("loss", ["moco", "byol"])
+def test_resume_restores_optimizer_state_on_the_model_device(
+    loss: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint written by a CPU run, restored into a model already on another device (``meta``
+    stands in for a GPU): Adam's moments and the loss's state follow the model, read weights-only."""
+    config = _ts_config(loss, **OPTIONS.get(loss, {}))
+    model, loss_fn, optim = build_training(config, torch.device("cpu"))
+    x = torch.randn(2 * B, 1, 40)
+    _, z = model(x)
+    loss_fn(z[:B], z[B:], inputs=x).backward()
+    optim.step()
+    _save_checkpoint(str(tmp_path), model, optim, {"epoch": 0, "history": []}, loss_fn)
+
+    loads: list[dict] = []
+    real_load = torch.load
+
+    def recording_load(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        loads.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    meta = torch.device("meta")
+    model2, loss2, optim2 = build_training(config, meta)
+    _load_checkpoint(str(tmp_path), model2, optim2, loss2)
+    assert loads and all(kw.get("weights_only") is True for kw in loads)
+    states = [s for s in optim2.state.values() if s]
+    assert states, "the optimiser state was not restored"
+    for s in states:
+        assert s["exp_avg"].device == meta and s["exp_avg_sq"].device == meta
+    assert all(t.device == meta for t in loss2.state_dict().values())
+    assert all(p.device == meta for p in model2.parameters())
+
+
+def test_bf16_autocasts_on_cuda_only() -> None:
+    assert autocast_dtype("bf16", torch.device("cuda", 0)) == torch.bfloat16
+    assert autocast_dtype("bf16", torch.device("cpu")) is None
+    assert autocast_dtype("fp32", torch.device("cuda", 0)) is None
+    with autocast("bf16", torch.device("cpu")):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_bf16_on_cpu_trains_in_fp32_and_says_so(capsys: pytest.CaptureFixture) -> None:
+    config = _ts_config("ntxent")
+    config["pretrain"]["precision"] = "bf16"
+    _, history = run_in_process(config, _ts_data())
+    assert np.isfinite(history[-1]["loss"])
+    assert "precision=bf16 runs as fp32 on cpu" in capsys.readouterr().out
+
+
+def test_pick_device_falls_back_to_cpu_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device(True) == torch.device("cpu")
+    assert pick_device(False) == torch.device("cpu")
+
+
+def test_to_device_walks_nested_batches() -> None:
+    meta = torch.device("meta")
+    out = to_device([torch.ones(2), (torch.zeros(1), {"a": torch.ones(3)}), "label"], meta)
+    assert out[0].device == meta and out[1][0].device == meta and out[1][1]["a"].device == meta
+    assert out[2] == "label"

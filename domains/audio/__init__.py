@@ -18,7 +18,8 @@ from domains import register_domain
 from domains.audio.encoders import ENCODERS
 from domains.audio.options import ENCODER_OPTIONS, EVALUATE_OPTIONS, SOURCE_OPTIONS
 from domains.audio.readers import SOURCES
-from domains.audio.views import POLICIES, apply_policy
+from domains.audio.views import ENGINE as VIEWS
+from domains.audio.views import apply_policy
 from domains.base import Domain, DomainResult, EvalContext, Row, ViewPolicy
 from domains.options import build_named
 
@@ -80,9 +81,7 @@ class AudioDomain(Domain):
 
     def augment(self, x: np.ndarray, rng: np.random.Generator, policy: ViewPolicy) -> np.ndarray:
         name, _, rate = policy.name.partition("@")
-        steps = policy.params.get("steps") or POLICIES.get(name)
-        if steps is None:
-            raise KeyError(f"unknown audio view policy {policy.name!r}; known: {sorted(POLICIES)}")
+        steps = VIEWS.resolve(ViewPolicy(name, policy.params))  # validated: errors name views.policy[i]
         sr = int(policy.params.get("sample_rate") or rate or DEFAULT_SAMPLE_RATE)
         return apply_policy(x, rng, steps, sr)
 

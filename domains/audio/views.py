@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from domains.views import ViewEngine
+
 Step = dict[str, Any]
 
 
@@ -54,22 +56,18 @@ def time_shift(
     return out
 
 
-def gain(
-    x: np.ndarray, rng: np.random.Generator, min_db: float = -6.0, max_db: float = 6.0, **_: Any
-) -> np.ndarray:
+def gain(x: np.ndarray, rng: np.random.Generator, min_db: float = -6.0, max_db: float = 6.0) -> np.ndarray:
     return x * np.float32(10 ** (rng.uniform(min_db, max_db) / 20))
 
 
-def noise(
-    x: np.ndarray, rng: np.random.Generator, snr_db: tuple[float, float] = (5.0, 30.0), **_: Any
-) -> np.ndarray:
+def noise(x: np.ndarray, rng: np.random.Generator, snr_db: tuple[float, float] = (5.0, 30.0)) -> np.ndarray:
     """White Gaussian noise at an SNR drawn uniformly (dB) relative to the clip's power."""
     power = max(float(np.mean(x.astype(np.float64) ** 2)), 1e-10)
     snr = rng.uniform(*snr_db)
     return x + rng.normal(0.0, np.sqrt(power / 10 ** (snr / 10)), x.shape).astype(np.float32)
 
 
-def polarity(x: np.ndarray, rng: np.random.Generator, **_: Any) -> np.ndarray:
+def polarity(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return -x
 
 
@@ -83,7 +81,7 @@ def pitch_shift(
 
 
 def time_stretch(
-    x: np.ndarray, rng: np.random.Generator, min_rate: float = 0.8, max_rate: float = 1.25, **_: Any
+    x: np.ndarray, rng: np.random.Generator, min_rate: float = 0.8, max_rate: float = 1.25
 ) -> np.ndarray:
     """Phase-vocoder stretch by a random rate, then back to the input length (crop or pad)."""
     import librosa
@@ -93,9 +91,7 @@ def time_stretch(
     return _fit_length(y, x.shape[-1])[None, :].astype(np.float32)
 
 
-def resample(
-    x: np.ndarray, rng: np.random.Generator, min_sr: int = 4000, sr: int = 8000, **_: Any
-) -> np.ndarray:
+def resample(x: np.ndarray, rng: np.random.Generator, min_sr: int = 4000, sr: int = 8000) -> np.ndarray:
     """Band-limit by resampling down to a random lower rate and back (telephone/low-quality audio)."""
     import librosa
 
@@ -115,7 +111,6 @@ def spec_mask(
     time_masks: int = 2,
     max_time_fraction: float = 0.1,
     n_fft: int = 256,
-    **_: Any,
 ) -> np.ndarray:
     """SpecAugment (Park et al., 2019) frequency and time masks, applied in the STFT domain and
     inverted back to a waveform (the encoder computes its own log-mel from waveforms)."""
@@ -191,8 +186,6 @@ STEPS: dict[str, Callable[..., np.ndarray]] = {
     "delay": delay,
     "reverb": reverb,
 }
-#: steps whose function takes the sample rate
-_NEEDS_SR = {"random_crop", "time_shift", "pitch_shift", "resample", "filter", "delay", "reverb"}
 
 POLICIES: dict[str, list[Step]] = {
     "default": [
@@ -222,21 +215,19 @@ POLICIES: dict[str, list[Step]] = {
 }
 
 
-def check_steps(steps: list[Step]) -> None:
-    unknown = [s.get("name") for s in steps if s.get("name") not in STEPS]
-    if unknown:
-        raise KeyError(f"unknown audio augmentation(s) {unknown}; known: {sorted(STEPS)}")
+#: the one engine (domains/views.py) over these steps and policies; steps that declare ``sr`` get the
+#: policy's sample rate
+ENGINE = ViewEngine(
+    "audio",
+    STEPS,
+    POLICIES,
+    prepare=lambda x: np.asarray(x, dtype=np.float32),
+    context=("sr",),
+    draw_every_step=True,
+)
+check_steps = ENGINE.check
 
 
 def apply_policy(x: np.ndarray, rng: np.random.Generator, steps: list[Step], sr: int) -> np.ndarray:
     """Apply each step with its probability ``p`` (default 1)."""
-    check_steps(steps)
-    y = np.asarray(x, dtype=np.float32)
-    for step in steps:
-        params = {k: v for k, v in step.items() if k not in ("name", "p")}
-        if rng.random() >= step.get("p", 1.0):
-            continue
-        if step["name"] in _NEEDS_SR:
-            params.setdefault("sr", sr)
-        y = STEPS[step["name"]](y, rng, **params)
-    return np.ascontiguousarray(y, dtype=np.float32)
+    return np.ascontiguousarray(ENGINE.apply(x, rng, steps, sr=sr), dtype=np.float32)

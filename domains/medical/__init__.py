@@ -20,7 +20,7 @@ from domains.medical.encoders import ENCODERS
 from domains.medical.options import ENCODER_OPTIONS, EVALUATE_OPTIONS, SOURCE_OPTIONS
 from domains.medical.readers import SOURCES
 from domains.medical.tasks import segmentation_dice
-from domains.medical.views import POLICIES, apply_policy
+from domains.medical.views import ENGINE as VIEWS
 from domains.medical.volumes import decode_mask
 from domains.options import build_named
 
@@ -61,10 +61,7 @@ class MedicalDomain(Domain):
         return pooled.reshape(len(xs), -1).numpy().astype(np.float32)
 
     def augment(self, x: np.ndarray, rng: np.random.Generator, policy: ViewPolicy) -> np.ndarray:
-        steps = policy.params.get("steps") or POLICIES.get(policy.name)
-        if steps is None:
-            raise KeyError(f"unknown medical view policy {policy.name!r}; known: {sorted(POLICIES)}")
-        return apply_policy(x, rng, steps)
+        return VIEWS.view(x, rng, policy)
 
     def data_args(self, x: np.ndarray) -> dict[str, Any]:
         return {"in_channels": int(x.shape[0])}

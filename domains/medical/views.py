@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from domains.views import PolicyError, ViewEngine, accepted_parameters
+
 
 def _crop_resize(roi_scale: float = 0.6, max_roi_scale: float = 1.0, prob: float = 1.0) -> Any:
     """A random sub-cube (``roi_scale``..``max_roi_scale`` of each side) resized back to the patch:
@@ -48,18 +50,20 @@ def _monai(name: str) -> Any:
     return getattr(mt, name)
 
 
-# step name → (MONAI transform, name of its probability argument)
-TRANSFORMS: dict[str, tuple[Any, str | None]] = {
-    "crop_resize": (_crop_resize, "prob"),
-    "flip": (lambda **kw: _monai("RandFlip")(**kw), "prob"),
-    "affine": (lambda **kw: _monai("RandAffine")(**kw), "prob"),
-    "bias_field": (lambda **kw: _monai("RandBiasField")(**kw), "prob"),
-    "noise": (lambda **kw: _monai("RandGaussianNoise")(**kw), "prob"),
-    "smooth": (lambda **kw: _monai("RandGaussianSmooth")(**kw), "prob"),
-    "scale_intensity": (lambda **kw: _monai("RandScaleIntensity")(**kw), "prob"),
-    "shift_intensity": (lambda **kw: _monai("RandShiftIntensity")(**kw), "prob"),
-    "cutout": (lambda **kw: _monai("RandCoarseDropout")(**kw), "prob"),
+# step name → the MONAI transform's constructor (looked up lazily: MONAI loads only when used)
+TRANSFORMS: dict[str, Any] = {
+    "crop_resize": lambda: _crop_resize,
+    "flip": lambda: _monai("RandFlip"),
+    "affine": lambda: _monai("RandAffine"),
+    "bias_field": lambda: _monai("RandBiasField"),
+    "noise": lambda: _monai("RandGaussianNoise"),
+    "smooth": lambda: _monai("RandGaussianSmooth"),
+    "scale_intensity": lambda: _monai("RandScaleIntensity"),
+    "shift_intensity": lambda: _monai("RandShiftIntensity"),
+    "cutout": lambda: _monai("RandCoarseDropout"),
 }
+#: every transform takes its probability as ``prob``; a step's ``p`` goes there
+PROB = "prob"
 
 POLICIES: dict[str, list[dict[str, Any]]] = {
     # Contrastive views of a brain patch: a resized sub-crop, a left-right flip (lobes are bilateral),
@@ -98,44 +102,56 @@ POLICIES: dict[str, list[dict[str, Any]]] = {
 }
 
 
+class MonaiViews(ViewEngine):
+    """The shared engine (names, policies, validation, ``views.policy[i]`` errors) with MONAI doing
+    the applying: the steps compose into one MONAI ``Compose`` whose transforms draw their own
+    ``prob`` from a random state re-seeded from the caller's generator on every call."""
+
+    def parameters(self, name: str) -> tuple[str, ...]:
+        # a MONAI constructor's own arguments (its probability comes from the step's ``p``)
+        return tuple(p for p in accepted_parameters(self.steps[name](), skip=0) if p != PROB)
+
+    def apply(
+        self, x: np.ndarray, rng: np.random.Generator, steps: list[dict[str, Any]], **_: Any
+    ) -> np.ndarray:
+        """One view of a ``[C, D, H, W]`` patch; a new float32 array (the input is never written to)."""
+        if np.asarray(x).ndim != 4:
+            raise ValueError(f"expected a [channels, D, H, W] patch, got shape {np.asarray(x).shape}")
+        self.check(steps)
+        import torch
+        from monai.data import get_track_meta, set_track_meta
+
+        compose = _compose(json.dumps(steps, sort_keys=True))
+        compose.set_random_state(seed=int(rng.integers(2**31 - 1)))
+        # A plain tensor without MONAI metadata tracking: views need no affine, and MetaTensor
+        # bookkeeping costs more than the flips and intensity changes themselves.
+        tracked = get_track_meta()
+        set_track_meta(False)
+        try:
+            out = compose(torch.tensor(np.asarray(x, dtype=np.float32)))
+        finally:
+            set_track_meta(tracked)
+        return np.ascontiguousarray(np.asarray(out, dtype=np.float32))
+
+
+ENGINE = MonaiViews("medical", TRANSFORMS, POLICIES)
+
+
 @lru_cache(maxsize=16)
 def _compose(steps_json: str) -> Any:
-    """Build (once per distinct policy) the MONAI ``Compose``; unknown names/params raise here."""
+    """Build (once per distinct, validated policy) the MONAI ``Compose``."""
     from monai.transforms import Compose
 
-    steps = json.loads(steps_json)
     out = []
-    for step in steps:
-        name = step.get("name")
-        if name not in TRANSFORMS:
-            raise KeyError(f"unknown medical view {name!r}; known: {', '.join(sorted(TRANSFORMS))}")
-        p = float(step.get("p", 1.0))
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{name}: p must be in [0, 1], got {p}")
-        make, prob_arg = TRANSFORMS[name]
+    for i, step in enumerate(json.loads(steps_json)):
         params = {k: v for k, v in step.items() if k not in ("name", "p")}
         try:
-            out.append(make(**params, **{prob_arg: p}))
-        except TypeError as e:
-            raise TypeError(f"{name}: {e}") from None
+            out.append(TRANSFORMS[step["name"]]()(**params, **{PROB: float(step.get("p", 1.0))}))
+        except (TypeError, ValueError) as e:  # MONAI's own checks of the values
+            raise PolicyError(f"views.policy[{i}]: {step['name']}: {e}") from None
     return Compose(out)
 
 
 def apply_policy(x: np.ndarray, rng: np.random.Generator, steps: list[dict[str, Any]]) -> np.ndarray:
     """One view of a ``[C, D, H, W]`` patch; a new float32 array (the input is never written to)."""
-    if np.asarray(x).ndim != 4:
-        raise ValueError(f"expected a [channels, D, H, W] patch, got shape {np.asarray(x).shape}")
-    import torch
-    from monai.data import get_track_meta, set_track_meta
-
-    compose = _compose(json.dumps(steps, sort_keys=True))
-    compose.set_random_state(seed=int(rng.integers(2**31 - 1)))
-    # A plain tensor without MONAI metadata tracking: views need no affine, and MetaTensor
-    # bookkeeping costs more than the flips and intensity changes themselves.
-    tracked = get_track_meta()
-    set_track_meta(False)
-    try:
-        out = compose(torch.tensor(np.asarray(x, dtype=np.float32)))
-    finally:
-        set_track_meta(tracked)
-    return np.ascontiguousarray(np.asarray(out, dtype=np.float32))
+    return ENGINE.apply(x, rng, steps)

@@ -18,7 +18,7 @@ from domains.pointcloud.encoders import ENCODERS
 from domains.pointcloud.options import ENCODER_OPTIONS, EVALUATE_OPTIONS, SOURCE_OPTIONS
 from domains.pointcloud.readers import SOURCES
 from domains.pointcloud.sampling import normalise_unit_sphere
-from domains.pointcloud.views import POLICIES, apply_policy
+from domains.pointcloud.views import ENGINE as VIEWS
 
 #: voxels per axis of the occupancy fingerprint (on the unit sphere's bounding cube)
 FINGERPRINT_GRID = 6
@@ -74,10 +74,7 @@ class PointCloudDomain(Domain):
         return out
 
     def augment(self, x: np.ndarray, rng: np.random.Generator, policy: ViewPolicy) -> np.ndarray:
-        steps = policy.params.get("steps") or POLICIES.get(policy.name)
-        if steps is None:
-            raise KeyError(f"unknown point-cloud view policy {policy.name!r}; known: {sorted(POLICIES)}")
-        return apply_policy(x, rng, steps)
+        return VIEWS.view(x, rng, policy)
 
     def build_encoder(self, cfg: dict[str, Any]) -> nn.Module:
         return build_named(ENCODERS, cfg, "point-cloud")

@@ -14,13 +14,13 @@ the same cloud form a positive pair).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from domains.pointcloud.sampling import farthest_point_sampling
+from domains.views import ViewEngine
 
 Augmentation = Callable[..., np.ndarray]
 
@@ -194,29 +194,11 @@ POLICIES: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def check_policy(steps: list[dict[str, Any]]) -> None:
-    """Raise if a step names an unknown augmentation or parameter, or has p outside [0, 1]."""
-    for step in steps:
-        name = step.get("name")
-        if name not in AUGMENTATIONS:
-            raise KeyError(f"unknown augmentation {name!r}; known: {', '.join(sorted(AUGMENTATIONS))}")
-        p = step.get("p", 1.0)
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{name}: p must be in [0, 1], got {p}")
-        accepted = list(inspect.signature(AUGMENTATIONS[name]).parameters)[2:]
-        unknown = sorted(set(step) - {"name", "p"} - set(accepted))
-        if unknown:
-            raise TypeError(f"{name}: unknown parameter(s) {unknown}; accepted: {accepted}")
+#: the one engine (domains/views.py) over these steps and policies
+ENGINE = ViewEngine("point-cloud", AUGMENTATIONS, POLICIES, prepare=lambda x: _cloud(x).copy())
+check_policy = ENGINE.check
 
 
 def apply_policy(x: np.ndarray, rng: np.random.Generator, steps: list[dict[str, Any]]) -> np.ndarray:
     """Apply ``steps`` in order; each ``{"name", "p"=1.0, **params}`` runs with probability ``p``."""
-    check_policy(steps)
-    out = _cloud(x).copy()
-    for step in steps:
-        params = {k: v for k, v in step.items() if k not in ("name", "p")}
-        p = step.get("p", 1.0)
-        if p < 1.0 and rng.random() >= p:
-            continue
-        out = AUGMENTATIONS[step["name"]](out, rng, **params)
-    return out
+    return ENGINE.apply(x, rng, steps)

@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from domains.base import ViewPolicy
+from domains.views import ViewEngine
+
 Augmentation = Callable[..., np.ndarray]
 
 
@@ -70,24 +73,14 @@ POLICIES: dict[str, list[dict[str, Any]]] = {
 }
 
 
+#: the one engine (domains/views.py) over these steps and policies
+ENGINE = ViewEngine("RL", AUGMENTATIONS, POLICIES, prepare=lambda x: _as_stack(x).copy())
+
+
 def resolve(policy_name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    steps = (params or {}).get("steps")
-    if steps is None:
-        if policy_name not in POLICIES:
-            raise KeyError(f"unknown RL view policy {policy_name!r}; known: {sorted(POLICIES)}")
-        steps = POLICIES[policy_name]
-    for step in steps:
-        if step.get("name") not in AUGMENTATIONS:
-            raise KeyError(f"unknown augmentation {step.get('name')!r}; known: {sorted(AUGMENTATIONS)}")
-    return steps
+    """The validated steps of a named policy, or of explicit ``params["steps"]``."""
+    return ENGINE.resolve(ViewPolicy(policy_name, params or {}))
 
 
 def apply_policy(x: np.ndarray, rng: np.random.Generator, steps: list[dict[str, Any]]) -> np.ndarray:
-    out = _as_stack(x).copy()
-    for step in steps:
-        p = step.get("p", 1.0)
-        if p < 1.0 and rng.random() >= p:
-            continue
-        params = {k: v for k, v in step.items() if k not in ("name", "p")}
-        out = AUGMENTATIONS[step["name"]](out, rng, **params)
-    return out
+    return ENGINE.apply(x, rng, steps)

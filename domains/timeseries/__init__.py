@@ -20,7 +20,8 @@ from domains.timeseries.encoders import ENCODERS
 from domains.timeseries.objectives import TS2VecObjective
 from domains.timeseries.options import ENCODER_OPTIONS, EVALUATE_OPTIONS, SOURCE_OPTIONS
 from domains.timeseries.readers import SOURCES
-from domains.timeseries.views import POLICIES, apply_policy
+from domains.timeseries.views import ENGINE as VIEWS
+from domains.timeseries.views import apply_policy
 
 FINGERPRINT_POINTS = 32
 
@@ -64,10 +65,7 @@ class TimeSeriesDomain(Domain):
 
     @staticmethod
     def _steps(policy: ViewPolicy) -> list[dict[str, Any]]:
-        steps = policy.params.get("steps") or POLICIES.get(policy.name)
-        if steps is None:
-            raise KeyError(f"unknown time-series view policy {policy.name!r}; known: {sorted(POLICIES)}")
-        return steps
+        return VIEWS.resolve(policy)  # validated: errors name views.policy[i]
 
     def augment(self, x: np.ndarray, rng: np.random.Generator, policy: ViewPolicy) -> np.ndarray:
         return apply_policy(x, rng, self._steps(policy))

@@ -13,6 +13,7 @@ import numpy as np
 
 from domains import get_domain
 from domains.base import ViewPolicy, is_train
+from domains.views import PolicyError
 from stages.common.cli import Dirs, StageError, main
 from stages.common.rows import table_to_rows
 from stages.common.schema import Recipe
@@ -26,6 +27,11 @@ def view_policy(recipe: Recipe) -> ViewPolicy:
     if isinstance(policy, str):
         return ViewPolicy(name=policy)
     return ViewPolicy(name="custom", params={"steps": [s.model_dump() for s in policy]})
+
+
+def policy_error(e: Exception) -> str:
+    """One line naming the recipe key: the engine's own errors already name ``views.policy[i]``."""
+    return str(e) if isinstance(e, PolicyError) else f"views.policy: {e}"
 
 
 def run(recipe: Recipe, dirs: Dirs) -> None:
@@ -46,7 +52,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
             for i in picks
         ]
     except (KeyError, TypeError, ValueError) as e:
-        raise StageError(f"views.policy: {e}") from None
+        raise StageError(policy_error(e)) from None
     plan = {
         "domain": recipe.domain,
         "policy": policy.name,

@@ -277,12 +277,20 @@ def sweep(args: argparse.Namespace) -> None:
     )
     init_ray(load_recipe(args.recipe, ROOT / "params.yaml", args.set).ray)  # one Ray session for all sets
     bar = tqdm(todo, unit="set", file=sys.stdout, dynamic_ncols=True)
+    failed = []
     for name, seed in bar:
         bar.set_description(f"{name} s{seed}")
-        record = run_set(name, args.recipe, args.set, args.holdout, seed, Path(args.work), rule)
+        try:
+            record = run_set(name, args.recipe, args.set, args.holdout, seed, Path(args.work), rule)
+        except Exception as e:  # one broken set must not end a 3-hour sweep; rerunning retries it
+            failed.append(f"{name} s{seed}: {type(e).__name__}: {e}".splitlines()[0])
+            print(f"ucr_archive: FAILED {failed[-1]}", flush=True)
+            continue
         record.update(recipe_hash=rhash, recipe=args.recipe, overrides=args.set, rule=rule)
         append_result(results_path, record)
         bar.set_postfix(svm=f"{record['pretrained_svm']:.3f}", rand=f"{record['random_init_svm']:.3f}")
+    if failed:
+        raise SystemExit(f"ucr_archive: {len(failed)} run(s) failed (rerun to retry): " + "; ".join(failed))
 
 
 # ---------------------------------------------------------------- report

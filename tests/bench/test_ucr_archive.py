@@ -117,3 +117,21 @@ def test_nn1_raw_resamples_unequal_lengths_to_one_grid() -> None:
     ]
     t2 = np.linspace(0, 1, 20)  # a shorter series of the same shape as "a"
     assert ua.nn1_raw(fit, [{"x": np.sin(6 * t2)[None], "label": "a"}]) == 1.0
+
+
+def test_a_failing_set_is_reported_and_the_sweep_goes_on(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import stages.common.ray_session as rs
+
+    def fake_run_set(name, *args):  # noqa: ANN001, ANN002, ANN202
+        if name == "ECG200":
+            raise RuntimeError("boom")
+        return _run(name, 0.5)
+
+    monkeypatch.setattr(ua, "run_set", fake_run_set)
+    monkeypatch.setattr(ua, "ensure_archive", lambda: None)
+    monkeypatch.setattr(ua, "archive_sets", lambda: ["ECG200", "GunPoint"])
+    monkeypatch.setattr(rs, "init_ray", lambda cfg: None)
+    results = tmp_path / "r.json"
+    with pytest.raises(SystemExit, match="1 run.*ECG200 s0: RuntimeError: boom"):
+        ua.main(["--results", str(results), "--work", str(tmp_path / "w")])
+    assert [r["set"] for r in ua.load_results(results)] == ["GunPoint"]

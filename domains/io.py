@@ -118,6 +118,20 @@ def folders_with_files(paths: str | Sequence[str], key: str) -> list[str]:
     return out
 
 
+def relative_names(paths: Sequence[str], extensions: Sequence[str] | None = None) -> list[str]:
+    """Each path's name relative to the folder all of them share, without its extension (see
+    :func:`stem`), ``/``-separated: unique ids for files of one listing, so ``sub-01/t1.nii.gz`` and
+    ``sub-02/t1.nii.gz`` do not both become ``t1`` (files of one folder keep their plain stems)."""
+    if not paths:
+        return []
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p.rstrip("/"))) for p in paths])
+    out = []
+    for p in paths:
+        rel = os.path.relpath(os.path.abspath(p.rstrip("/")), root)
+        out.append(os.path.join(os.path.dirname(rel), stem(rel, extensions)).replace(os.sep, "/"))
+    return out
+
+
 def confine(path: str, root: str, error: type[Exception] = ValueError) -> str:
     """``path`` if it resolves (``..`` and symlinks followed) inside ``root``; else ``error``, so that
     ingest quarantines the unit instead of reading a file from outside the data root."""

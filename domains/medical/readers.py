@@ -24,7 +24,7 @@ import numpy as np
 
 from domains import io
 from domains.base import Row, Source
-from domains.io import confine, expand_paths, folders_with_files, hash_split, stem
+from domains.io import confine, expand_paths, folders_with_files, hash_split, relative_names, stem
 from domains.medical.volumes import (
     TISSUES,
     VolumeError,
@@ -80,8 +80,11 @@ def _patch_opts(opts: dict[str, Any]) -> dict[str, Any]:
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
 
+VOLUME_EXTENSIONS = (*NIFTI_EXTENSIONS, ".gz", ".dcm")
+
+
 def _stem(path: str) -> str:
-    return stem(path, (*NIFTI_EXTENSIONS, ".gz", ".dcm"))
+    return stem(path, VOLUME_EXTENSIONS)
 
 
 # ---------------------------------------------------------------- generic volumes
@@ -132,12 +135,12 @@ def _volume_rows(unit: dict[str, Any]) -> Iterator[Row]:
         }
 
 
-def _split_for(path: str, split: str | None, test_fraction: float | None, seed: int) -> str | None:
+def _split_for(name: str, split: str | None, test_fraction: float | None, seed: int) -> str | None:
     if split is not None:
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train', 'test' or null, not {split!r}")
         return split
-    return hash_split(_stem(path), test_fraction, seed) if test_fraction else None
+    return hash_split(name, test_fraction, seed) if test_fraction else None
 
 
 def _nifti_units(
@@ -154,13 +157,13 @@ def _nifti_units(
         raise ValueError(f"{len(imgs)} images but {len(labs)} label files; pair them one to one")
     return [
         {
-            "id": _stem(im),
+            "id": name,
             "image": im,
             "label": lab,
-            "split": _split_for(im, split, test_fraction, opts["seed"]),
+            "split": _split_for(name, split, test_fraction, opts["seed"]),
             **opts,
         }
-        for im, lab in zip(imgs, labs, strict=True)
+        for name, im, lab in zip(relative_names(imgs, VOLUME_EXTENSIONS), imgs, labs, strict=True)
     ]
 
 
@@ -169,15 +172,16 @@ def _dicom_units(
 ) -> list[dict[str, Any]]:
     """One unit per directory holding one DICOM series (read by MONAI's ``PydicomReader``)."""
     opts = _patch_opts(opts)
+    dirs = folders_with_files(series, "series")
     return [
         {
-            "id": _stem(d),
+            "id": name,
             "image": d,
             "reader": "PydicomReader",
-            "split": _split_for(d, split, test_fraction, opts["seed"]),
+            "split": _split_for(name, split, test_fraction, opts["seed"]),
             **opts,
         }
-        for d in folders_with_files(series, "series")
+        for name, d in zip(relative_names(dirs, ()), dirs, strict=True)
     ]
 
 

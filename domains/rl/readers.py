@@ -37,7 +37,7 @@ import numpy as np
 
 from domains import io
 from domains.base import Row, Source
-from domains.io import expand_paths, hash_split
+from domains.io import expand_paths, hash_split, relative_names
 
 Episode = dict[str, np.ndarray]
 
@@ -187,9 +187,11 @@ HDF5_EXTENSIONS = (".hdf5", ".h5")
 def _file_units(
     paths: str | list[str], extensions: tuple[str, ...], stack: int, k: int, test_fraction: float
 ) -> list[dict[str, Any]]:
+    files = expand_paths(paths, extensions)
+    # an episode's id starts with its file relative to the listing's folder: unique across subfolders
     return [
-        {"path": p, "stack": stack, "k": k, "test_fraction": test_fraction}
-        for p in expand_paths(paths, extensions)
+        {"path": p, "name": name, "stack": stack, "k": k, "test_fraction": test_fraction}
+        for p, name in zip(files, relative_names(files, extensions), strict=True)
     ]
 
 
@@ -216,7 +218,7 @@ def _read_npz(unit: dict[str, Any]) -> Iterator[Row]:
             }
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
-    episode_id = os.path.splitext(os.path.basename(path))[0]
+    episode_id = unit.get("name") or os.path.splitext(os.path.basename(path))[0]
     ep = check_episode(ep, path)
     yield from episode_rows(
         ep, episode_id, split_of(episode_id, unit["test_fraction"]), unit["stack"], unit["k"]
@@ -238,7 +240,7 @@ def _read_parquet(unit: dict[str, Any]) -> Iterator[Row]:
     if not need <= set(table.column_names):
         raise ValueError(f"{path}: lacks column(s) {sorted(need - set(table.column_names))}")
     df = table.to_pandas().sort_values(["episode", "t"])
-    stem = os.path.splitext(os.path.basename(path))[0]
+    stem = unit.get("name") or os.path.splitext(os.path.basename(path))[0]
     for ep_name, g in df.groupby("episode", sort=True):
         where = f"{path}: episode {ep_name}"
         if not (np.diff(g["t"].to_numpy()) == 1).all():
@@ -292,7 +294,7 @@ def _read_hdf5(unit: dict[str, Any]) -> Iterator[Row]:
     ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"])
     if not len(ends) or ends[-1] != n - 1:
         ends = np.append(ends, n - 1)  # a trailing unfinished episode is still an episode
-    stem = os.path.splitext(os.path.basename(path))[0]
+    stem = unit.get("name") or os.path.splitext(os.path.basename(path))[0]
     start = 0
     for e, end in enumerate(ends):
         sl = slice(start, end + 1)

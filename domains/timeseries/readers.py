@@ -23,7 +23,7 @@ import pandas as pd
 
 from domains import io
 from domains.base import Row, Source
-from domains.io import SPLIT_MARKER, SourceError, expand_paths, split_from_name
+from domains.io import SPLIT_MARKER, SourceError, expand_paths, relative_names, split_from_name
 
 # The *classification* sets shipped in aeon 1.6.0's ``aeon/datasets/data/`` (checked by listing
 # the directory; CardanoSentiment and Covid3Month are regression sets and are left out).
@@ -242,7 +242,10 @@ def _table_units(
     if format not in ("wide", "long"):
         raise SourceError("format", f"format must be 'wide' or 'long', not {format!r}")
     # an unsupported extension (a .tsv given to `table`) is a recipe error: raised here, before work
-    return [{"path": p, "format": format} for p in expand_paths(paths, TABLE_EXTENSIONS)]
+    files = expand_paths(paths, TABLE_EXTENSIONS)
+    # ids "<file relative to the listing's folder>/<row>": unique across subfolders
+    names = relative_names(files, TABLE_EXTENSIONS)
+    return [{"path": p, "format": format, "name": n} for p, n in zip(files, names, strict=True)]
 
 
 def _table_kind(path: str) -> str:
@@ -269,7 +272,7 @@ def _split_value(v: Any) -> str | None:
 def _read_table(unit: dict[str, Any]) -> Iterator[Row]:
     path = unit["path"]
     df = _load_table(path)
-    stem = os.path.basename(path).split(".")[0]
+    stem = unit.get("name") or os.path.basename(path).split(".")[0]
     reader = _wide_rows if unit.get("format", "wide") == "wide" else _long_rows
     yield from reader(df, path, stem)
 

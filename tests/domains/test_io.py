@@ -53,7 +53,19 @@ def test_a_folder_of_dicom_series_means_every_series_folder(tmp_path: Path) -> N
     _touch(tmp_path, "p1/series1/1.dcm", "p1/series1/2.dcm", "p2/1.2.840.1/IM0001", "p2/.DS_Store")
     units = get_domain("medical").sources["dicom"].list_units(series=str(tmp_path))
     assert [u["image"] for u in units] == [str(tmp_path / "p1/series1"), str(tmp_path / "p2/1.2.840.1")]
-    assert [u["id"] for u in units] == ["series1", "1.2.840.1"]  # a dotted UID folder keeps its name
+    assert [u["id"] for u in units] == ["p1/series1", "p2/1.2.840.1"]  # a dotted UID folder keeps its name
+
+
+def test_same_file_names_in_subfolders_get_distinct_ids(tmp_path: Path) -> None:
+    """BIDS-like layouts repeat file names per subject: ids (and so groups) must stay distinct."""
+    _touch(tmp_path, "sub-01/anat/t1.nii.gz", "sub-02/anat/t1.nii.gz")
+    units = get_domain("medical").sources["nifti"].list_units(images=str(tmp_path), test_fraction=0.5)
+    assert [u["id"] for u in units] == ["sub-01/anat/t1", "sub-02/anat/t1"]
+    _touch(tmp_path, "run1/ep0.npz", "run2/ep0.npz")
+    units = get_domain("rl").sources["npz_episodes"].list_units(paths=str(tmp_path))
+    assert [u["name"] for u in units] == ["run1/ep0", "run2/ep0"]
+    flat = get_domain("rl").sources["npz_episodes"].list_units(paths=str(tmp_path / "run1"))
+    assert [u["name"] for u in flat] == ["ep0"]  # one folder: plain stems, as before
 
 
 def test_a_folder_of_csv_series_reads_end_to_end(tmp_path: Path) -> None:
@@ -62,10 +74,12 @@ def test_a_folder_of_csv_series_reads_end_to_end(tmp_path: Path) -> None:
     (tmp_path / "site-a").mkdir()
     (tmp_path / "site-a" / "x.csv").write_text("id,v0,v1,v2\ns1,1,2,3\ns2,4,5,6\n")
     (tmp_path / "y.csv").write_text("v0,v1,v2\n7,8,9\n")
+    (tmp_path / "site-b").mkdir()
+    (tmp_path / "site-b" / "y.csv").write_text("v0,v1,v2\n1,1,2\n")
     rows = list(read_source("table", paths=str(tmp_path)))
-    assert [r["id"] for r in rows] == ["s1", "s2", "y/00000"]
+    assert [r["id"] for r in rows] == ["s1", "s2", "site-b/y/00000", "y/00000"]
     assert all(r["split"] is None and r["label"] is None for r in rows)  # unlabeled: training rows
-    np.testing.assert_array_equal(rows[2]["x"], [[7, 8, 9]])
+    np.testing.assert_array_equal(rows[3]["x"], [[7, 8, 9]])
 
 
 def test_a_tsv_given_to_table_and_a_non_mesh_in_a_glob_name_the_file(tmp_path: Path) -> None:

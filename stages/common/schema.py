@@ -19,6 +19,8 @@ class DataCfg(Section):
     """Where the rows come from: a named source of the domain and its options."""
 
     source: str
+    #: the source's own options; checked against its typed model (``Domain.source_options``,
+    #: ``domains/<domain>/options.py``) when the recipe loads
     options: dict[str, Any] = Field(default_factory=dict)
     #: "validation": choose hyperparameters without the test set: ingest drops the published test
     #: rows and marks a seeded, stratified, group-safe val_fraction of the training rows as the test
@@ -219,7 +221,8 @@ class EvaluateCfg(Section):
     embedding_map_points: int = Field(500, ge=0)
     #: also probe the projection head's output z = g(h) (as ``<encoder>_head``), beside h
     head_features: bool = False
-    #: options of the domain's own evaluation protocol (``Domain.evaluate``), e.g. the RL agent budget
+    #: options of the domain's own evaluation protocol (``Domain.evaluate``), e.g. the RL agent budget;
+    #: checked against ``Domain.evaluate_options`` when the recipe loads
     domain: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -256,6 +259,8 @@ class Recipe(Section):
     domain: str
     description: str = ""
     data: DataCfg
+    #: ``name`` (default: the domain's first encoder) and its constructor's arguments; checked against
+    #: ``Domain.encoder_options`` when the recipe loads
     encoder: dict[str, Any] = Field(default_factory=dict)
     ingest: IngestCfg = Field(default_factory=IngestCfg)
     curate: CurateCfg = Field(default_factory=CurateCfg)

@@ -13,11 +13,18 @@ from domains.options import NoOptions, encoder_models, signature_options, source
 _COMMON = ("sample_rate", "clip_seconds")
 Synthetic = signature_options(SOURCES["espeak"].list_units, "audio_synthetic_options", skip=_COMMON)
 Real = signature_options(SOURCES["asterisk"].list_units, "audio_real_options", skip=_COMMON)
+Prompts = signature_options(SOURCES["asterisk_prompts"].list_units, "audio_prompts_options", skip=_COMMON)
 
 SOURCE_OPTIONS = source_models(
     SOURCES,
     "audio",
-    overrides={"speech_digits": {"synthetic": (Synthetic | None, None), "real": (Real | None, None)}},
+    overrides={
+        "speech_digits": {
+            "synthetic": (Synthetic | None, None),
+            "real": (Real | None, None),
+            "prompts": (Prompts | None, None),
+        }
+    },
 )
 ENCODER_OPTIONS = encoder_models(ENCODERS, "audio")
 EVALUATE_OPTIONS = NoOptions

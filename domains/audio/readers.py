@@ -288,6 +288,141 @@ def _asterisk_units(
     ]
 
 
+# ---------------------------------------------------------------- Asterisk prompts (unlabeled real speech)
+
+#: folders of a voice that are evaluation material (spoken digits, letters, the NATO alphabet) or
+#: not speech at all (``silence/``): never in the unlabeled pretraining pool
+EVALUATION_DIRS = ("digits", "letters", "phonetic", "silence")
+#: prompt files per unit: ~2,200 files as ~40 units so ingest spreads decoding over Ray Data tasks
+PROMPT_FILES_PER_UNIT = 64
+
+
+def _sha1(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
+def asterisk_prompt_files(
+    root: str = ASTERISK_ROOT, voices: Sequence[str] | None = None
+) -> list[dict[str, str]]:
+    """``[{path, voice, speaker}]``: every prompt of the installed voices outside ``EVALUATION_DIRS``.
+
+    A prompt whose bytes equal an evaluation digit's (``digits/0..9.wav`` of any voice) is left out
+    too, so that no evaluation recording can reach the pretraining pool under another name.
+    """
+    found = asterisk_voices(root)
+    unknown = sorted(set(voices or ()) - set(found))
+    if unknown:
+        raise ValueError(f"prompts.voices: {unknown} not among the installed voices {sorted(found)}")
+    digit_hashes = {
+        _sha1(os.path.join(root, v, "digits", f"{d}.wav"))
+        for v in found
+        for d in DIGITS
+        if os.path.isfile(os.path.join(root, v, "digits", f"{d}.wav"))
+    }
+    out = []
+    for voice, speaker in found.items():
+        if voices and voice not in voices:
+            continue
+        base = os.path.join(root, voice)
+        for path in files_under(base, AUDIO_EXTENSIONS, "prompts.root"):
+            top = os.path.relpath(path, base).split(os.sep)[0]
+            if top in EVALUATION_DIRS or _sha1(path) in digit_hashes:
+                continue
+            out.append({"path": path, "voice": voice, "speaker": speaker})
+    return out
+
+
+def _prompt_units(
+    root: str = ASTERISK_ROOT,
+    voices: Sequence[str] | None = None,
+    hop_seconds: float = 0.5,
+    top_db: float = 30.0,
+    min_seconds: float = 0.3,
+    sample_rate: int = 8000,
+    clip_seconds: float = 1.0,
+) -> list[dict[str, Any]]:
+    """Unlabeled clips of the Asterisk prompts outside digits/letters/phonetic (see
+    :func:`asterisk_prompt_files`): each file silence-trimmed (``top_db`` below its peak), then cut
+    into ``clip_seconds`` windows every ``hop_seconds``; a trimmed prompt shorter than ``min_seconds``
+    (a beep, a click) is left out, a shorter-than-a-clip one is centred and zero-padded."""
+    if hop_seconds <= 0 or top_db <= 0 or min_seconds < 0:
+        raise ValueError("prompts: hop_seconds and top_db must be positive, min_seconds >= 0")
+    _clip_samples(sample_rate, clip_seconds)
+    files = asterisk_prompt_files(root, voices)
+    if not files:
+        raise FileNotFoundError(
+            f"no Asterisk prompts under {root}; install them: sudo apt-get install {' '.join(ASTERISK_PACKAGES)}"
+        )
+    common = {
+        "root": root,
+        "hop_seconds": hop_seconds,
+        "top_db": top_db,
+        "min_seconds": min_seconds,
+        "sample_rate": sample_rate,
+        "clip_seconds": clip_seconds,
+    }
+    return [
+        {"files": files[i : i + PROMPT_FILES_PER_UNIT], **common}
+        for i in range(0, len(files), PROMPT_FILES_PER_UNIT)
+    ]
+
+
+def speech_windows(
+    y: np.ndarray, n: int, hop: int, top_db: float, min_samples: int
+) -> list[tuple[int, np.ndarray]]:
+    """``[(start in the trimmed signal, [1, n] clip)]`` of ``y`` with leading and trailing silence
+    trimmed (librosa ``top_db``): windows every ``hop`` samples, the last one flush with the end so
+    the tail is covered; shorter speech centred and zero-padded; none under ``min_samples``."""
+    import librosa
+
+    if y.size == 0:
+        return []
+    y, _ = librosa.effects.trim(y, top_db=top_db, frame_length=256, hop_length=64)
+    if y.size < max(min_samples, 1):
+        return []
+    if y.size <= n:
+        pad = n - y.size
+        return [(0, np.pad(y, (pad // 2, pad - pad // 2))[None, :].astype(np.float32))]
+    starts = list(range(0, y.size - n + 1, hop))
+    if starts[-1] + n < y.size:
+        starts.append(y.size - n)
+    return [(s, y[None, s : s + n].astype(np.float32)) for s in starts]
+
+
+def _read_prompts(unit: dict[str, Any]) -> Iterator[Row]:
+    sr = unit["sample_rate"]
+    n = _clip_samples(sr, unit["clip_seconds"])
+    hop = max(1, int(round(unit["hop_seconds"] * sr)))
+    for f in unit["files"]:
+        confine(f["path"], unit["root"])
+        y = load_audio(f["path"], sr)
+        rel = os.path.splitext(os.path.relpath(f["path"], os.path.join(unit["root"], f["voice"])))[0]
+        for k, (start, x) in enumerate(
+            speech_windows(y, n, hop, unit["top_db"], int(unit["min_seconds"] * sr))
+        ):
+            yield {
+                "id": f"prompt/{f['voice']}/{rel}#{k}",
+                "x": x,
+                "label": None,
+                "split": "train",
+                # not the speaker's own group: these unlabeled clips of an evaluation person are
+                # pretraining data by the protocol (issue 17), and curate's group-leakage rule would
+                # otherwise drop them; the person stays in meta
+                "group": f"prompts:{f['speaker']}",
+                "meta": {
+                    "source": "asterisk_prompts",
+                    "voice": f["voice"],
+                    "speaker": f["speaker"],
+                    "path": f["path"],
+                    "start_s": start / sr,
+                    "sample_rate": sr,
+                },
+            }
+
+
 # ---------------------------------------------------------------- espeak-ng (synthetic)
 
 
@@ -377,14 +512,22 @@ def _digits_units(
     clip_seconds: float = 1.0,
     synthetic: dict[str, Any] | None = None,
     real: dict[str, Any] | None = None,
+    prompts: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Synthetic espeak-ng digits (unlabeled, train) + real Asterisk digits (labelled, split by
-    speaker). Fails with the apt-get line when the Asterisk packages are missing: evaluation is never
-    quietly replaced by synthetic speech."""
+    speaker) + with ``prompts`` (``{}`` for the defaults) the unlabeled real-speech clips of the
+    Asterisk prompts outside digits/letters/phonetic. Fails with the apt-get line when the Asterisk
+    packages are missing: evaluation is never quietly replaced by synthetic speech."""
     common = {"sample_rate": sample_rate, "clip_seconds": clip_seconds}
     real_units = [{"kind": "asterisk", **u} for u in _asterisk_units(**{**(real or {}), **common})]
     synth_units = [{"kind": "espeak", **u} for u in _espeak_units(**{**(synthetic or {}), **common})]
-    return synth_units + real_units
+    prompt_units = []
+    if prompts is not None:
+        root = (real or {}).get("root", ASTERISK_ROOT)
+        prompt_units = [
+            {"kind": "prompts", **u} for u in _prompt_units(**{"root": root, **prompts, **common})
+        ]
+    return synth_units + prompt_units + real_units
 
 
 def _read_digits(unit: dict[str, Any]) -> Iterator[Row]:
@@ -393,6 +536,8 @@ def _read_digits(unit: dict[str, Any]) -> Iterator[Row]:
         yield from _read_espeak(unit)
     elif kind == "asterisk":
         yield from _file_rows(unit)
+    elif kind == "prompts":
+        yield from _read_prompts(unit)
     else:
         raise ValueError(f"unknown unit kind {kind!r}")
 
@@ -405,7 +550,8 @@ SOURCES: dict[str, Source] = {
         _digits_units,
         _read_digits,
         "espeak-ng digits (unlabeled pretraining) + real Asterisk digits split by speaker "
-        "(options: sample_rate, clip_seconds, synthetic={espeak options}, real={asterisk options})",
+        "(options: sample_rate, clip_seconds, synthetic={espeak options}, real={asterisk options}, "
+        "prompts={asterisk_prompts options}: unlabeled real-speech prompts too)",
     ),
     "espeak": Source(
         "espeak",
@@ -418,6 +564,13 @@ SOURCES: dict[str, Source] = {
         _asterisk_units,
         _file_rows,
         "real spoken digits 0-9 from Debian's Asterisk prompt packages (options: root, test_speakers)",
+    ),
+    "asterisk_prompts": Source(
+        "asterisk_prompts",
+        _prompt_units,
+        _read_prompts,
+        "unlabeled real speech: the Asterisk prompts outside digits/letters/phonetic, silence-trimmed and "
+        "cut into clips with a hop (options: root, voices, hop_seconds, top_db, min_seconds)",
     ),
     "folder": Source(
         "folder",

@@ -1,0 +1,102 @@
+"""The unlabeled real-speech source (Asterisk prompts): clip cutting, evaluation folders kept out,
+no evaluation digit in the pretraining pool, on a tiny generated Asterisk-like tree."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from domains.audio.readers import SOURCES, read_source, speech_windows
+
+SR = 8000
+
+
+def _speech(seconds: float, freq: float, lead_silence: float = 0.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    tone = 0.3 * np.sin(2 * np.pi * freq * t)
+    return np.concatenate([np.zeros(int(lead_silence * SR)), tone, np.zeros(int(lead_silence * SR))]).astype(
+        np.float32
+    )
+
+
+@pytest.fixture
+def asterisk(tmp_path: Path) -> Path:
+    """Two voices of two people, each with digits/, letters/, phonetic/, silence/ and prompts."""
+    for voice, freq in (("en_US_f_Alice", 300.0), ("it_IT_m_Bruno", 500.0)):
+        d = tmp_path / voice
+        for sub in ("digits", "letters", "phonetic", "silence", "dictate"):
+            (d / sub).mkdir(parents=True)
+        for k in range(10):
+            sf.write(d / "digits" / f"{k}.wav", _speech(0.6, freq + 10 * k), SR)
+        sf.write(d / "letters" / "a.wav", _speech(0.5, freq), SR)
+        sf.write(d / "phonetic" / "alpha.wav", _speech(0.5, freq), SR)
+        sf.write(d / "silence" / "1.wav", np.zeros(SR, np.float32), SR)
+        # 2.5 s of speech between 0.5 s of silence on each side; a prompt in a sub-folder; a click
+        sf.write(d / "hello-world.wav", _speech(2.5, freq, lead_silence=0.5), SR)
+        sf.write(d / "dictate" / "paused.wav", _speech(0.7, freq), SR)
+        sf.write(d / "beep.wav", _speech(0.05, 1000.0), SR)
+        # the same recording as an evaluation digit under a prompt's name
+        shutil.copy(d / "digits" / "3.wav", d / "three-copy.wav")
+    (tmp_path / "en").symlink_to(tmp_path / "en_US_f_Alice")  # Asterisk's language alias
+    return tmp_path
+
+
+def test_windows_trim_silence_and_cover_the_tail() -> None:
+    y = _speech(2.3, 300.0, lead_silence=0.5)
+    wins = speech_windows(y, SR, SR // 2, top_db=30.0, min_samples=int(0.3 * SR))
+    # 2.3 s of speech after trimming (librosa keeps up to a frame of margin): windows at 0, 0.5,
+    # 1.0 s and one flush with the end at about 1.3 s
+    starts = [s for s, _ in wins]
+    assert starts[:3] == [0, 4000, 8000] and len(starts) == 4
+    assert int(1.3 * SR) <= starts[3] <= int(1.3 * SR) + 2 * 256
+    assert all(x.shape == (1, SR) and x.dtype == np.float32 for _, x in wins)
+    # no window starts in the leading silence: the first sample is already speech-level
+    assert np.abs(wins[0][1][0, :200]).max() > 0.05
+    (short,) = speech_windows(_speech(0.5, 300.0, lead_silence=0.2), SR, SR // 2, 30.0, int(0.3 * SR))
+    assert short[1].shape == (1, SR) and np.abs(short[1][0, :1000]).max() == 0.0  # centred, padded
+    assert speech_windows(_speech(0.05, 300.0), SR, SR // 2, 30.0, int(0.3 * SR)) == []
+
+
+def test_prompts_exclude_evaluation_material(asterisk: Path) -> None:
+    rows = list(read_source("asterisk_prompts", root=str(asterisk), sample_rate=SR, clip_seconds=1.0))
+    paths = {r["meta"]["path"] for r in rows}
+    names = {Path(p).relative_to(asterisk).as_posix() for p in paths}
+    assert names == {
+        f"{v}/{f}"
+        for v in ("en_US_f_Alice", "it_IT_m_Bruno")
+        for f in ("hello-world.wav", "dictate/paused.wav")
+    }
+    assert all(r["label"] is None and r["split"] == "train" for r in rows)
+    # one voice: 2.5 s of speech at hop 0.5 s gives 0, 0.5, 1.0, 1.5 s and one flush with the end
+    # (the trim keeps a few ms of margin), + the 0.7 s prompt padded; the 50 ms beep gives none
+    assert sum(r["meta"]["voice"] == "en_US_f_Alice" for r in rows) == 6
+    assert {r["group"] for r in rows} == {"prompts:Alice", "prompts:Bruno"}
+    assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_no_evaluation_digit_in_the_pretraining_pool(asterisk: Path) -> None:
+    # the demo's composite source lists prompt units beside the labelled digits, none of them a digit
+    units = SOURCES["speech_digits"].list_units(
+        sample_rate=SR, clip_seconds=1.0, real={"root": str(asterisk), "test_speakers": ["Bruno"]}, prompts={}
+    )
+    prompt_files = [f["path"] for u in units if u["kind"] == "prompts" for f in u["files"]]
+    assert len(prompt_files) == 6 and not any("/digits/" in p or "three-copy" in p for p in prompt_files)
+    assert sum(u["kind"] == "asterisk" for u in units) == 20
+    digits = list(read_source("asterisk", root=str(asterisk), test_speakers=["Bruno"], sample_rate=SR))
+    prompts = list(read_source("asterisk_prompts", root=str(asterisk), sample_rate=SR, hop_seconds=0.05))
+    assert len(digits) == 20 and all(r["label"] is not None for r in digits)
+    pool = {r["x"].tobytes() for r in prompts}
+    # byte-identical clips would mean a digit recording reached the pool (three-copy.wav is left out)
+    for r in digits:
+        trimmed = speech_windows(r["x"][0], SR, SR // 2, 30.0, 0)
+        assert all(x.tobytes() not in pool for _, x in trimmed)
+    assert not any("digits" in r["meta"]["path"] or "three-copy" in r["meta"]["path"] for r in prompts)
+
+
+def test_bad_voice_is_one_line(asterisk: Path) -> None:
+    with pytest.raises(ValueError, match="prompts.voices"):
+        list(read_source("asterisk_prompts", root=str(asterisk), voices=["xx_XX_f_Nobody"]))

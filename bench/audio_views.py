@@ -16,6 +16,7 @@ import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: set before numpy/librosa spin up pools
 
+from bench._meta import BenchRun  # noqa: E402
 from domains import get_domain  # noqa: E402
 from domains.audio.readers import asterisk_voices, read_source  # noqa: E402
 from domains.audio.views import POLICIES, STEPS, apply_policy  # noqa: E402
@@ -47,6 +48,7 @@ def _rate(fn, xs: list[np.ndarray], min_seconds: float = 2.0) -> tuple[float, fl
 def main() -> dict:
     import torch
 
+    run = BenchRun()
     torch.set_num_threads(1)
     xs, what = _clips()
     rng = np.random.default_rng(0)
@@ -63,9 +65,8 @@ def main() -> dict:
         "policy_clips_per_s": {k: v[0] for k, v in policies.items()},
         "policy_clips_per_cpu_s": {k: v[1] for k, v in policies.items()},
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    run.write_json(OUT, result)
     return result
 
 

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench._meta import BenchRun
 from domains import get_domain
 from domains.base import is_test, is_train
 from domains.pointcloud.tasks import knn_accuracy, linear_svm_accuracy
@@ -347,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
         help="curate.near_dedup.threshold (default: the recipe's)",
     )
     args = p.parse_args(argv)
-    OUT.mkdir(exist_ok=True)
+    run = BenchRun()
     settings = {"dup_fraction": args.dup_fraction, "copies": args.copies, "threads": 1}
     for name in args.domains:
         for seed in args.seeds:
@@ -360,10 +361,10 @@ def main(argv: list[str] | None = None) -> None:
                 args.near_threshold,
                 args.no_raw_budget,
             )
-            save(res, settings)
+            save(res, settings, run)
 
 
-def save(new: list[dict], settings: dict) -> None:
+def save(new: list[dict], settings: dict, run: BenchRun) -> None:
     """Merge ``new`` into curation_downstream.json (replacing the same domain, seed and threshold)."""
     path = OUT / "curation_downstream.json"
 
@@ -374,10 +375,10 @@ def save(new: list[dict], settings: dict) -> None:
     done = {key(r) for r in new}
     results = sorted([r for r in old if key(r) not in done] + new, key=key)
     summary = summarise(results)
-    path.write_text(
-        json.dumps({"settings": settings, "results": results, "summary": summary}, indent=1) + "\n"
-    )
-    (OUT / "curation_downstream.md").write_text(render(results))
+    for r in new:
+        r["meta"] = run.meta()  # results of several runs share the file: each says where it ran
+    if run.write_json(path, {"settings": settings, "results": results, "summary": summary}, indent=1):
+        run.write_text(OUT / "curation_downstream.md", render(results))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench._meta import BenchRun
 from domains import get_domain
 from domains.timeseries.views import jitter, scaling
 from stages.common.config import load_recipe
@@ -184,15 +185,17 @@ def main() -> None:
     )
     p.add_argument("--strengths", nargs="+", default=["light", "moderate"], help="point-cloud near copies")
     args = p.parse_args()
+    run = BenchRun()
     if args.domain == "pointcloud":
         results = pointcloud_rows(args.strengths)
     else:
         results = timeseries_rows(args.sets, args.sigmas)
-    OUT.mkdir(exist_ok=True)
     path = OUT / "curation_quality.json"
     old = json.loads(path.read_text())["rows"] if path.exists() else []
     keep = [r for r in old if r.get("domain", "timeseries") != args.domain]
-    path.write_text(json.dumps({"rows": keep + results}, indent=2) + "\n")
+    for r in results:
+        r["meta"] = run.meta()  # rows of several runs share the file: each says where it ran
+    run.write_json(path, {"rows": keep + results})
 
 
 def timeseries_rows(sets: list[str], sigmas: list[float]) -> list[dict]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench._meta import BenchRun
 from stages.curate.near import auto_rows_per_band, band_keys, bucket_pairs, hyperplanes, resolve, unit_rows
 from stages.curate.rules import buckets
 
@@ -112,6 +113,7 @@ def main() -> None:
     p.add_argument("--baseline-max", type=int, default=100_000)
     p.add_argument("--ray", type=int, nargs="*", default=[])
     args = p.parse_args()
+    run = BenchRun()
     rows = []
     for n in args.sizes:
         x, planted, _ = fingerprints(n)
@@ -155,9 +157,8 @@ def main() -> None:
         "lsh_growth_exponent_cpu": exponent("lsh_cpu_s"),
         "ray_path_s": {str(n): round(ray_path(n), 1) for n in args.ray},
     }
-    OUT.mkdir(exist_ok=True)
-    (OUT / "curation_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    run.write_json(OUT / "curation_scaling.json", result)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench._meta import BenchRun
 from domains import get_domain
 from pipelines.run import run_recipe
 from stages.common.cli import Dirs
@@ -113,14 +114,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override pretrain.epochs")
     parser.add_argument("--set", action="append", default=[], help="recipe override, as pipelines.run")
     args = parser.parse_args(argv)
-    RESULTS.mkdir(exist_ok=True)
+    run = BenchRun()
     path = RESULTS / "losses_ablation.json"
-    rows = json.loads(path.read_text()) if path.exists() else []
+    old = json.loads(path.read_text()) if path.exists() else []
+    rows = old["rows"] if isinstance(old, dict) else old  # files before bench/_meta.py were bare lists
     for cell in args.cells.split(","):
         loss, _, t = cell.partition(":")
         temperature = None if t in ("", "-") else float(t)
         row = run_cell(args.recipe, loss, temperature, args.epochs, args.set)
         row["overrides"] = args.set
+        row["meta"] = run.meta()  # rows of several runs share the file: each says where it ran
         print(json.dumps(row), flush=True)
         rows = [
             r
@@ -128,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
             if (r["loss"], r["temperature"], r["epochs"]) != (loss, temperature, row["epochs"])
         ]
         rows.append(row)
-        path.write_text(json.dumps(rows, indent=1))
-        (RESULTS / "losses_ablation.md").write_text(render(rows))
+        if run.write_json(path, rows, indent=1):
+            run.write_text(RESULTS / "losses_ablation.md", render(rows))
 
 
 if __name__ == "__main__":

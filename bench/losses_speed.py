@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bench._meta import BenchRun
 from stages.common.heads import EncoderWithHead
 from stages.common.losses import ModelLoss, build_loss, list_losses
 
@@ -46,13 +47,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--reps", type=int, default=50)
     args = parser.parse_args(argv)
+    run = BenchRun()
     torch.set_num_threads(1)
     rows = [(n, cost_ms(n, args.batch, args.dim, args.reps)) for n in list_losses() if n != "infonce"]
     text = f"Loss forward+backward, CPU ms per call, batch {args.batch} pairs, dim {args.dim}, 1 thread\n\n"
     text += "| loss | CPU ms |\n|---|---|\n" + "".join(f"| {n} | {ms:.2f} |\n" for n, ms in rows)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "losses_speed.md").write_text(text)
     print(text)
+    run.write_text(RESULTS / "losses_speed.md", text)
 
 
 if __name__ == "__main__":

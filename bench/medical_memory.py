@@ -19,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from bench._meta import BenchRun
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = "pipelines/medical-brainpatches.yaml"
 OUT = REPO / "bench" / "results" / "medical_memory.json"
@@ -67,6 +69,7 @@ def run_stage(stage: str, extra: list[str]) -> dict:
 
 
 def main() -> None:
+    run = BenchRun()
     extra = sys.argv[1:]
     data = REPO / "data" / "medical-brainpatches"
     for stage in ("ingest", "curate", "views"):
@@ -81,9 +84,8 @@ def main() -> None:
     pre = json.loads((REPO / "metrics" / "medical-brainpatches" / "pretrain.json").read_text())
     result["pretrain"].update({"epochs": pre["epochs"], "step_time_s": pre["step_time_s"]})
     result["budget"] = {"peak_gb": 6.0, "wall_s": 300}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    run.write_json(OUT, result)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from bench._meta import BenchRun
 from domains.pointcloud.readers import SH3D_APT, SH3D_DIR, _sh3d_units
 from domains.pointcloud.sampling import farthest_point_sampling, geometry_seed, load_mesh
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", type=int, default=64)
     ap.add_argument("--points", type=int, default=1024)
     args = ap.parse_args(argv)
+    run = BenchRun()
     if not os.path.isdir(SH3D_DIR):
         raise SystemExit(SH3D_APT)
     models = [(u["archive"], m) for u in _sh3d_units(points=args.points) for m in u["models"]]
@@ -66,10 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min": round(os.getloadavg()[0], 2),
         "trimesh": trimesh.__version__,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    return 0
+    return 0 if run.write_json(OUT, result) else 1
 
 
 if __name__ == "__main__":

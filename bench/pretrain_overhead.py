@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench._meta import BenchRun
 from domains import get_domain
 from domains.timeseries.readers import read_source
 from stages.common.ray_session import init_ray
@@ -52,6 +53,7 @@ def _steady(history: list[dict], key: str) -> float:
 
 
 def main() -> None:
+    run = BenchRun()
     domain = get_domain("timeseries")
     # GunPoint's 200 series (train and test, unlabeled: a speed benchmark, nothing is evaluated).
     xs = [domain.normalise(r["x"]) for r in read_source("ucr_bundled", name="GunPoint")]
@@ -93,9 +95,8 @@ def main() -> None:
         res["ray_train"]["step_time_s"] / res["in_process"]["step_time_s"]
     )
     res["wall_ratio_ray_over_in_process"] = ray_wall / local_wall
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))
+    run.write_json(OUT, res)
 
 
 if __name__ == "__main__":

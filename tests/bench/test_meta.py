@@ -1,0 +1,68 @@
+"""Benchmark hygiene: every bench records the machine and the load, and a busy machine's run is not
+written as a result (or, forced, is written marked invalid)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bench import _meta
+from bench._meta import BenchRun
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load(monkeypatch: pytest.MonkeyPatch, value: float) -> None:
+    monkeypatch.setattr(os, "getloadavg", lambda: (value, value, value))
+
+
+def test_quiet_machine_writes_result_with_machine_and_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _load(monkeypatch, 0.5)
+    run = BenchRun()
+    _load(monkeypatch, 1.5)
+    assert run.write_json(tmp_path / "r.json", {"step_s": 0.1})
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert out["step_s"] == 0.1
+    meta = out["meta"]
+    assert meta["valid"] is True
+    assert meta["load_1m"] == {"start": 0.5, "end": 1.5}
+    assert meta["machine"]["cpu_count"] == os.cpu_count()
+    assert meta["machine"]["cpu_model"] and meta["machine"]["torch"] and meta["machine"]["ray"]
+
+
+def test_busy_machine_refuses_to_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.delenv(_meta.FORCE_ENV, raising=False)
+    _load(monkeypatch, (os.cpu_count() or 1) + 0.5)
+    run = BenchRun()
+    assert not run.valid
+    assert not run.write_json(tmp_path / "r.json", {"x": 1})
+    assert not run.write_text(tmp_path / "r.md", "| a |\n")
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "r.md").exists()
+    assert "exceeds" in capsys.readouterr().out
+
+
+def test_forced_busy_run_is_written_marked_invalid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_meta.FORCE_ENV, "1")
+    _load(monkeypatch, (os.cpu_count() or 1) * 3.0)
+    run = BenchRun()
+    assert run.write_json(tmp_path / "r.json", [{"row": 1}])
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert out["meta"]["valid"] is False and out["rows"] == [{"row": 1}]
+    assert run.write_text(tmp_path / "r.md", "| a |\n")
+    assert "INVALID" in (tmp_path / "r.md").read_text()
+
+
+def test_every_bench_writes_through_bench_run() -> None:
+    """A bench that writes results must start a BenchRun (the UCR benches have their own owner)."""
+    skip = {"__init__.py", "_meta.py"}
+    benches = [p for p in BENCH.glob("*.py") if p.name not in skip and not p.name.startswith("ucr_")]
+    assert benches
+    missing = [p.name for p in benches if "BenchRun()" not in p.read_text()]
+    assert not missing, f"benches without bench._meta.BenchRun: {missing}"

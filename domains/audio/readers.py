@@ -259,8 +259,18 @@ def _asterisk_units(
     sample_rate: int = 8000,
     clip_seconds: float = 1.0,
     min_voices: int = 2,
+    exclude_speakers: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    voices = asterisk_voices(root)
+    """Digits 0-9 of every installed voice, labelled, split by person. ``exclude_speakers`` leaves
+    those persons' digits out entirely: a validation run that chooses a configuration without ever
+    scoring the evaluation persons (their unlabeled prompts may still be pretraining data)."""
+    all_voices = asterisk_voices(root)
+    unknown = sorted(set(exclude_speakers) - set(all_voices.values()))
+    if unknown:
+        raise ValueError(
+            f"exclude_speakers {unknown} not among the installed speakers {sorted(set(all_voices.values()))}"
+        )
+    voices = {v: spk for v, spk in all_voices.items() if spk not in set(exclude_speakers)}
     if len(voices) < min_voices:
         raise FileNotFoundError(
             f"found {len(voices)} Asterisk voice(s) with digits under {root} (need {min_voices}); the real-speech "

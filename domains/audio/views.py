@@ -13,6 +13,8 @@ Named policies:
   nothing else.
 * ``clmr`` — CLMR's chain (Spijkervet & Burgoyne, 2021): random crop, polarity inversion, noise,
   gain, high/low-pass filter, delay, pitch shift, reverb, each with CLMR's probability.
+* ``byola`` — BYOL-A (Niizumi et al., 2021) for little real speech: mixup with a background memory
+  of past clips, random resize (``speed``) + crop, gain, noise, SpecAugment masks.
 * ``light`` — time shift, gain and noise only (fast; the ``tiny`` scale).
 """
 
@@ -172,6 +174,48 @@ def reverb(
     return y[None, :].astype(np.float32)
 
 
+def speed(
+    x: np.ndarray, rng: np.random.Generator, min_rate: float = 0.8, max_rate: float = 1.25
+) -> np.ndarray:
+    """Play faster or slower (time and pitch together), then a random crop or pad back to the input
+    length: BYOL-A's random-resize-crop of the log-mel (both axes stretched by one factor, the
+    frequency axis on a mel scale only approximately), done cheaply on the waveform (np.interp)."""
+    n = x.shape[-1]
+    rate = float(np.exp(rng.uniform(np.log(min_rate), np.log(max_rate))))
+    y = np.interp(np.arange(0.0, n - 1, rate), np.arange(n), x[0]).astype(np.float32)
+    if y.size >= n:
+        start = int(rng.integers(0, y.size - n + 1))
+        return y[None, start : start + n]
+    out = np.zeros((1, n), np.float32)
+    start = int(rng.integers(0, n - y.size + 1))
+    out[0, start : start + y.size] = y
+    return out
+
+
+#: the background memory of :func:`mixup`, one per process (each Ray worker holds its own)
+_BACKGROUND: list[np.ndarray] = []
+
+
+def mixup(x: np.ndarray, rng: np.random.Generator, ratio: float = 0.4, memory: int = 512) -> np.ndarray:
+    """BYOL-A's mixup (Niizumi et al., 2021): add a clip drawn from a memory of past inputs at a
+    random weight in ``[0, ratio)``, level-matched to ``x``, so that the two views of a clip differ
+    by background sounds. Mixing waveforms adds their powers, as BYOL-A's log-mixup-exp does on the
+    log-mel. The memory fills with the inputs this process has seen (``memory`` clips, replaced at
+    random when full), so a view depends on the order of earlier calls, not only on ``rng``."""
+    out = x
+    same = [b for b in _BACKGROUND if b.shape == x.shape]
+    if same:
+        bg = same[int(rng.integers(len(same)))]
+        lam = float(rng.uniform(0.0, ratio))
+        level = np.sqrt(max(float(np.mean(x**2)), 1e-10) / max(float(np.mean(bg**2)), 1e-10))
+        out = ((1.0 - lam) * x + lam * level * bg).astype(np.float32)
+    if len(_BACKGROUND) < memory:
+        _BACKGROUND.append(np.array(x, dtype=np.float32))
+    else:
+        _BACKGROUND[int(rng.integers(memory))] = np.array(x, dtype=np.float32)
+    return out
+
+
 STEPS: dict[str, Callable[..., np.ndarray]] = {
     "random_crop": random_crop,
     "time_shift": time_shift,
@@ -185,6 +229,8 @@ STEPS: dict[str, Callable[..., np.ndarray]] = {
     "filter": filter_,
     "delay": delay,
     "reverb": reverb,
+    "speed": speed,
+    "mixup": mixup,
 }
 
 POLICIES: dict[str, list[Step]] = {
@@ -206,6 +252,16 @@ POLICIES: dict[str, list[Step]] = {
         {"name": "delay", "p": 0.3},
         {"name": "pitch_shift", "p": 0.6, "semitones": 4.0},
         {"name": "reverb", "p": 0.6},
+    ],
+    # BYOL-A's augmentation for little data: mixup with a background memory and a random resize
+    # (speed) + crop, plus level, noise and SpecAugment masks; cheap steps only (no phase vocoder)
+    "byola": [
+        {"name": "mixup", "ratio": 0.4},
+        {"name": "speed", "min_rate": 0.8, "max_rate": 1.25},
+        {"name": "time_shift", "max_seconds": 0.1},
+        {"name": "gain", "min_db": -6.0, "max_db": 6.0},
+        {"name": "noise", "p": 0.5, "snr_db": [10.0, 40.0]},
+        {"name": "spec_mask", "p": 0.5},
     ],
     "light": [
         {"name": "time_shift", "max_seconds": 0.15},

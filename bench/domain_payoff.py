@@ -1,0 +1,372 @@
+"""Does pretraining pay off on each field's own task? Pretrained vs random init vs the field's baseline.
+
+``python -m bench.domain_payoff --domains audio[,medical,...] [--seeds 3]`` runs each domain's payoff
+recipe (:data:`PAYOFFS`) through the project's stages (``python -m pipelines.run``) once per
+pretraining seed ``s`` (``--set pretrain.seed=s --set evaluate.seeds=[s]``: the random-init encoder
+and the probes are seeded by ``s`` too), every seed under its own models/metrics/runs/reports folders
+in a bench run directory. The data stages (ingest, curate, views) do not depend on the seed: they
+run once per domain and the later seeds reuse their output (``--stages pretrain,finetune,evaluate``).
+
+From each seed's ``evaluate.json`` it reads the domain's headline figures (a float, ``{"mean": ..}``
+or ``key`` with ``key_std``: :func:`pipelines.summary.figure`) and writes, per domain, ``mean``,
+``std`` (population, as the evaluate stage) and ``seeds`` for pretrained / random init / the
+field's baseline, the CPU minutes of the runs, the recipe and the commands, into
+``bench/results/domain_payoff.json`` and ``.md``, keeping the entries of domains not rerun.
+
+Accuracy figures do not depend on the load; timings do: each domain's entry carries the machine
+and the 1-minute load average at its start and end (``bench._meta``), and ``meta.valid`` is false
+when the load at the start exceeded the CPU count: its CPU minutes are then not figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._meta import BenchRun, _atomic_write
+from pipelines.summary import figure
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+OUT_JSON = RESULTS / "domain_payoff.json"
+OUT_MD = RESULTS / "domain_payoff.md"
+DATA_STAGES = ("ingest", "curate", "views")
+MODEL_STAGES = ("pretrain", "finetune", "evaluate")
+ARMS = ("pretrained", "random_init", "baseline")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a domain's payoff: dotted paths into evaluate.json per arm."""
+
+    metric: str
+    pretrained: str
+    random_init: str
+    baseline: str | None
+    baseline_name: str
+
+
+@dataclass(frozen=True)
+class Payoff:
+    """A domain's payoff recipe, its figures (the first is the headline) and the field's reference."""
+
+    recipe: str
+    figures: tuple[Figure, ...]
+    reference: str = ""
+    goal: str = ""
+    sets: tuple[str, ...] = field(default_factory=tuple)
+
+
+PAYOFFS: dict[str, Payoff] = {
+    "audio": Payoff(
+        recipe="pipelines/audio-speech.yaml",
+        figures=(
+            Figure(
+                "LOSO digits accuracy (logreg, 5 persons)",
+                "domain.loso.pretrained.logreg",
+                "domain.loso.random_init.logreg",
+                "domain.loso.mfcc_logreg.logreg",
+                "MFCC",
+            ),
+            Figure(
+                "speaker-split accuracy (logreg, Carlo + June held out)",
+                "domain.split.pretrained.logreg",
+                "domain.split.random_init.logreg",
+                "domain.split.mfcc_logreg.logreg",
+                "MFCC",
+            ),
+        ),
+        reference="BYOL-A (Niizumi et al., 2021): SPCV2 linear 92.2 % with 2048-d features from AudioSet-scale "
+        "pretraining; its encoder (AudioNTT2020, d=2048: 3 conv blocks of 64 channels on 64 mel bands, "
+        "fc 512-2048-2048) has about 5.3 M parameters by its published architecture",
+        goal="pretrained >= random init + 0.15 and >= MFCC + 0.15 (LOSO)",
+    ),
+    "medical": Payoff(
+        recipe="pipelines/medical-brainpatches.yaml",
+        figures=(
+            Figure(
+                "Dice (largest label budget)",
+                "domain.dice.pretrained.@max",
+                "domain.dice.random_init.@max",
+                None,
+                "",
+            ),
+        ),
+        reference="MONAI SSL tutorial, BTCV: 63.07 -> 70.09 Dice with 6 labelled volumes",
+        goal="pretrained Dice > random init at every budget, >= +3 points at the smallest",
+    ),
+    "pointcloud": Payoff(
+        recipe="pipelines/pointcloud-sweethome3d.yaml",
+        figures=(
+            Figure(
+                "13-class linear SVM",
+                "pretrained.svm",
+                "random_init.svm",
+                "supervised.accuracy",
+                "supervised",
+            ),
+        ),
+        goal="linear SVM >= 0.85 and above supervised",
+    ),
+    "rl": Payoff(
+        recipe="pipelines/rl-cartpole.yaml",
+        figures=(
+            Figure(
+                "state-probe R² (mean over dimensions)",
+                "domain.state_probe.pretrained.state_r2_mean",
+                "domain.state_probe.random_init.state_r2_mean",
+                "domain.state_probe.supervised.state_r2_mean",
+                "supervised",
+            ),
+        ),
+        goal="R² >= supervised on every state dimension",
+    ),
+}
+
+
+# ---------------------------------------------------------------- reading and aggregating
+
+
+def spread(values: list[float | None]) -> dict[str, Any] | None:
+    """``{"mean", "std", "seeds"}`` over per-seed values (population std, as the evaluate stage);
+    ``None`` when no seed produced the figure. A seed that lacks it is kept as ``None`` in ``seeds``
+    and left out of the mean, and ``n`` says how many counted."""
+    present = [float(v) for v in values if v is not None]
+    if not present:
+        return None
+    return {
+        "mean": round(float(np.mean(present)), 4),
+        "std": round(float(np.std(present)), 4),
+        "seeds": [None if v is None else round(float(v), 4) for v in values],
+        "n": len(present),
+    }
+
+
+def seed_figures(metrics: dict[str, Any], fig: Figure) -> dict[str, float | None]:
+    """One seed's value per arm (the mean when the seed's evaluate.json itself carries a spread)."""
+    out: dict[str, float | None] = {}
+    for arm, path in zip(ARMS, (fig.pretrained, fig.random_init, fig.baseline), strict=True):
+        f = figure(metrics, path) if path else None
+        out[arm] = None if f is None else f[0]
+    return out
+
+
+def aggregate(payoff: Payoff, per_seed_metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every figure of ``payoff`` over the seeds' evaluate.json: ``{metric: {arm: spread}}``."""
+    out: dict[str, Any] = {}
+    for fig in payoff.figures:
+        per_seed = [seed_figures(m, fig) for m in per_seed_metrics]
+        entry: dict[str, Any] = {arm: spread([s[arm] for s in per_seed]) for arm in ARMS}
+        entry["baseline_name"] = fig.baseline_name or None
+        out[fig.metric] = entry
+    return out
+
+
+def merge(existing: dict[str, Any], domain: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """``existing`` results with ``domain``'s entry replaced; other domains kept as they were."""
+    domains = dict(existing.get("domains") or {})
+    domains[domain] = entry
+    return {**existing, "domains": dict(sorted(domains.items()))}
+
+
+def _cell(s: dict[str, Any] | None) -> str:
+    if not s:
+        return "—"
+    return f"{s['mean']:.3f} ± {s['std']:.3f}" + (f" (n={s['n']})" if s.get("n", 0) < len(s["seeds"]) else "")
+
+
+def render_md(results: dict[str, Any]) -> str:
+    """The Markdown table: one row per domain and figure, then each domain's notes."""
+    lines = [
+        "# Domain payoff: pretrained vs random init vs the field's baseline\n",
+        "Written by `python -m bench.domain_payoff`; mean ± std over pretraining seeds (per-seed values in "
+        "`domain_payoff.json`). CPU minutes are timings: not figures when the entry is marked invalid "
+        "(machine busy at start); the accuracies do not depend on the load.\n",
+        "| domain | figure | pretrained | random init | baseline | seeds | CPU min | valid timing |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for domain, e in results.get("domains", {}).items():
+        # entries written by other versions of the bench may lack keys: show what they have
+        cpu = (e.get("cpu_minutes") or {}).get("total", "")
+        valid = (e.get("meta") or {}).get("valid", "")
+        for i, (metric, f) in enumerate((e.get("figures") or {"—": {}}).items()):
+            base = _cell(f.get("baseline")) + (f" {f['baseline_name']}" if f.get("baseline") else "")
+            first = i == 0
+            lines.append(
+                f"| {domain if first else ''} | {metric} | {_cell(f.get('pretrained'))} | "
+                f"{_cell(f.get('random_init'))} | {base} | {len(e.get('seeds', [])) if first else ''} | "
+                f"{cpu if first else ''} | {valid if first else ''} |"
+            )
+    for domain, e in results.get("domains", {}).items():
+        lines += ["", f"**{domain}** — recipe `{e.get('recipe', '?')}`; command `{e.get('command', '?')}`."]
+        if e.get("encoder"):
+            enc = e["encoder"]
+            lines.append(f"Encoder: {enc['parameters']:,} parameters, {enc['embedding_dim']}-d embedding.")
+        if e.get("reference"):
+            lines.append(f"Field reference: {e['reference']}.")
+        if e.get("goal"):
+            lines.append(f"Goal: {e['goal']} — {e.get('goal_status', 'not judged')}.")
+        if e.get("meta"):
+            m = e["meta"]
+            lines.append(
+                f"Load (1 min) {m['load_1m']['start']} at start, {m['load_1m']['end']} at end on "
+                f"{m['machine']['cpu_count']} CPUs; started {m['started']}."
+            )
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- running
+
+
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def seed_command(payoff: Payoff, run_dir: Path, seed: int, stages: tuple[str, ...]) -> list[str]:
+    """``python -m pipelines.run`` for one seed: seeded pretraining and evaluation, own output paths,
+    the data stages' output shared by the seeds of a domain."""
+    d = run_dir / f"seed{seed}"
+    sets = [
+        f"pretrain.seed={seed}",
+        f"evaluate.seeds=[{seed}]",
+        f"paths.data={run_dir / 'data'}",
+        f"paths.models={d / 'models'}",
+        f"paths.metrics={d / 'metrics'}",
+        f"paths.runs={d / 'runs'}",
+        f"paths.reports={d / 'reports'}",
+        *payoff.sets,
+    ]
+    cmd = [sys.executable, "-m", "pipelines.run", payoff.recipe, "--stages", ",".join(stages)]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def encoder_size(recipe_path: str, sets: tuple[str, ...] = ()) -> dict[str, int]:
+    """Parameters and embedding dimension of the recipe's encoder (built, not trained)."""
+    from domains import get_domain
+    from stages.common.config import load_recipe
+
+    recipe = load_recipe(recipe_path, ROOT / "params.yaml", list(sets))
+    enc = get_domain(recipe.domain).build_encoder(recipe.encoder)
+    return {
+        "parameters": int(sum(p.numel() for p in enc.parameters())),
+        "embedding_dim": int(getattr(enc, "embedding_dim", 0)),
+    }
+
+
+def goal_status(domain: str, figures: dict[str, Any]) -> str:
+    """The audio goal judged on the headline (other domains: stated, not judged here)."""
+    if domain != "audio":
+        return "not judged by the bench"
+    f = next(iter(figures.values()))
+    if not (f["pretrained"] and f["random_init"] and f["baseline"]):
+        return "not measured"
+    p, r, b = f["pretrained"]["mean"], f["random_init"]["mean"], f["baseline"]["mean"]
+    gap = min(p - r, p - b) - 0.15
+    verdict = "met" if gap >= 0 else f"missed by {-gap * 100:.1f} points"
+    return f"{verdict} (pretrained − random init {100 * (p - r):+.1f}, − MFCC {100 * (p - b):+.1f} points)"
+
+
+def run_domain(domain: str, seeds: list[int], run_root: Path, timeout_s: int) -> dict[str, Any]:
+    payoff = PAYOFFS[domain]
+    bench = BenchRun()
+    run_dir = run_root / domain
+    per_seed_metrics, seed_cmds, cpu, wall = [], [], [], []
+    recipe_name = Path(payoff.recipe).stem
+    for i, seed in enumerate(seeds):
+        stages = DATA_STAGES + MODEL_STAGES if i == 0 else MODEL_STAGES
+        cmd = seed_command(payoff, run_dir, seed, stages)
+        seed_cmds.append(shlex.join(["python", *cmd[1:]]))
+        print(f"domain_payoff: {domain} seed {seed}: {seed_cmds[-1]}", flush=True)
+        cpu0, t0 = _children_cpu_s(), time.perf_counter()
+        log = run_dir / f"seed{seed}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as f:
+            rc = subprocess.run(
+                cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, timeout=timeout_s
+            ).returncode
+        cpu.append(round((_children_cpu_s() - cpu0) / 60, 2))
+        wall.append(round((time.perf_counter() - t0) / 60, 2))
+        if rc != 0:
+            raise SystemExit(f"domain_payoff: {domain} seed {seed} failed (exit {rc}); log: {log}")
+        metrics_path = run_dir / f"seed{seed}" / "metrics" / recipe_name / "evaluate.json"
+        per_seed_metrics.append(json.loads(metrics_path.read_text()))
+    figures = aggregate(payoff, per_seed_metrics)
+    headline = next(iter(figures))
+    entry = {
+        "recipe": payoff.recipe,
+        "command": f"python -m bench.domain_payoff --domains {domain} --seeds {len(seeds)}",
+        "seed_commands": seed_cmds,
+        "seeds": seeds,
+        "headline": headline,
+        **{arm: figures[headline][arm] for arm in ARMS},
+        "baseline_name": figures[headline]["baseline_name"],
+        "figures": figures,
+        "cpu_minutes": {
+            "total": round(sum(cpu), 2),
+            "per_seed": cpu,
+            "note": "data stages run with the first seed",
+        },
+        "wall_minutes": {"total": round(sum(wall), 2), "per_seed": wall},
+        "encoder": encoder_size(payoff.recipe, payoff.sets),
+        "reference": payoff.reference,
+        "goal": payoff.goal,
+        "goal_status": goal_status(domain, figures),
+        "run_dir": str(run_dir),
+        "meta": bench.meta(),
+    }
+    return entry
+
+
+def write_results(
+    domain: str, entry: dict[str, Any], out_json: Path = OUT_JSON, out_md: Path = OUT_MD
+) -> None:
+    """Merge ``entry`` into the results file and rewrite the Markdown, both atomically."""
+    existing = json.loads(out_json.read_text()) if out_json.exists() else {}
+    results = merge(existing, domain, entry)
+    _atomic_write(out_json, json.dumps(results, indent=2) + "\n")
+    _atomic_write(out_md, render_md(results))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--domains", default="audio", help=f"comma-separated, of {', '.join(PAYOFFS)}")
+    ap.add_argument("--seeds", type=int, default=3, help="pretraining seeds 0..N-1")
+    ap.add_argument("--run-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "domain_payoff")
+    ap.add_argument("--timeout-min", type=float, default=60.0, help="per seed run")
+    args = ap.parse_args(argv)
+    domains = [d for d in args.domains.split(",") if d]
+    unknown = [d for d in domains if d not in PAYOFFS]
+    if unknown or args.seeds < 1:
+        print(
+            f"domain_payoff: unknown domain(s) {unknown} (known: {', '.join(PAYOFFS)}) or --seeds < 1",
+            file=sys.stderr,
+        )
+        return 2
+    for domain in domains:
+        entry = run_domain(domain, list(range(args.seeds)), args.run_dir, int(args.timeout_min * 60))
+        write_results(domain, entry)
+        print(
+            f"domain_payoff: {domain}: {entry['headline']}: pretrained {_cell(entry['pretrained'])}, "
+            f"random init {_cell(entry['random_init'])}, baseline {_cell(entry['baseline'])}; "
+            f"{entry['goal_status']}",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

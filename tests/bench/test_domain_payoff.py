@@ -1,0 +1,103 @@
+"""bench/domain_payoff.py: per-seed figures read from evaluate.json (floats, {"mean"} dicts or
+key/key_std pairs), aggregated to mean/std/seeds, merged with other domains' entries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import domain_payoff as dp
+
+
+def _evaluate(pre: Any, rand: Any, mfcc: Any) -> dict[str, Any]:
+    return {
+        "pretrained": {"svm": 0.5},
+        "domain": {
+            "loso": {
+                "pretrained": {"logreg": pre},
+                "random_init": {"logreg": rand},
+                "mfcc_logreg": {"logreg": mfcc},
+            },
+            "split": {"pretrained": {"logreg": 0.6}, "random_init": {"logreg": 0.4}},
+        },
+    }
+
+
+def test_aggregate_reads_floats_and_mean_dicts() -> None:
+    seeds = [
+        _evaluate(0.60, 0.30, 0.20),
+        _evaluate({"mean": 0.70, "std": 0.01}, 0.32, 0.20),  # a figure that carries its own spread
+        _evaluate(0.50, {"mean": 0.28}, 0.20),
+    ]
+    figs = dp.aggregate(dp.PAYOFFS["audio"], seeds)
+    loso = figs["LOSO digits accuracy (logreg, 5 persons)"]
+    assert loso["pretrained"] == {"mean": 0.6, "std": 0.0816, "seeds": [0.6, 0.7, 0.5], "n": 3}
+    assert loso["random_init"]["seeds"] == [0.3, 0.32, 0.28] and loso["random_init"]["mean"] == 0.3
+    assert loso["baseline"]["std"] == 0.0 and loso["baseline_name"] == "MFCC"
+    split = figs["speaker-split accuracy (logreg, Carlo + June held out)"]
+    assert split["baseline"] is None  # no seed wrote an MFCC split figure: absent, not 0
+
+
+def test_a_seed_without_the_figure_is_kept_as_none() -> None:
+    s = dp.spread([0.5, None, 0.7])
+    assert s == {"mean": 0.6, "std": 0.1, "seeds": [0.5, None, 0.7], "n": 2}
+    assert dp.spread([None, None]) is None
+
+
+def test_run_merges_with_other_domains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    values = iter([(0.62, 0.31, 0.22), (0.58, 0.29, 0.22), (0.60, 0.33, 0.22)])
+
+    def fake_run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess:
+        calls.append(cmd)
+        sets = dict(cmd[i + 1].split("=", 1) for i, c in enumerate(cmd) if c == "--set")
+        out = Path(sets["paths.metrics"]) / "audio-speech" / "evaluate.json"
+        out.parent.mkdir(parents=True)
+        out.write_text(json.dumps(_evaluate(*next(values))))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(dp.subprocess, "run", fake_run)
+    entry = dp.run_domain("audio", [0, 1, 2], tmp_path / "runs", timeout_s=10)
+    # seed s pretrains and evaluates with seed s in its own folders; only the first runs the data stages
+    assert [c[c.index("--stages") + 1] for c in calls] == [
+        "ingest,curate,views,pretrain,finetune,evaluate",
+        "pretrain,finetune,evaluate",
+        "pretrain,finetune,evaluate",
+    ]
+    for s, c in enumerate(calls):
+        assert f"pretrain.seed={s}" in c and f"evaluate.seeds=[{s}]" in c
+        assert f"paths.models={tmp_path / 'runs' / 'audio' / f'seed{s}' / 'models'}" in c
+        assert f"paths.data={tmp_path / 'runs' / 'audio' / 'data'}" in c
+    assert entry["pretrained"]["seeds"] == [0.62, 0.58, 0.6] and entry["random_init"]["mean"] == 0.31
+    assert entry["goal_status"].startswith("met") and entry["encoder"]["parameters"] > 0
+    assert set(entry["meta"]) >= {"machine", "load_1m", "valid"}
+
+    out_json, out_md = tmp_path / "payoff.json", tmp_path / "payoff.md"
+    out_json.write_text(
+        json.dumps({"domains": {"rl": {"recipe": "pipelines/rl-cartpole.yaml", "seeds": [0]}}})
+    )
+    dp.write_results("audio", entry, out_json, out_md)
+    results = json.loads(out_json.read_text())
+    assert list(results["domains"]) == ["audio", "rl"]
+    assert results["domains"]["rl"] == {
+        "recipe": "pipelines/rl-cartpole.yaml",
+        "seeds": [0],
+    }  # kept as it was
+    md = out_md.read_text()
+    assert (
+        "| audio | LOSO digits accuracy (logreg, 5 persons) | 0.600 ± 0.016 | 0.310 ± 0.016 | 0.220 ± 0.000 MFCC"
+        in md
+    )
+    # a rerun replaces the domain's entry instead of adding a second one
+    dp.write_results("audio", {**entry, "seeds": [0]}, out_json, out_md)
+    assert json.loads(out_json.read_text())["domains"]["audio"]["seeds"] == [0]
+
+
+def test_a_failed_seed_stops_naming_its_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dp.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 2))
+    with pytest.raises(SystemExit, match="seed 0 failed .*seed0.log"):
+        dp.run_domain("audio", [0], tmp_path, timeout_s=10)

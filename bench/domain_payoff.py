@@ -234,7 +234,9 @@ def _children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def seed_command(payoff: Payoff, run_dir: Path, seed: int, stages: tuple[str, ...]) -> list[str]:
+def seed_command(
+    payoff: Payoff, run_dir: Path, seed: int, stages: tuple[str, ...], extra: tuple[str, ...] = ()
+) -> list[str]:
     """``python -m pipelines.run`` for one seed: seeded pretraining and evaluation, own output paths,
     the data stages' output shared by the seeds of a domain."""
     d = run_dir / f"seed{seed}"
@@ -247,6 +249,7 @@ def seed_command(payoff: Payoff, run_dir: Path, seed: int, stages: tuple[str, ..
         f"paths.runs={d / 'runs'}",
         f"paths.reports={d / 'reports'}",
         *payoff.sets,
+        *extra,
     ]
     cmd = [sys.executable, "-m", "pipelines.run", payoff.recipe, "--stages", ",".join(stages)]
     for s in sets:
@@ -280,7 +283,9 @@ def goal_status(domain: str, figures: dict[str, Any]) -> str:
     return f"{verdict} (pretrained − random init {100 * (p - r):+.1f}, − MFCC {100 * (p - b):+.1f} points)"
 
 
-def run_domain(domain: str, seeds: list[int], run_root: Path, timeout_s: int) -> dict[str, Any]:
+def run_domain(
+    domain: str, seeds: list[int], run_root: Path, timeout_s: int, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     payoff = PAYOFFS[domain]
     bench = BenchRun()
     run_dir = run_root / domain
@@ -288,7 +293,7 @@ def run_domain(domain: str, seeds: list[int], run_root: Path, timeout_s: int) ->
     recipe_name = Path(payoff.recipe).stem
     for i, seed in enumerate(seeds):
         stages = DATA_STAGES + MODEL_STAGES if i == 0 else MODEL_STAGES
-        cmd = seed_command(payoff, run_dir, seed, stages)
+        cmd = seed_command(payoff, run_dir, seed, stages, extra)
         seed_cmds.append(shlex.join(["python", *cmd[1:]]))
         print(f"domain_payoff: {domain} seed {seed}: {seed_cmds[-1]}", flush=True)
         cpu0, t0 = _children_cpu_s(), time.perf_counter()
@@ -308,7 +313,8 @@ def run_domain(domain: str, seeds: list[int], run_root: Path, timeout_s: int) ->
     headline = next(iter(figures))
     entry = {
         "recipe": payoff.recipe,
-        "command": f"python -m bench.domain_payoff --domains {domain} --seeds {len(seeds)}",
+        "command": f"python -m bench.domain_payoff --domains {domain} --seeds {len(seeds)}"
+        + "".join(f" --set {shlex.quote(x)}" for x in extra),
         "seed_commands": seed_cmds,
         "seeds": seeds,
         "headline": headline,
@@ -321,7 +327,7 @@ def run_domain(domain: str, seeds: list[int], run_root: Path, timeout_s: int) ->
             "note": "data stages run with the first seed",
         },
         "wall_minutes": {"total": round(sum(wall), 2), "per_seed": wall},
-        "encoder": encoder_size(payoff.recipe, payoff.sets),
+        "encoder": encoder_size(payoff.recipe, payoff.sets + extra),
         "reference": payoff.reference,
         "goal": payoff.goal,
         "goal_status": goal_status(domain, figures),
@@ -347,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="pretraining seeds 0..N-1")
     ap.add_argument("--run-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "domain_payoff")
     ap.add_argument("--timeout-min", type=float, default=60.0, help="per seed run")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to every run")
     args = ap.parse_args(argv)
     domains = [d for d in args.domains.split(",") if d]
     unknown = [d for d in domains if d not in PAYOFFS]
@@ -357,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     for domain in domains:
-        entry = run_domain(domain, list(range(args.seeds)), args.run_dir, int(args.timeout_min * 60))
+        entry = run_domain(
+            domain, list(range(args.seeds)), args.run_dir, int(args.timeout_min * 60), tuple(args.set)
+        )
         write_results(domain, entry)
         print(
             f"domain_payoff: {domain}: {entry['headline']}: pretrained {_cell(entry['pretrained'])}, "

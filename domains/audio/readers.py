@@ -260,10 +260,17 @@ def _asterisk_units(
     clip_seconds: float = 1.0,
     min_voices: int = 2,
     exclude_speakers: Sequence[str] = (),
+    digits_in_pretraining: bool = True,
 ) -> list[dict[str, Any]]:
     """Digits 0-9 of every installed voice, labelled, split by person. ``exclude_speakers`` leaves
     those persons' digits out entirely: a validation run that chooses a configuration without ever
-    scoring the evaluation persons (their unlabeled prompts may still be pretraining data)."""
+    scoring the evaluation persons (their unlabeled prompts may still be pretraining data).
+
+    Pretraining reads every non-test row, so the training persons' digits are pretraining data
+    (unlabeled) by default; a leave-one-person-out fold then scores digits the encoder has seen.
+    ``digits_in_pretraining: false`` makes every digit a test row (none reaches pretraining) and
+    records the ``test_speakers`` split in ``meta["probe_split"]`` for the domain's speaker-split
+    protocol; the shared probes and fine-tuning then have no labelled training row and skip."""
     all_voices = asterisk_voices(root)
     unknown = sorted(set(exclude_speakers) - set(all_voices.values()))
     if unknown:
@@ -287,11 +294,16 @@ def _asterisk_units(
             "path": os.path.join(root, voice, "digits", f"{d}.wav"),
             "id": f"asterisk/{voice}/{d}",
             "label": d,
-            "split": "test" if speaker in test_speakers else "train",
+            "split": "test" if speaker in test_speakers or not digits_in_pretraining else "train",
             "group": speaker,
             "sample_rate": sample_rate,
             "clip_seconds": clip_seconds,
-            "meta": {"voice": voice, "language": voice[:5], "source": "asterisk"},
+            "meta": {
+                "voice": voice,
+                "language": voice[:5],
+                "source": "asterisk",
+                "probe_split": "test" if speaker in test_speakers else "train",
+            },
         }
         for voice, speaker in voices.items()
         for d in DIGITS

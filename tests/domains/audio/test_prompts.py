@@ -100,3 +100,42 @@ def test_no_evaluation_digit_in_the_pretraining_pool(asterisk: Path) -> None:
 def test_bad_voice_is_one_line(asterisk: Path) -> None:
     with pytest.raises(ValueError, match="prompts.voices"):
         list(read_source("asterisk_prompts", root=str(asterisk), voices=["xx_XX_f_Nobody"]))
+
+
+def test_digits_kept_out_of_pretraining_still_give_the_speaker_split(asterisk: Path) -> None:
+    import torch
+
+    from domains import EvalContext, get_domain
+    from domains.audio.encoders import AudioCNN
+    from domains.audio.tasks import evaluate_speech
+
+    digits = list(
+        read_source(
+            "asterisk",
+            root=str(asterisk),
+            test_speakers=["Bruno"],
+            sample_rate=SR,
+            digits_in_pretraining=False,
+        )
+    )
+    # every digit is a test row (pretraining reads only non-test rows); the speaker split is in meta
+    assert {r["split"] for r in digits} == {"test"}
+    assert {(r["group"], r["meta"]["probe_split"]) for r in digits} == {("Alice", "train"), ("Bruno", "test")}
+    prompts = list(read_source("asterisk_prompts", root=str(asterisk), sample_rate=SR))
+    enc = AudioCNN(sample_rate=SR, channels=4, hidden_dim=16, out_dim=8).eval()
+
+    def embed(e, xs):  # noqa: ANN001, ANN202
+        with torch.no_grad():
+            return e(get_domain("audio").collate(xs)).numpy()
+
+    ctx = EvalContext(
+        recipe={}, train_rows=prompts, test_rows=digits, encoders={"pretrained": enc}, embed=embed
+    )
+    m = evaluate_speech(ctx).metrics
+    assert m["digits_pretrained"] is False and m["test_speakers"] == ["Bruno"]
+    assert set(m["split"]) == {"mfcc_logreg", "pretrained"} and set(
+        m["loso"]["pretrained"]["per_speaker"]
+    ) == {
+        "Alice",
+        "Bruno",
+    }

@@ -201,14 +201,13 @@ def mixup(x: np.ndarray, rng: np.random.Generator, ratio: float = 0.4, memory: i
     random weight in ``[0, ratio)``, level-matched to ``x``, so that the two views of a clip differ
     by background sounds. Mixing waveforms adds their powers, as BYOL-A's log-mixup-exp does on the
     log-mel. The memory fills with the inputs this process has seen (``memory`` clips, replaced at
-    random when full), so a view depends on the order of earlier calls, not only on ``rng``."""
-    out = x
+    random when full), so a view depends on the order of earlier calls, not only on ``rng``; until
+    it holds a clip of ``x``'s length, a random circular shift of ``x`` itself is the background."""
     same = [b for b in _BACKGROUND if b.shape == x.shape]
-    if same:
-        bg = same[int(rng.integers(len(same)))]
-        lam = float(rng.uniform(0.0, ratio))
-        level = np.sqrt(max(float(np.mean(x**2)), 1e-10) / max(float(np.mean(bg**2)), 1e-10))
-        out = ((1.0 - lam) * x + lam * level * bg).astype(np.float32)
+    bg = same[int(rng.integers(len(same)))] if same else np.roll(x, int(rng.integers(1, x.shape[-1])), -1)
+    lam = float(rng.uniform(0.0, ratio))
+    level = np.sqrt(max(float(np.mean(x**2)), 1e-10) / max(float(np.mean(bg**2)), 1e-10))
+    out = ((1.0 - lam) * x + lam * level * bg).astype(np.float32)
     if len(_BACKGROUND) < memory:
         _BACKGROUND.append(np.array(x, dtype=np.float32))
     else:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from domains.audio.readers import SOURCES, read_source, speech_windows
+from domains.audio.readers import ASTERISK_ROOT, SOURCES, asterisk_voices, read_source, speech_windows
+from tests.conftest import requires_data
 
 SR = 8000
 
@@ -139,3 +140,20 @@ def test_digits_kept_out_of_pretraining_still_give_the_speaker_split(asterisk: P
         "Alice",
         "Bruno",
     }
+
+
+@requires_data(len(asterisk_voices()) >= 2, "Debian asterisk-core-sounds-*-wav not installed")
+@pytest.mark.parametrize("scale", ["demo", "tiny"])
+def test_audio_speech_recipe_keeps_evaluation_material_out_of_pretraining(scale: str) -> None:
+    from stages.common.config import list_source_units, load_recipe
+
+    root = Path(__file__).resolve().parents[3]
+    recipe = load_recipe(root / "pipelines/audio-speech.yaml", root / "params.yaml", [f"scale={scale}"])
+    units = list_source_units(recipe)
+    digits = [u for u in units if u["kind"] == "asterisk"]
+    # every real digit is a test row: pretraining (non-test rows only) never sees one
+    assert digits and all(u["split"] == "test" for u in digits)
+    prompt_files = [f["path"] for u in units if u["kind"] == "prompts" for f in u["files"]]
+    assert len(prompt_files) > (1000 if scale == "demo" else 500)
+    folders = {Path(p).relative_to(ASTERISK_ROOT).parts[1] for p in prompt_files}
+    assert not folders & {"digits", "letters", "phonetic", "silence"}

@@ -15,6 +15,7 @@ from domains import get_domain
 from domains.base import ViewPolicy, is_train
 from domains.views import PolicyError
 from stages.common.cli import Dirs, StageError, main
+from stages.common.progress import progress
 from stages.common.rows import table_to_rows
 from stages.common.schema import Recipe
 from stages.common.storage import atomic_dir, join, read_table, write_bytes, write_json
@@ -49,7 +50,8 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
                 rows[i]["x"],
                 [domain.augment(rows[i]["x"], rng, policy) for _ in range(recipe.views.n_views)],
             )
-            for i in picks
+            # some policies cost a second a view (MONAI affine on a large patch, librosa pitch shift)
+            for i in progress(picks, "views: preview rows", every_percent=25)
         ]
     except (KeyError, TypeError, ValueError) as e:
         raise StageError(policy_error(e)) from None

@@ -1,0 +1,92 @@
+"""The README's cluster path, run as written: start a head with the job server, ``ray job submit``
+a tiny recipe with ``--working-dir .``, find its outputs where the recipe's paths say, stop the head.
+
+The commands are read from the README's "Running on a Ray cluster" section, so the documentation
+cannot drift from what is tested. The test substitutes free ports for 6379/8265 and a temporary
+directory for ``/tmp/contraflow``, adds flags that keep its head apart from any other Ray on the
+machine (its own ``--temp-dir``, ``127.0.0.1``, a CPU count), and stops only its own head's
+processes where the README says ``ray stop`` (which would stop every Ray instance on the machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from tests.conftest import BIN, REPO, copy_project, stop_ray_processes
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
+RECIPE = "timeseries-gunpoint"
+
+
+def readme_cluster_commands() -> list[list[str]]:
+    """The commands of the first ``bash`` block in the README's "Running on a Ray cluster"."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Running on a Ray cluster", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block, "no bash block in the README's cluster section"
+    return [shlex.split(line) for line in block.group(1).replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_readme_commands_start_submit_and_stop(tmp_path_factory: pytest.TempPathFactory) -> None:
+    commands = readme_cluster_commands()
+    assert [c[:2] for c in commands] == [["ray", "start"], ["ray", "job"], ["ray", "stop"]], commands
+    tmp_path = tmp_path_factory.mktemp("job")  # short: Ray's socket paths under --temp-dir are capped
+    proj = copy_project(tmp_path / "proj")
+    shutil.copy(REPO / ".rayignore", proj / ".rayignore")
+    out = tmp_path / "out"
+    gcs, dash = _free_port(), _free_port()
+    temp = tmp_path / "ray"
+
+    def local(cmd: list[str]) -> list[str]:
+        subs = {"6379": str(gcs), "8265": str(dash), "/tmp/contraflow": str(out)}
+        args = []
+        for a in cmd[1:]:
+            for k, v in subs.items():
+                a = a.replace(k, v)
+            args.append(a)
+        return [str(BIN / "ray"), *args]
+
+    # the job's `python` is the project's interpreter, as on a node whose environment is active
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ADDRESS", None)
+    start, submit, _stop = commands
+    isolation = [
+        f"--temp-dir={temp}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=4",
+        f"--ray-client-server-port={_free_port()}",  # not the default 10001 another head may hold
+        "--disable-usage-stats",
+    ]
+    started = subprocess.run(
+        local(start) + isolation, cwd=proj, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+    try:
+        job = subprocess.run(local(submit), cwd=proj, env=env, capture_output=True, text=True, timeout=600)
+        log = job.stdout + job.stderr
+        assert job.returncode == 0, log[-4000:]
+        assert "succeeded" in log, log[-4000:]
+    finally:
+        stop_ray_processes(temp, gcs)  # the README's `ray stop`, limited to this head
+    # outputs where the recipe's paths say: <paths.x>/<recipe>/...
+    assert (out / "models" / RECIPE / "pretrained" / "encoder.safetensors").exists()
+    evaluation = json.loads((out / "metrics" / RECIPE / "evaluate.json").read_text())
+    assert evaluation, "empty evaluation"
+    assert any((out / "data" / RECIPE / "curated").iterdir())
+    assert any((out / "runs" / RECIPE).glob("pretrain-*"))
+    # nothing was written into the uploaded working directory's copy on the submitting side
+    assert not (proj / "models").exists() and not (proj / "data").exists()

@@ -1,0 +1,36 @@
+"""The GPU smoke bench runs on the CPU with --dry-run (one step per domain) and prints its table."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import gpu_smoke
+
+
+def test_dry_run_prints_a_row_per_domain_with_flops(
+    capsys: pytest.CaptureFixture, tmp_path, monkeypatch
+) -> None:  # noqa: ANN001
+    monkeypatch.setattr(gpu_smoke, "OUT", tmp_path / "gpu_smoke.json")
+    assert gpu_smoke.main(["--dry-run", "--domains", "pointcloud", "rl", "timeseries"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| ") and "domain" not in line]
+    assert [r[1].strip() for r in rows] == ["pointcloud", "rl", "timeseries"]
+    for r in rows:
+        assert float(r[6]) > 0  # GFLOP per step counted by FlopCounterMode
+        assert float(r[5]) > 0  # step ms
+    assert not (tmp_path / "gpu_smoke.json").exists()  # a dry run writes no result
+
+
+def test_bf16_peaks_by_device_name() -> None:
+    assert gpu_smoke.bf16_peak("NVIDIA H100 80GB HBM3") == pytest.approx(989.4)
+    assert gpu_smoke.bf16_peak("NVIDIA H200") == pytest.approx(989.4)
+    assert gpu_smoke.bf16_peak("NVIDIA H100 PCIe") == pytest.approx(756.0)
+    assert gpu_smoke.bf16_peak("NVIDIA A100-SXM4-80GB") == pytest.approx(312.0)
+    assert gpu_smoke.bf16_peak("Tesla T4") is None
+
+
+def test_without_a_gpu_the_real_run_says_to_use_dry_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_smoke.main(["--domains", "rl"]) == 2

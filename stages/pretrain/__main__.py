@@ -128,6 +128,22 @@ def make_trainer(config: dict[str, Any], ds: Any, ray_cfg: RayCfg, storage: str,
     )
 
 
+def check_gpus(ray_cfg: RayCfg, world: int) -> None:
+    """With ``ray.use_gpu``, each training worker needs a GPU: fail in one line where none can come
+    (an embedded local instance), say so where an autoscaler might still add them."""
+    import ray
+
+    if not ray_cfg.use_gpu:
+        return
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if gpus >= world:
+        return
+    message = f"ray.use_gpu=true needs {world} GPU(s), one per ray.num_workers; the cluster has {gpus}"
+    if not (os.environ.get("RAY_ADDRESS") or ray_cfg.address):
+        raise StageError(message + " (set ray.use_gpu=false or ray.num_workers)")
+    print(f"pretrain: WARNING: {message}; training waits until GPU nodes join", flush=True)
+
+
 def run(recipe: Recipe, dirs: Dirs) -> None:
     import ray.data
 
@@ -140,6 +156,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     name = run_name(config, rows)
     live_dir = os.path.abspath(join(dirs.metrics, "pretrain")) if "://" not in dirs.metrics else None
     init_ray(recipe.ray)
+    check_gpus(recipe.ray, world)
     # Only the unlabeled training rows reach the trainer: test rows never inform pretraining.
     # A column expression, not a Python lambda: Arrow evaluates it per batch, which reads the
     # medical demo's 900 volumes in 3 s instead of 10 s.

@@ -252,3 +252,31 @@ def test_to_device_walks_nested_batches() -> None:
     out = to_device([torch.ones(2), (torch.zeros(1), {"a": torch.ones(3)}), "label"], meta)
     assert out[0].device == meta and out[1][0].device == meta and out[1][1]["a"].device == meta
     assert out[2] == "label"
+
+
+def test_use_gpu_without_gpus_fails_in_one_line_on_a_local_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    from stages.common.cli import StageError
+    from stages.common.schema import RayCfg
+    from stages.pretrain.__main__ import check_gpus
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 4.0})
+    with pytest.raises(StageError, match=r"ray\.use_gpu=true needs 2 GPU\(s\).*the cluster has 0"):
+        check_gpus(RayCfg(use_gpu=True, num_workers=2), 2)
+    check_gpus(RayCfg(use_gpu=False, num_workers=2), 2)  # CPU training: nothing to check
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 4.0, "GPU": 2.0})
+    check_gpus(RayCfg(use_gpu=True, num_workers=2), 2)
+
+
+def test_use_gpu_asks_ray_train_for_one_gpu_per_worker(tmp_path: Path) -> None:
+    from stages.common.schema import RayCfg
+    from stages.pretrain.__main__ import make_trainer
+
+    trainer = make_trainer(
+        {"world_size": 2}, None, RayCfg(use_gpu=True, num_workers=2, cpus_per_worker=2), str(tmp_path), "t"
+    )
+    scaling = trainer.scaling_config
+    assert scaling.use_gpu and scaling.num_workers == 2
+    assert scaling._resources_per_worker_not_none == {"CPU": 2, "GPU": 1}

@@ -4,16 +4,20 @@ exact all-pairs baseline (blocked numpy matmul) at the sizes where that baseline
 Fingerprints are z-normalised random walks of 32 points (what the time-series domain's
 ``fingerprint`` gives for random-walk-like series), with planted exact copies (1 %) and near copies
 (1 %, small Gaussian noise, cosine ~0.9998). Timed: SimHash band keys → LSH buckets → exact cosine
-verification → greedy resolution, in-process (``stages.curate.near``), the same functions the Ray
-path runs per partition. ``--ray N`` also times the whole Ray Data path on N rows.
+verification → greedy resolution, in-process (``stages.curate.near.near_pairs``: exact all-pairs up
+to ``EXACT_MAX_ROWS`` rows, LSH above). The ratio against all-pairs in the same run is the robust
+figure on a shared machine; every size records the 1-minute load average before it ran.
+``--semdedup N ...`` times SemDeDup (faiss k-means, assignment, the blocked within-cluster pass) on
+N fingerprints used as embeddings; ``--ray N`` times the whole Ray Data path on N rows.
 
-    .venv/bin/python -m bench.curation_scaling [--sizes 10000 100000 1000000] [--baseline-max 100000]
+    .venv/bin/python -m bench.curation_scaling [--sizes ...] [--baseline-max 100000] [--semdedup 100000 1000000]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -21,8 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._meta import BenchRun
-from stages.curate.near import auto_rows_per_band, band_keys, bucket_pairs, hyperplanes, resolve, unit_rows
-from stages.curate.rules import buckets
+from stages.curate.near import EXACT_MAX_ROWS, auto_rows_per_band, near_pairs, resolve, unit_rows
 
 THRESHOLD, BANDS, DIM = 0.999, 20, 32
 ROWS_PER_BAND = auto_rows_per_band(THRESHOLD)
@@ -45,17 +48,54 @@ def fingerprints(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndar
     return x.astype(np.float32), planted, np.r_[np.arange(len(base)), src]
 
 
-def lsh_dedup(x: np.ndarray) -> tuple[set[int], int]:
-    ids = np.array([f"{i:08d}" for i in range(len(x))], dtype=object)
-    splits = np.full(len(x), "train", dtype=object)
-    keys = band_keys(x, hyperplanes(x.shape[1], BANDS, ROWS_PER_BAND, 0), BANDS)
-    pairs, candidates = [], 0
-    for m in buckets(keys):
-        candidates += len(m) * (len(m) - 1) // 2
-        found, _ = bucket_pairs(ids[m], splits[m], x[m], THRESHOLD)
-        pairs += found
+def lsh_dedup(
+    x: np.ndarray, ids: np.ndarray, splits: np.ndarray, method: str = "auto"
+) -> tuple[set[int], int]:
+    """Near dedup as the curate stage runs it: removed row indices and LSH candidate pairs (per bucket)."""
+    pairs, hist = near_pairs(ids, splits, x, THRESHOLD, BANDS, ROWS_PER_BAND, 0, method=method)
     removed, _ = resolve(pairs, drop_leaks=False)
-    return {int(i) for i in removed}, candidates
+    return {int(i) for i in removed}, int(hist.sum())
+
+
+def semdedup_s(n: int) -> dict:
+    """Wall time of SemDeDup on ``n`` fingerprints as embeddings: k-means on a 256-per-centroid sample,
+    assignment, the within-cluster pass (about 1,000 rows per cluster, as SemDeDup sizes clusters)."""
+    from types import SimpleNamespace
+
+    from stages.curate.semantic import assign, fit_kmeans, in_fit_sample, prune_cluster
+
+    x, _, _ = fingerprints(n, seed=1)
+    ids = np.array([f"{i:08d}" for i in range(n)], dtype=object)
+    k = max(1, n // 1000)
+    cfg = SimpleNamespace(embedding=SimpleNamespace(clusters=k, kmeans_iters=20), seed=0)
+    load = os.getloadavg()[0]
+    t = time.perf_counter()
+    m = in_fit_sample(ids, n, cfg)
+    centroids, mean = fit_kmeans(ids[m], x[m], cfg)
+    t_fit = time.perf_counter() - t
+    cluster, csim = assign(x - mean, centroids)
+    order = np.argsort(cluster, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, cluster[order][1:] != cluster[order][:-1], True])
+    removed = 0
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        r = order[a:b]
+        out, _ = prune_cluster(
+            ids[r],
+            x[r] - mean,
+            csim[r],
+            int(cluster[r[0]]),
+            dedup=True,
+            threshold=THRESHOLD,
+            keep="farthest",
+            max_per_cluster=None,
+            seed=0,
+        )
+        removed += len(out)
+    wall = time.perf_counter() - t
+    row = {"n": n, "clusters": k, "semdedup_s": round(wall, 3), "kmeans_fit_s": round(t_fit, 3)}
+    row |= {"removed": removed, "load_1m_start": round(load, 2)}
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def all_pairs_dedup(x: np.ndarray, block: int = 4096) -> set[int]:
@@ -109,19 +149,26 @@ def ray_path(n: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--sizes", type=int, nargs="+", default=[1_000, 3_000, 10_000, 100_000, 1_000_000])
     p.add_argument("--baseline-max", type=int, default=100_000)
+    p.add_argument("--semdedup", type=int, nargs="*", default=[100_000, 1_000_000])
     p.add_argument("--ray", type=int, nargs="*", default=[])
+    p.add_argument("--no-write", action="store_true", help="print only (a busy machine's run)")
     args = p.parse_args()
     run = BenchRun()
     rows = []
     for n in args.sizes:
         x, planted, _ = fingerprints(n)
+        ids = np.array([f"{i:08d}" for i in range(n)], dtype=object)
+        splits = np.full(n, "train", dtype=object)
+        load = os.getloadavg()[0]
         t, c = time.perf_counter(), time.process_time()
-        found, candidates = lsh_dedup(x)
+        found, candidates = lsh_dedup(x, ids, splits)
         lsh_s, lsh_cpu = time.perf_counter() - t, time.process_time() - c
         row = {
             "n": n,
+            "load_1m_start": round(load, 2),
+            "path": "exact" if n <= EXACT_MAX_ROWS else "lsh",
             "lsh_s": round(lsh_s, 3),
             "lsh_cpu_s": round(lsh_cpu, 3),
             "candidate_pairs": candidates,
@@ -138,27 +185,34 @@ def main() -> None:
             row["cpu_speedup_vs_all_pairs"] = round(row["all_pairs_cpu_s"] / lsh_cpu, 2)
             row["recall_vs_all_pairs"] = round(len(found & exact) / max(1, len(exact)), 4)
             row["precision_vs_all_pairs"] = round(len(found & exact) / max(1, len(found)), 4)
+            if n <= EXACT_MAX_ROWS:  # the LSH path's own recall, where auto took the exact one
+                lsh_only, _ = lsh_dedup(x, ids, splits, method="lsh")
+                row["lsh_path_recall_vs_all_pairs"] = round(len(lsh_only & exact) / max(1, len(exact)), 4)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    ns = np.array([r["n"] for r in rows])
+    grown = [r for r in rows if r["n"] >= 10_000]  # the issue's range: 10k to 1M
+    ns = np.array([r["n"] for r in grown])
 
     def exponent(key: str) -> float | None:
-        ts = np.array([r[key] for r in rows])
-        return round(float(np.polyfit(np.log(ns), np.log(ts), 1)[0]), 3) if len(rows) > 1 else None
+        ts = np.array([r[key] for r in grown])
+        return round(float(np.polyfit(np.log(ns), np.log(ts), 1)[0]), 3) if len(grown) > 1 else None
 
     result = {
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs (shared; load average "
-        f"{__import__('os').getloadavg()[0]:.1f} at the end)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared; load average "
+        f"{os.getloadavg()[0]:.1f} at the end)",
         "threshold": THRESHOLD,
         "bands": BANDS,
         "rows_per_band": ROWS_PER_BAND,
+        "exact_max_rows": EXACT_MAX_ROWS,
         "rows": rows,
         "lsh_growth_exponent_wall": exponent("lsh_s"),
         "lsh_growth_exponent_cpu": exponent("lsh_cpu_s"),
+        "semdedup": [semdedup_s(n) for n in args.semdedup],
         "ray_path_s": {str(n): round(ray_path(n), 1) for n in args.ray},
     }
     print(json.dumps(result, indent=2))
-    run.write_json(OUT / "curation_scaling.json", result)
+    if not args.no_write:
+        run.write_json(OUT / "curation_scaling.json", result)
 
 
 if __name__ == "__main__":

@@ -101,18 +101,12 @@ def prune_cluster(
     removed: dict[str, str] = {}
     hist = np.zeros(len(HIST_BINS) - 1, np.int64)
     if dedup and len(ids) > 1:
-        kept: list[int] = []
-        for j in range(len(ids)):
-            if kept:
-                sims = vecs[kept] @ vecs[j]
-                best = int(sims.argmax())
-                hist += np.histogram(np.clip(sims[best], -1, 1), HIST_BINS)[0]
-                if sims[best] > threshold:
-                    removed[str(ids[j])] = (
-                        f"semantic_duplicate: cosine {sims[best]:.4f} to {ids[kept[best]]} (cluster {cluster})"
-                    )
-                    continue
-            kept.append(j)
+        best_sim, best_row, kept = greedy_kept(vecs, threshold)
+        hist += np.histogram(np.clip(best_sim[1:], -1, 1), HIST_BINS)[0]
+        for j in np.flatnonzero(~kept):
+            removed[str(ids[j])] = (
+                f"semantic_duplicate: cosine {best_sim[j]:.4f} to {ids[best_row[j]]} (cluster {cluster})"
+            )
     if max_per_cluster is not None:
         survivors = [str(i) for i in ids if str(i) not in removed]
         if len(survivors) > max_per_cluster:
@@ -122,3 +116,43 @@ def prune_cluster(
                     f"balance: cluster {cluster} capped at {max_per_cluster} of {len(survivors)} rows"
                 )
     return removed, hist
+
+
+#: rows decided at once by ``greedy_kept`` (one matrix product against the kept rows per block)
+BLOCK = 1024
+
+
+def greedy_kept(vecs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SemDeDup's greedy pass in row order: a row is kept unless its cosine to an earlier *kept* row
+    exceeds ``threshold``. Returns each row's highest cosine to an earlier kept row (row 0: -inf),
+    which row that is, and the kept mask.
+
+    Blocked: a block's rows are compared with all kept rows before it in one matrix product, and
+    with each other in another; only rows with an earlier near row inside their own block need the
+    row-by-row pass (their fate depends on whether that row is kept)."""
+    n = len(vecs)
+    best = np.full(n, -np.inf, np.float32)
+    arg = np.full(n, -1, np.int64)
+    kept = np.zeros(n, bool)
+    kept_idx = np.zeros(0, np.int64)
+    for s in range(0, n, BLOCK):
+        e = min(n, s + BLOCK)
+        v = vecs[s:e]
+        if len(kept_idx):
+            prev = v @ vecs[kept_idx].T
+            a = prev.argmax(axis=1)
+            best[s:e], arg[s:e] = prev[np.arange(e - s), a], kept_idx[a]
+        intra = np.tril(v @ v.T, -1)
+        intra[np.triu_indices(e - s)] = -np.inf
+        k = best[s:e] <= threshold
+        for j in np.flatnonzero((intra > threshold).any(axis=1)):
+            k[j] = k[j] and not (intra[j, :j][k[:j]] > threshold).any()
+        masked = np.where(k[None, :], intra, -np.inf)
+        a = masked.argmax(axis=1)
+        m = masked[np.arange(e - s), a]
+        better = m > best[s:e]
+        best[s:e] = np.where(better, m, best[s:e])
+        arg[s:e] = np.where(better, s + a, arg[s:e])
+        kept[s:e] = k
+        kept_idx = np.r_[kept_idx, s + np.flatnonzero(k)]
+    return best, arg, kept

@@ -1,0 +1,110 @@
+"""Near dedup's two in-process paths: LSH finds what exact all-pairs finds, decides the same, and
+decides the same whatever the row order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.curate.near import BIG_BUCKET, auto_rows_per_band, near_pairs, resolve
+
+THRESHOLD, BANDS = 0.999, 20
+
+
+def _fingerprints(n: int, seed: int = 0, dim: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Z-normalised random walks (what the time-series fingerprint gives for walk-like series), 2 % of
+    them near copies (small noise, cosine ~0.9998) of others; every 50th row a test row."""
+    rng = np.random.default_rng(seed)
+    x = np.cumsum(rng.standard_normal((n, dim)), axis=1)
+    src = rng.choice(n // 2, n // 50, replace=False)
+    dst = n // 2 + np.arange(n // 50)
+    x[dst] = x[src] + 0.02 * x[src].std(axis=1, keepdims=True) * rng.standard_normal((len(src), dim))
+    x = (x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, keepdims=True)
+    ids = np.array([f"r{i:06d}" for i in range(n)], dtype=object)
+    splits = np.where(np.arange(n) % 50 == 7, "test", "train").astype(object)
+    return x.astype(np.float32), ids, splits
+
+
+def _run(x: np.ndarray, ids: np.ndarray, splits: np.ndarray, method: str) -> tuple[dict, set, int]:
+    pairs, _ = near_pairs(ids, splits, x, THRESHOLD, BANDS, auto_rows_per_band(THRESHOLD), 0, method=method)
+    removed, leaks = resolve(pairs, drop_leaks=False)
+    return removed, {(a, b) for a, b, _, _ in pairs}, leaks
+
+
+def test_lsh_recall_against_exact_all_pairs_on_random_walks() -> None:
+    x, ids, splits = _fingerprints(20_000)
+    exact_removed, exact_pairs, _ = _run(x, ids, splits, "exact")
+    lsh_removed, lsh_pairs, _ = _run(x, ids, splits, "lsh")
+    assert len(exact_pairs) >= 380  # the planted copies, and any natural pair above the threshold
+    assert len(lsh_pairs & exact_pairs) / len(exact_pairs) >= 0.99
+    assert lsh_pairs <= exact_pairs  # every LSH pair is verified: no false positive
+    assert len(set(lsh_removed) & set(exact_removed)) / len(exact_removed) >= 0.99
+
+
+def test_exact_and_lsh_paths_decide_the_same_and_never_remove_test_rows() -> None:
+    x, ids, splits = _fingerprints(3_000, seed=1)
+    x[100] = x[7] + 1e-3  # row 7 is a test row: a training row near it is a leak
+    exact = _run(x, ids, splits, "exact")
+    assert exact == _run(x, ids, splits, "lsh") == _run(x, ids, splits, "auto")
+    removed, _, leaks = exact
+    assert len(removed) >= 55 and leaks >= 1
+    assert not any(splits[int(i[1:])] == "test" for i in removed)
+    # with drop_leaks the training row goes, never the test row
+    pairs, _ = near_pairs(ids, splits, x, THRESHOLD, BANDS, auto_rows_per_band(THRESHOLD), 0, method="lsh")
+    assert resolve(pairs, drop_leaks=True)[0]["r000100"].startswith(
+        "leakage: near duplicate of test row r000007"
+    )
+
+
+@pytest.mark.parametrize("method", ["exact", "lsh"])
+def test_decisions_do_not_depend_on_row_order_and_keep_the_smallest_id(method: str) -> None:
+    x, ids, splits = _fingerprints(5_000, seed=2)
+    removed, _, _ = _run(x, ids, splits, method)
+    perm = np.random.default_rng(3).permutation(len(ids))
+    assert _run(x[perm], ids[perm], splits[perm], method)[0] == removed
+    for row, reason in removed.items():  # the kept row of a near pair is the one with the smaller id
+        assert reason.split(" to ")[-1] < row
+
+
+def test_a_bucket_too_large_for_pair_lists_is_verified_whole() -> None:
+    x, ids, splits = _fingerprints(2_000, seed=4)
+    rng = np.random.default_rng(5)
+    # one shape repeated with tiny noise: a single bucket of BIG_BUCKET + 40 rows in every band
+    clump = np.arange(2_000 - BIG_BUCKET - 40, 2_000)
+    x[clump] = x[0] + 1e-4 * rng.standard_normal((len(clump), x.shape[1])).astype(np.float32)
+    splits[clump] = "train"
+    removed, pairs, _ = _run(x, ids, splits, "lsh")
+    assert removed == _run(x, ids, splits, "exact")[0]
+    assert {f"r{i:06d}" for i in clump} <= set(removed)  # all near row 0, which is kept
+    assert "r000000" not in removed
+
+
+def _naive_greedy(vecs: np.ndarray, threshold: float) -> tuple[list[float], list[int], list[bool]]:
+    """SemDeDup's pass row by row (the reference the blocked one must match)."""
+    kept: list[int] = []
+    best, arg, keep = [], [], []
+    for j in range(len(vecs)):
+        sims = vecs[kept] @ vecs[j] if kept else np.zeros(0)
+        b = int(sims.argmax()) if kept else -1
+        best.append(float(sims[b]) if kept else -np.inf)
+        arg.append(kept[b] if kept else -1)
+        keep.append(not kept or sims[b] <= threshold)
+        if keep[-1]:
+            kept.append(j)
+    return best, arg, keep
+
+
+def test_blocked_semdedup_pass_matches_the_row_by_row_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stages.curate import semantic
+
+    monkeypatch.setattr(semantic, "BLOCK", 64)  # many block boundaries, chains across and inside
+    rng = np.random.default_rng(6)
+    base = rng.standard_normal((40, 16))
+    # chains of copies: a copy of a removed row is judged against kept rows only
+    x = np.concatenate([base[rng.integers(0, 40, 600)] + 0.15 * rng.standard_normal((600, 16)), base])
+    vecs = semantic.unit_rows(x)
+    best, arg, kept = semantic.greedy_kept(vecs, 0.97)
+    ref_best, ref_arg, ref_kept = _naive_greedy(vecs, 0.97)
+    assert kept.tolist() == ref_kept and 0 < kept.sum() < len(x)
+    assert arg.tolist() == ref_arg
+    np.testing.assert_allclose(best[1:], ref_best[1:], atol=1e-5)

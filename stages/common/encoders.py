@@ -96,10 +96,18 @@ def load_head(uri: str) -> nn.Module | None:
 
 @torch.no_grad()
 def embed(encoder: nn.Module, domain_name: str, xs: list, batch_size: int = 64) -> np.ndarray:
-    """Frozen features ``[N, D]`` of samples ``xs`` (encoder in eval mode, no gradients)."""
+    """Frozen features ``[N, D]`` of samples ``xs`` (encoder in eval mode, no gradients).
+
+    Runs on the encoder's device: move the encoder (``stages.common.device.pick_device``) and the
+    batches follow it.
+    """
+    from stages.common.device import to_device
+
     domain = get_domain(domain_name)
     encoder.eval()
+    device = next(encoder.parameters(), torch.empty(0)).device
     out = [
-        encoder(domain.collate(xs[i : i + batch_size])).cpu().numpy() for i in range(0, len(xs), batch_size)
+        encoder(to_device(domain.collate(xs[i : i + batch_size]), device)).float().cpu().numpy()
+        for i in range(0, len(xs), batch_size)
     ]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, encoder.embedding_dim), np.float32)

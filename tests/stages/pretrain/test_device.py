@@ -280,3 +280,14 @@ def test_use_gpu_asks_ray_train_for_one_gpu_per_worker(tmp_path: Path) -> None:
     scaling = trainer.scaling_config
     assert scaling.use_gpu and scaling.num_workers == 2
     assert scaling._resources_per_worker_not_none == {"CPU": 2, "GPU": 1}
+
+
+def test_embed_follows_the_encoder_device() -> None:
+    """Evaluation's feature extraction moves each batch to the encoder's device."""
+    from stages.common.encoders import embed
+
+    model, _, _ = build_training(_ts_config("ntxent"), torch.device("cpu"))
+    _tag_modules(model.encoder)
+    with FakeDevice():
+        h = embed(model.encoder, "timeseries", _ts_data(5), batch_size=2)
+    assert h.shape == (5, model.encoder.embedding_dim)

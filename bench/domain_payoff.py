@@ -217,6 +217,8 @@ def render_md(results: dict[str, Any]) -> str:
             lines.append(f"Field reference: {e['reference']}.")
         if e.get("goal"):
             lines.append(f"Goal: {e['goal']} — {e.get('goal_status', 'not judged')}.")
+        if e.get("selection"):
+            lines.append(f"Configuration chosen on validation only: `{json.dumps(e['selection'])}`.")
         if e.get("meta"):
             m = e["meta"]
             lines.append(
@@ -354,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "domain_payoff")
     ap.add_argument("--timeout-min", type=float, default=60.0, help="per seed run")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to every run")
+    ap.add_argument(
+        "--selection",
+        type=Path,
+        help="a JSON file saying how the configuration was chosen (validation scores); kept in the entry",
+    )
     args = ap.parse_args(argv)
     domains = [d for d in args.domains.split(",") if d]
     unknown = [d for d in domains if d not in PAYOFFS]
@@ -367,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         entry = run_domain(
             domain, list(range(args.seeds)), args.run_dir, int(args.timeout_min * 60), tuple(args.set)
         )
+        if args.selection:
+            entry["selection"] = json.loads(args.selection.read_text())
         write_results(domain, entry)
         print(
             f"domain_payoff: {domain}: {entry['headline']}: pretrained {_cell(entry['pretrained'])}, "

@@ -90,6 +90,14 @@ class RLDomain(Domain):
     def evaluate(self, ctx: EvalContext) -> DomainResult | None:
         from domains.rl.tasks import state_probe
 
+        if not ctx.train_rows or not ctx.test_rows:
+            # The state probe fits on training episodes and scores held-out ones: a few offline
+            # episodes that all hashed to one split leave nothing to score, not a crash.
+            print(
+                f"evaluate[rl]: state probe skipped: {len(ctx.train_rows)} training / "
+                f"{len(ctx.test_rows)} test steps (see data.options.test_fraction)"
+            )
+            return None
         opts = dict((ctx.recipe.get("evaluate") or {}).get("domain") or {})
         enc_cfg = _encoder_config(ctx)
         n_state = len(ctx.train_rows[0]["meta"]["state"])

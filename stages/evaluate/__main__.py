@@ -336,6 +336,12 @@ def write_report(
     ]
     if "no_labels" in metrics:
         text += ["## Labels\n", f"**{metrics['no_labels']}.** The sections below need no labels.\n"]
+    elif "classification" not in get_domain(recipe.domain).tasks:
+        text += [
+            "## Labels\n",
+            f"no labels: domain `{recipe.domain}` has no classification task, so fine-tuning and the "
+            "classification probes do not apply; the sections below need no labels.\n",
+        ]
     if data is not None:
         text += _classification_section(recipe, dirs, metrics, data)
     if free is not None:

@@ -14,7 +14,7 @@ DEB_PACKAGES ?= mricron-data \
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: repro test test-all bench lint system-deps setup clean
+.PHONY: repro test test-all bench lint fuzz system-deps setup clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,13 @@ repro: $(STAMP) system-deps
 # Fast unit tests plus the tiny end-to-end checks (one shared Ray instance per session).
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q --timeout=900
+
+# The reader-contract fuzz at scale (not in CI, which runs the same tests with a few dozen inputs):
+# CONTRAFLOW_FUZZ_EXAMPLES inputs per fuzz test, then inputs / quarantined / crashed per domain.
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(STAMP) system-deps
+	CONTRAFLOW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p tests.fuzz \
+		--timeout=0 tests/domains/*/test_readers_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -25,8 +25,11 @@ import domains.audio.readers as audio_readers
 from domains.audio.readers import MIN_TAIL, SOURCES
 from stages.common.rows import decode_row
 from stages.ingest.__main__ import read_unit
+from tests.fuzz import fuzz_examples
 
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=fuzz_examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 SR = 8000
 CLIP_SECONDS = 0.25
 CLIP = int(SR * CLIP_SECONDS)

@@ -25,8 +25,11 @@ import domains.medical.readers as medical_readers
 from domains.medical.readers import SOURCES
 from stages.common.rows import decode_row
 from stages.ingest.__main__ import read_unit
+from tests.fuzz import fuzz_examples
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=fuzz_examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 P = 8  # the smallest patch the readers accept: 8³ patches of ~8-12³ volumes
 N_PATCHES = 3
 OPTS = {"patch_size": P, "patches_per_volume": N_PATCHES}
@@ -97,7 +100,7 @@ def test_random_bytes_are_quarantined_not_fatal(data: bytes, suffix: str) -> Non
     assert len(records) == 1 and records[0]["row"] is None
 
 
-@settings(SETTINGS, max_examples=20)
+@settings(SETTINGS, max_examples=fuzz_examples(20))
 @example(vol=np.zeros((10, 10, 10), np.float32), suffix=".nii.gz", label=None, cut=None)  # constant
 @example(vol=np.full((9, 9, 9), 5, np.int16), suffix=".nii", label="same", cut=None)
 @example(vol=_blob((10, 10), 0), suffix=".nii", label=None, cut=None)  # a 2D image

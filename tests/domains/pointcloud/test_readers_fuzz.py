@@ -23,8 +23,11 @@ from hypothesis import strategies as st
 from domains.pointcloud.readers import SOURCES
 from stages.common.rows import decode_row
 from stages.ingest.__main__ import read_unit
+from tests.fuzz import fuzz_examples
 
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=fuzz_examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 POINTS = 64
 
 coord = st.one_of(

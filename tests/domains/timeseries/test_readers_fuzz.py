@@ -19,8 +19,11 @@ from hypothesis import strategies as st
 
 from stages.common.rows import decode_row
 from stages.ingest.__main__ import read_unit
+from tests.fuzz import fuzz_examples
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=fuzz_examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 cell = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True, width=32).map(repr),

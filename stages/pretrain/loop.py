@@ -20,7 +20,14 @@ import numpy as np
 import torch
 
 from domains import get_domain
-from domains.base import Domain, ViewPolicy
+from domains.base import (
+    Domain,
+    LossCapabilities,
+    SteppedObjective,
+    TrainableObjective,
+    ViewPolicy,
+    check_objective,
+)
 from stages.common.bank import decode_bank, draw_views
 from stages.common.device import autocast, autocast_dtype, to_device
 from stages.common.encoders import load_state_bytes, state_to_bytes
@@ -65,7 +72,7 @@ def check_views(
             f"{key}={value}: the domain objective {loss_name!r} makes its own two views "
             "(use views.n_views=2 and views.small_crops=0)"
         )
-    if getattr(loss_fn, "needs_inputs", False):
+    if LossCapabilities.of(loss_fn).needs_inputs:
         raise ValueError(
             f"{key}={value}: loss {loss_name!r} runs its momentum target on exactly two views "
             "(use views.n_views=2 and views.small_crops=0)"
@@ -101,7 +108,7 @@ def multiview_loss(
     views. With two views this is exactly ``loss_fn(z0, z1)``.
     """
     views = list(z.split(n))
-    if getattr(loss_fn, "multi_view", False):
+    if LossCapabilities.of(loss_fn).multi_view:
         return loss_fn(*views, n_global=n_global, **(extra or {}))
     pairs = [(i, j) for i in range(n_global) for j in range(i + 1, n_global)]
     pairs += [(c, g) for c in range(n_global, len(views)) for g in range(n_global)]
@@ -174,8 +181,8 @@ def build_model(config: dict[str, Any]) -> EncoderWithHead:
     head_cfg = HeadCfg(**config["pretrain"]["head"])
     objective = domain.objectives().get(config["pretrain"]["loss"])
     if objective is not None:
-        obj = objective(**config["pretrain"]["loss_options"])
-        if isinstance(obj, torch.nn.Module):
+        obj = check_objective(config["pretrain"]["loss"], objective(**config["pretrain"]["loss_options"]))
+        if isinstance(obj, torch.nn.Module) and isinstance(obj, TrainableObjective):
             # An objective with parameters (CURL's bilinear W, an EMA target) is the model's head, so
             # the optimiser, DDP and checkpoints cover it; bind() sizes it for the encoder.
             obj.bind(encoder)
@@ -377,7 +384,7 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
     objective = domain.objectives().get(cfg.loss)
     if objective is not None:
         own = isinstance(objective, type) and isinstance(model.head, objective)
-        objective = model.head if own else objective(**cfg.loss_options)
+        objective = check_objective(cfg.loss, model.head if own else objective(**cfg.loss_options))
     live = _Live(config.get("live_dir") if rank == 0 else None, history)
 
     reader = ShardReader(local_batch, cfg.shard_cache_mb) if in_ray else None
@@ -420,7 +427,7 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
                 with autocast(cfg.precision, device):
                     h, z = net(inputs)
                     # momentum losses (BYOL, MoCo) run their target network on the same inputs
-                    extra = {"inputs": inputs} if getattr(loss_fn, "needs_inputs", False) else {}
+                    extra = {"inputs": inputs} if LossCapabilities.of(loss_fn).needs_inputs else {}
                     loss = multiview_loss(loss_fn, z, local_batch, n_global, extra)
             else:
                 # a domain objective makes its own views and reads per-step representations
@@ -435,7 +442,7 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
             optim.step()
             if isinstance(loss_fn, ModelLoss):
                 loss_fn.on_step(model)
-            if hasattr(objective, "after_step"):
+            if isinstance(objective, SteppedObjective):
                 objective.after_step(model.encoder)  # e.g. a momentum target's EMA update
             losses.append(loss.item())
             n += 1

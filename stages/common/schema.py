@@ -45,9 +45,9 @@ class NearDedupCfg(Section):
     """SimHash (random hyperplanes) + banded LSH over domain fingerprints; candidates verified exactly."""
 
     enabled: bool = True
-    #: cosine similarity of fingerprints at or above which two rows are near duplicates (fingerprints
-    #: are coarse: at 0.98 most of GunPoint's training series pair up, at 0.999 none do)
-    threshold: float = Field(0.999, gt=0.0, le=1.0)
+    #: cosine similarity of fingerprints at or above which two rows are near duplicates; None: the
+    #: domain's own (``Domain.near_threshold``: 0.999, time series 0.99999 — see its ``fingerprint``)
+    threshold: float | None = Field(None, gt=0.0, le=1.0)
     #: training rows near a test row: only reported by default (near is not equal: in small UCR sets
     #: most training series have a test series of the same class above 0.99)
     leakage: Literal["drop_train", "report"] = "report"

@@ -29,7 +29,7 @@ from stages.common.schema import Recipe
 from stages.common.storage import atomic_dir, join, open_fs, read_table, write_bytes, write_json, write_table
 from stages.curate.near import HIST_BINS
 from stages.curate.plot import similarity_png
-from stages.curate.rules import Decisions, decide
+from stages.curate.rules import Decisions, decide, near_cfg
 
 EXAMPLES_PER_RULE = 5
 
@@ -67,7 +67,7 @@ def report(recipe: Recipe, d: Decisions, rows_in: int, rows_out_by_split: dict[s
         "near_leakage_policy": cfg.near_dedup.leakage,
         "rows_out_by_split": dict(sorted(rows_out_by_split.items())),
         "examples": examples,
-        "near_dedup": cfg.near_dedup.model_dump() if cfg.near_dedup.enabled else None,
+        "near_dedup": near_cfg(recipe).model_dump() if cfg.near_dedup.enabled else None,
         "semdedup": cfg.semdedup.model_dump() if cfg.semdedup.enabled else None,
         "balance": cfg.balance.model_dump() if cfg.balance.enabled else None,
         "clusters": d.clusters,

@@ -27,7 +27,7 @@ from stages.common.rows import decode_x, train_mask
 from stages.common.schema import Recipe
 from stages.curate.dedup import content_hash, hash_group
 from stages.curate.near import HIST_BINS, band_keys, bits_per_band, bucket_pairs, hyperplanes, resolve
-from stages.curate.rules import Decisions, add_quality, prune_args, wants_embeddings
+from stages.curate.rules import Decisions, add_quality, near_cfg, prune_args, wants_embeddings
 from stages.curate.semantic import assign, build_embedder, fit_kmeans, in_fit_sample, prune_cluster
 
 #: what every group function returns: a verified pair (kind near/leak: a kept, b the other), a
@@ -241,7 +241,7 @@ def decide_ray(recipe: Recipe, files: list[str]) -> Decisions:
             )
 
     if cfg.near_dedup.enabled:
-        nd = cfg.near_dedup
+        nd = near_cfg(recipe)
         live = alive(feats).materialize()
         dim = live.take(1)[0]["fp"].__len__() if live.count() else 0
         if dim:

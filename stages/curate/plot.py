@@ -8,7 +8,7 @@ import numpy as np
 
 from stages.common.schema import Recipe
 from stages.curate.near import HIST_BINS
-from stages.curate.rules import Decisions
+from stages.curate.rules import Decisions, near_cfg
 
 
 def similarity_png(recipe: Recipe, d: Decisions) -> bytes:
@@ -19,7 +19,11 @@ def similarity_png(recipe: Recipe, d: Decisions) -> bytes:
 
     cfg = recipe.curate
     panels = [
-        ("near dedup: LSH candidate pairs\n(cosine of fingerprints)", d.hist_near, cfg.near_dedup.threshold),
+        (
+            "near dedup: LSH candidate pairs\n(cosine of fingerprints)",
+            d.hist_near,
+            near_cfg(recipe).threshold,
+        ),
         (
             "SemDeDup: each row vs nearest kept row\nof its cluster (cosine of embeddings)",
             d.hist_semantic,
@@ -28,7 +32,7 @@ def similarity_png(recipe: Recipe, d: Decisions) -> bytes:
     ]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     # x is 1 - cosine on a log axis: duplicates live in the last decades before 0
-    dist = np.maximum(1.0 - HIST_BINS, 1e-6)
+    dist = np.maximum(1.0 - HIST_BINS, 1e-8)
     for ax, (title, hist, thr) in zip(axes, panels, strict=True):
         ax.stairs(hist, dist, fill=True, color="tab:blue")
         ax.axvline(1.0 - thr, color="tab:red", ls="--", label=f"threshold: cosine {thr:g}")

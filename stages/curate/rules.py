@@ -19,11 +19,11 @@ from domains import get_domain
 from domains.base import TEST_SPLIT, is_train
 from stages.common.cli import StageError
 from stages.common.encoders import embed
-from stages.common.schema import Recipe
+from stages.common.schema import NearDedupCfg, Recipe
 from stages.curate.dedup import content_hash, hash_group
 from stages.curate.filters import quality_reasons
 from stages.curate.leakage import group_leaks, test_groups
-from stages.curate.near import HIST_BINS, bits_per_band, near_pairs, resolve
+from stages.curate.near import HIST_BINS, band_keys, bits_per_band, bucket_pairs, hyperplanes, resolve
 from stages.curate.semantic import assign, build_embedder, fit_kmeans, in_fit_sample, prune_cluster
 
 Row = dict[str, Any]
@@ -63,6 +63,14 @@ def embedder_for(recipe: Recipe, rows: list[Row]) -> Any:
     return build_embedder(recipe.domain, cfg, recipe.curate.embedding.encoder, recipe.curate.seed)
 
 
+def near_cfg(recipe: Recipe) -> NearDedupCfg:
+    """``curate.near_dedup`` with its threshold resolved (unset: the domain's ``near_threshold``)."""
+    nd = recipe.curate.near_dedup
+    if nd.threshold is not None:
+        return nd
+    return nd.model_copy(update={"threshold": get_domain(recipe.domain).near_threshold})
+
+
 def decide(recipe: Recipe, rows: list[Row]) -> Decisions:
     """Run every enabled rule over ``rows`` (in memory) and return the decisions."""
     cfg = recipe.curate
@@ -92,13 +100,16 @@ def decide(recipe: Recipe, rows: list[Row]) -> Decisions:
     if cfg.near_dedup.enabled:
         live = alive()
         if live:
-            nd = cfg.near_dedup
+            nd = near_cfg(recipe)
             fps = domain.fingerprint([r["x"] for r in live])
+            keys = band_keys(fps, hyperplanes(fps.shape[1], nd.bands, bits_per_band(nd), cfg.seed), nd.bands)
             ids = np.array([r["id"] for r in live], dtype=object)
             splits = np.array([r.get("split") or "" for r in live], dtype=object)
-            # exact all-pairs for small inputs, LSH above (stages.curate.near.EXACT_MAX_ROWS)
-            pairs, hist = near_pairs(ids, splits, fps, nd.threshold, nd.bands, bits_per_band(nd), cfg.seed)
-            d.hist_near += hist
+            pairs = []
+            for members in buckets(keys):
+                found, hist = bucket_pairs(ids[members], splits[members], fps[members], nd.threshold)
+                pairs += found
+                d.hist_near += hist
             removed, d.near_leakage_found = resolve(pairs, nd.leakage == "drop_train")
             d.add(removed)
 

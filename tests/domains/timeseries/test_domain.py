@@ -33,7 +33,7 @@ def test_validate_reasons(ts) -> None:  # noqa: ANN001
 def test_fingerprint_is_fixed_size_and_scale_invariant(ts) -> None:  # noqa: ANN001
     x = np.sin(np.linspace(0, 6, 100, dtype=np.float32))[None]
     fp = ts.fingerprint([x, 3 * x + 1, np.cos(np.linspace(0, 6, 57, dtype=np.float32))[None]])
-    assert fp.shape == (3, 32)
+    assert fp.shape == (3, 256 + 64)  # 256 shape points per channel, then the 64-dim length code
     np.testing.assert_allclose(fp[0], fp[1], atol=1e-4)
 
 

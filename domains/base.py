@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -94,6 +94,79 @@ class DomainResult:
     figures: dict[str, bytes] = field(default_factory=dict)
 
 
+@runtime_checkable
+class Objective(Protocol):
+    """A domain's own pretraining objective (``Domain.objectives()``), e.g. TS2Vec, AutoTCL, CURL.
+
+    It replaces the shared view-pair + projection-head + registry-loss path: per step the loop calls
+    ``v1, v2, ctx = make_views(batch, rng)``, encodes ``v1 + v2`` in one forward
+    (``timestamps=True``: per-step representations) and minimises ``loss(h1, h2, len(v1[0]), ctx)``.
+    """
+
+    def make_views(
+        self, batch: list[np.ndarray], rng: np.random.Generator
+    ) -> tuple[list[np.ndarray], list[np.ndarray], Any]:
+        """Two lists of views of ``batch`` and a context handed back to ``loss``."""
+        ...
+
+    def loss(self, h1: torch.Tensor, h2: torch.Tensor, length: int, ctx: Any) -> torch.Tensor:
+        """The scalar loss from the representations of both view lists."""
+        ...
+
+    def instance_embeddings(self, reps: torch.Tensor, batch: int, length: int, ctx: Any) -> torch.Tensor:
+        """One embedding per view ``[2B, D]`` from the step's representations (for diagnostics)."""
+        ...
+
+
+@runtime_checkable
+class TrainableObjective(Objective, Protocol):
+    """An objective with parameters of its own (an ``nn.Module``: CURL's bilinear W, AutoTCL's
+    augmenter). It becomes the model's head, so the optimiser, DDP and checkpoints cover it."""
+
+    def bind(self, encoder: nn.Module) -> None:
+        """Size the objective's modules for ``encoder`` (called once, before the optimiser exists)."""
+        ...
+
+
+@runtime_checkable
+class SteppedObjective(Protocol):
+    """An objective that updates after every optimiser step (e.g. a momentum target's EMA)."""
+
+    def after_step(self, encoder: nn.Module) -> None: ...
+
+
+def check_objective(name: str, obj: object) -> Objective:
+    """``obj`` as an :class:`Objective`, or a one-line error naming ``pretrain.loss``."""
+    missing = [
+        m for m in ("make_views", "loss", "instance_embeddings") if not callable(getattr(obj, m, None))
+    ]
+    if isinstance(obj, nn.Module) and not callable(getattr(obj, "bind", None)):
+        missing.append("bind")
+    if missing:
+        raise TypeError(
+            f"pretrain.loss={name}: the domain objective {type(obj).__name__} lacks {', '.join(missing)}"
+        )
+    return obj  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class LossCapabilities:
+    """What a registry loss asks of the training loop (stages/common/losses).
+
+    ``needs_inputs``: ``forward`` also wants the collated views as ``inputs=`` (a momentum target
+    encodes them itself: BYOL, MoCo). ``multi_view``: ``forward`` takes every view at once
+    (``loss(*views, n_global=...)``, SwAV) instead of being averaged over view pairs.
+    """
+
+    needs_inputs: bool = False
+    multi_view: bool = False
+
+    @classmethod
+    def of(cls, loss: object) -> LossCapabilities:
+        """A loss's declared capabilities (class attributes; undeclared ones are off)."""
+        return cls(**{f: bool(getattr(loss, f, False)) for f in ("needs_inputs", "multi_view")})
+
+
 class Domain(ABC):
     """Base class of every modality plug-in. Register subclasses with ``@register_domain(name)``."""
 
@@ -166,6 +239,7 @@ class Domain(ABC):
         """
         return None
 
-    def objectives(self) -> dict[str, Callable[..., torch.Tensor]]:
-        """Domain-specific losses merged into the pretrain stage's registry (none by default)."""
+    def objectives(self) -> dict[str, Callable[..., Objective]]:
+        """Domain-specific objectives (see :class:`Objective`) by ``pretrain.loss`` name, built with
+        ``pretrain.loss_options`` as keyword arguments (none by default)."""
         return {}

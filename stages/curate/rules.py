@@ -23,7 +23,7 @@ from stages.common.schema import NearDedupCfg, Recipe
 from stages.curate.dedup import content_hash, hash_group
 from stages.curate.filters import quality_reasons
 from stages.curate.leakage import group_leaks, test_groups
-from stages.curate.near import HIST_BINS, band_keys, bits_per_band, bucket_pairs, hyperplanes, resolve
+from stages.curate.near import HIST_BINS, bits_per_band, near_pairs, resolve
 from stages.curate.semantic import assign, build_embedder, fit_kmeans, in_fit_sample, prune_cluster
 
 Row = dict[str, Any]
@@ -102,14 +102,11 @@ def decide(recipe: Recipe, rows: list[Row]) -> Decisions:
         if live:
             nd = near_cfg(recipe)
             fps = domain.fingerprint([r["x"] for r in live])
-            keys = band_keys(fps, hyperplanes(fps.shape[1], nd.bands, bits_per_band(nd), cfg.seed), nd.bands)
             ids = np.array([r["id"] for r in live], dtype=object)
             splits = np.array([r.get("split") or "" for r in live], dtype=object)
-            pairs = []
-            for members in buckets(keys):
-                found, hist = bucket_pairs(ids[members], splits[members], fps[members], nd.threshold)
-                pairs += found
-                d.hist_near += hist
+            # exact all-pairs for small inputs, LSH above (stages.curate.near.EXACT_MAX_ROWS)
+            pairs, hist = near_pairs(ids, splits, fps, nd.threshold, nd.bands, bits_per_band(nd), cfg.seed)
+            d.hist_near += hist
             removed, d.near_leakage_found = resolve(pairs, nd.leakage == "drop_train")
             d.add(removed)
 

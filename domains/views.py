@@ -46,6 +46,15 @@ class UnknownParameter(PolicyError, TypeError):
     """A step parameter the step's function does not take (a ``TypeError`` too, as Python's own)."""
 
 
+def as_float32(x: np.ndarray, shape: str, ndim: int, last: int | None = None) -> np.ndarray:
+    """``x`` as float32 (no copy when it already is: steps must not write into it in place), or a
+    one-line error naming the expected ``shape`` (``[channels, time] array``, ...)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != ndim or (last is not None and x.shape[-1] != last):
+        raise ValueError(f"expected a {shape}, got shape {x.shape}")
+    return x
+
+
 def accepted_parameters(fn: Callable[..., Any], skip: int = 2) -> tuple[str, ...]:
     """The keyword parameters of ``fn`` after its first ``skip`` (``x``, ``rng``); ``**kwargs``
     excluded, so a step never silently swallows a misspelt parameter."""

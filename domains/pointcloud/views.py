@@ -14,22 +14,16 @@ the same cloud form a positive pair).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from domains.pointcloud.sampling import farthest_point_sampling
-from domains.views import ViewEngine
-
-Augmentation = Callable[..., np.ndarray]
+from domains.views import Augmentation, ViewEngine, as_float32
 
 
 def _cloud(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] != 3:
-        raise ValueError(f"expected a [points, 3] cloud, got shape {x.shape}")
-    return x
+    return as_float32(x, "[points, 3] cloud", ndim=2, last=3)
 
 
 def _check(ok: bool, msg: str) -> None:

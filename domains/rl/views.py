@@ -12,22 +12,16 @@ Every augmentation is ``f(x, rng, **params) -> new float32 array``; randomness o
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from domains.base import ViewPolicy
-from domains.views import ViewEngine
-
-Augmentation = Callable[..., np.ndarray]
+from domains.views import Augmentation, ViewEngine, as_float32
 
 
 def _as_stack(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 3:
-        raise ValueError(f"expected a [planes, H, W] frame stack, got shape {x.shape}")
-    return x
+    return as_float32(x, "[planes, H, W] frame stack", ndim=3)
 
 
 def shift(x: np.ndarray, rng: np.random.Generator, pad: int = 4) -> np.ndarray:

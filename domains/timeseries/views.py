@@ -14,24 +14,16 @@ Temporal and Contextual Contrasting" (TS-TCC: weak = jitter-and-scale, strong = 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from domains.views import ViewEngine
-
-Augmentation = Callable[..., np.ndarray]
+from domains.views import Augmentation, ViewEngine, as_float32
 
 
 def _as_series(x: np.ndarray) -> np.ndarray:
-    # float32 copy-on-need: np.asarray never copies a float32 input, so callers below must not
-    # write into the returned array in place.
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"expected a [channels, time] array, got shape {x.shape}")
-    return x
+    return as_float32(x, "[channels, time] array", ndim=2)
 
 
 def _check(ok: bool, msg: str) -> None:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from domains.base import is_test
+from domains.base import TEST_SPLIT, is_test
 from stages.common.cli import Dirs, StageError, main
 from stages.common.rows import SCHEMA, rows_to_table, table_to_rows
 from stages.common.schema import Recipe
@@ -54,11 +54,17 @@ def report(recipe: Recipe, d: Decisions, rows_in: int, rows_out_by_split: dict[s
         if rule != "quality" and len(examples.setdefault(rule, [])) < EXAMPLES_PER_RULE:
             examples[rule].append({"removed": i, "reason": d.removed[i]})
     cfg = recipe.curate
+    # every rule but the quality filter's drop_and_report removes training rows only: what the
+    # training split (pretraining pool, probes and fine-tuning alike) lost, stated in so many rows
+    train_out = sum(n for split, n in rows_out_by_split.items() if split != TEST_SPLIT)
+    train_removed = len(d.removed) - d.test_rows_removed
     return {
         "rows_in": rows_in,
         "rows_out": rows_in - len(d.removed),
         "removed": len(d.removed),
         "removed_by_rule": dict(sorted(by_rule.items())),
+        "train_rows_in": train_out + train_removed,
+        "train_rows_out": train_out,
         "test_rows_removed": d.test_rows_removed,
         "test_rows_policy": cfg.test_rows,
         "leakage_found": d.leakage_found,
@@ -142,13 +148,18 @@ def _write_records(recipe: Recipe, dirs: Dirs, d: Decisions, n: int, by_split: d
             "rows_out",
             "removed",
             "removed_by_rule",
+            "train_rows_in",
+            "train_rows_out",
             "test_rows_removed",
             "leakage_found",
             "near_leakage_found",
         )
     }
     write_json(join(dirs.metrics, "curate.json"), metrics)
-    print(f"curate: {rep['rows_out']}/{rep['rows_in']} rows kept; removed {rep['removed_by_rule']}")
+    print(
+        f"curate: {rep['rows_out']}/{rep['rows_in']} rows kept ({rep['train_rows_out']}/"
+        f"{rep['train_rows_in']} training rows); removed {rep['removed_by_rule']}"
+    )
 
 
 def _run_ray(recipe: Recipe, dirs: Dirs, files: list[str]) -> tuple[Decisions, dict[str, int]]:

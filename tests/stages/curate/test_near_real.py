@@ -17,7 +17,8 @@ from domains import get_domain
 from domains.timeseries.readers import read_source
 from domains.timeseries.views import jitter, scaling
 from stages.common.config import load_recipe
-from stages.curate.rules import decide, near_cfg
+from stages.curate.__main__ import curate
+from stages.curate.rules import near_cfg
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -38,8 +39,9 @@ def test_acsf1_keeps_all_100_training_series(acsf1: list[dict]) -> None:
     assert sum(r["split"] == "train" for r in acsf1) == 100
     recipe = _recipe()
     assert recipe.curate.near_dedup.enabled and near_cfg(recipe).threshold == 0.99999
-    d = decide(recipe, acsf1)
-    assert d.removed == {} and d.near_leakage_found == 0
+    kept, _, report = curate(recipe, acsf1)
+    assert report["removed"] == 0 and report["near_leakage_found"] == 0
+    assert report["train_rows_in"] == report["train_rows_out"] == 100
 
 
 def test_planted_exact_and_near_copies_are_found_and_originals_kept(acsf1: list[dict]) -> None:
@@ -51,12 +53,14 @@ def test_planted_exact_and_near_copies_are_found_and_originals_kept(acsf1: list[
     for r in train[10:20]:  # small noise: 0.1 % of the std, then a 2 % gain change
         near = ts.normalise(scaling(jitter(r["x"], rng, sigma=0.001), rng, sigma=0.02))
         rows.append({**r, "id": r["id"] + "-near", "x": near})
-    d = decide(_recipe(), rows)
-    reasons = {i: r.split(":")[0] for i, r in d.removed.items()}
+    _, removed, report = curate(_recipe(), rows)
+    reasons = {r["id"]: r["reason"].split(":")[0] for r in removed}
     assert reasons == {
         **{r["id"] + "-exact": "exact_duplicate" for r in train[:10]},
         **{r["id"] + "-near": "near_duplicate" for r in train[10:20]},
     }
+    # the report says what the training split lost
+    assert report["train_rows_in"] == 120 and report["train_rows_out"] == 100
 
 
 def test_series_of_different_lengths_are_never_near_duplicates() -> None:

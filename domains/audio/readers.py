@@ -16,7 +16,7 @@ import re
 import zlib
 from collections.abc import Iterator, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -365,11 +365,17 @@ def _prompt_units(
     min_seconds: float = 0.3,
     sample_rate: int = 8000,
     clip_seconds: float = 1.0,
+    segments: Literal["windows", "pauses"] = "windows",
 ) -> list[dict[str, Any]]:
     """Unlabeled clips of the Asterisk prompts outside digits/letters/phonetic (see
     :func:`asterisk_prompt_files`): each file silence-trimmed (``top_db`` below its peak), then cut
     into ``clip_seconds`` windows every ``hop_seconds``; a trimmed prompt shorter than ``min_seconds``
-    (a beep, a click) is left out, a shorter-than-a-clip one is centred and zero-padded."""
+    (a beep, a click) is left out, a shorter-than-a-clip one is centred and zero-padded.
+
+    ``segments: pauses`` cuts at the pauses inside a prompt first (librosa ``effects.split``), so
+    that a clip holds a word or a short phrase centred in silence, as the evaluation digits do."""
+    if segments not in ("windows", "pauses"):
+        raise ValueError(f"prompts.segments: {segments!r} is not 'windows' or 'pauses'")
     if hop_seconds <= 0 or top_db <= 0 or min_seconds < 0:
         raise ValueError("prompts: hop_seconds and top_db must be positive, min_seconds >= 0")
     _clip_samples(sample_rate, clip_seconds)
@@ -380,6 +386,7 @@ def _prompt_units(
         )
     common = {
         "root": root,
+        "segments": segments,
         "hop_seconds": hop_seconds,
         "top_db": top_db,
         "min_seconds": min_seconds,
@@ -422,9 +429,18 @@ def _read_prompts(unit: dict[str, Any]) -> Iterator[Row]:
         confine(f["path"], unit["root"])
         y = load_audio(f["path"], sr)
         rel = os.path.splitext(os.path.relpath(f["path"], os.path.join(unit["root"], f["voice"])))[0]
-        for k, (start, x) in enumerate(
-            speech_windows(y, n, hop, unit["top_db"], int(unit["min_seconds"] * sr))
-        ):
+        pieces = [(0, y)]
+        if unit.get("segments") == "pauses" and y.size:
+            import librosa
+
+            cuts = librosa.effects.split(y, top_db=unit["top_db"], frame_length=256, hop_length=64)
+            pieces = [(int(a), y[a:b]) for a, b in cuts]
+        wins = [
+            (offset + s, x)
+            for offset, seg in pieces
+            for s, x in speech_windows(seg, n, hop, unit["top_db"], int(unit["min_seconds"] * sr))
+        ]
+        for k, (start, x) in enumerate(wins):
             yield {
                 "id": f"prompt/{f['voice']}/{rel}#{k}",
                 "x": x,

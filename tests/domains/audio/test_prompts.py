@@ -157,3 +157,32 @@ def test_audio_speech_recipe_keeps_evaluation_material_out_of_pretraining(scale:
     assert len(prompt_files) > (1000 if scale == "demo" else 500)
     folders = {Path(p).relative_to(ASTERISK_ROOT).parts[1] for p in prompt_files}
     assert not folders & {"digits", "letters", "phonetic", "silence"}
+
+
+def test_pause_segments_give_words_centred_in_silence(asterisk: Path) -> None:
+    two_words = np.concatenate(
+        [_speech(0.4, 300.0), np.zeros(int(0.5 * SR), np.float32), _speech(0.4, 350.0)]
+    )
+    sf.write(asterisk / "en_US_f_Alice" / "two-words.wav", two_words, SR)
+
+    def clips_of(segments: str) -> list[np.ndarray]:
+        rows = read_source(
+            "asterisk_prompts",
+            root=str(asterisk),
+            voices=["en_US_f_Alice"],
+            sample_rate=SR,
+            segments=segments,
+        )
+        return [r["x"][0] for r in rows if r["meta"]["path"].endswith("two-words.wav")]
+
+    windows, words = clips_of("windows"), clips_of("pauses")
+    assert len(windows) == 2  # 1.3 s trimmed: windows at 0 and flush with the end, each across the pause
+    assert len(words) == 2
+    for x in words:  # each word alone, centred: silence at both ends, speech in the middle
+        assert (
+            np.abs(x[:1000]).max() == 0.0
+            and np.abs(x[-1000:]).max() == 0.0
+            and np.abs(x[3500:4500]).max() > 0.1
+        )
+    with pytest.raises(ValueError, match="prompts.segments"):
+        list(read_source("asterisk_prompts", root=str(asterisk), segments="words"))

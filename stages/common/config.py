@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from domains.base import ViewPolicy
 from stages.common.schema import Recipe
 
 if TYPE_CHECKING:
@@ -214,3 +215,11 @@ def list_source_units(recipe: Recipe) -> list[dict[str, Any]]:
             f"data.source {recipe.data.source!r} found nothing to read with {recipe.data.options}"
         )
     return units
+
+
+def view_policy(recipe: Recipe) -> ViewPolicy:
+    """The recipe's ``views.policy`` as a :class:`ViewPolicy` (a named policy or explicit steps)."""
+    policy = recipe.views.policy
+    if isinstance(policy, str):
+        return ViewPolicy(name=policy)
+    return ViewPolicy(name="custom", params={"steps": [s.model_dump() for s in policy]})

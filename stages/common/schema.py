@@ -176,7 +176,7 @@ class PretrainCfg(Section):
     online_knn_rows: int = Field(256, ge=0)
     #: training rows of the fixed, seeded sample on which alignment, uniformity, RankMe and the collapse
     #: warning are computed at checkpoint epochs (RankMe can reach min(rows, embedding dim)); capped by
-    #: ``stages.pretrain.diagnostics.SAMPLE_BYTES`` for large samples such as volumes
+    #: ``stages.common.diagnostics.SAMPLE_BYTES`` for large samples such as volumes
     diagnostic_rows: int = Field(1024, ge=2)
 
 

@@ -32,6 +32,8 @@ from torch import nn
 from domains import DomainResult, EvalContext, get_domain
 from domains.base import Row, is_test, is_train
 from stages.common.cli import Dirs, main
+from stages.common.config import view_policy
+from stages.common.device import pick_device
 from stages.common.encoders import build_encoder, build_projection_head, embed, load_encoder, load_head
 from stages.common.labelled import Labelled, NoLabels, labelled_from_rows
 from stages.common.rows import table_to_rows
@@ -56,7 +58,11 @@ def _history(live_dir: str) -> dict[str, list[tuple[float, float]]]:
 def head_features(head: nn.Module, h: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """``z = g(h)`` for frozen encoder features ``h`` ``[N, D]`` (head in eval mode)."""
     head.eval()
-    out = [head(torch.from_numpy(h[i : i + batch_size])).numpy() for i in range(0, len(h), batch_size)]
+    device = next(head.parameters(), torch.empty(0)).device
+    out = [
+        head(torch.from_numpy(h[i : i + batch_size]).to(device)).float().cpu().numpy()
+        for i in range(0, len(h), batch_size)
+    ]
     return np.concatenate(out).astype(np.float32)
 
 
@@ -198,7 +204,7 @@ def _label_free(
     sample = representation.diagnostic_sample(rows, cfg.diagnostic_rows, cfg.seeds[0])
     xs = [r["x"] for r in sample.rows]
     ids = [str(r["id"]) for r in sample.rows]
-    policy = representation.view_policy(recipe)
+    policy = view_policy(recipe)
 
     def emb(enc: nn.Module, batch: list[np.ndarray]) -> np.ndarray:
         return embed(enc, recipe.domain, batch)
@@ -232,8 +238,11 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     domain = get_domain(recipe.domain)
     pretrained_dir = join(dirs.models, "pretrained")
     config = json.loads(read_bytes(join(pretrained_dir, "config.json")))
-    pretrained = load_encoder(pretrained_dir)
-    random_inits = {seed: _random_init(recipe, config, seed) for seed in cfg.seeds}
+    # Probes and diagnostics embed on the GPU when the recipe asks for one; domain hooks get the
+    # encoders back on the CPU (their own training code places its tensors there).
+    device = pick_device(recipe.ray.use_gpu)
+    pretrained = load_encoder(pretrained_dir).to(device)
+    random_inits = {seed: _random_init(recipe, config, seed).to(device) for seed in cfg.seeds}
     encoders = {"pretrained": pretrained, "random_init": random_inits[cfg.seeds[0]]}
     rows = table_to_rows(read_table(join(dirs.data, "curated")))
     metrics: dict = {"seeds": list(cfg.seeds)}
@@ -252,6 +261,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     free = _label_free(recipe, rows, pretrained, random_inits)
     metrics["representation"] = free.metrics
     train_rows, test_rows = _domain_rows(rows, data)
+    encoders = {name: enc.cpu() for name, enc in encoders.items()}
     ctx = EvalContext(
         recipe=recipe.model_dump(),
         train_rows=train_rows,

@@ -5,10 +5,9 @@ On a fixed, seeded sample of rows (the test rows when there are any, else traini
 effective rank (RankMe) of the embeddings, for the pretrained and the random-init encoders; and
 nearest-neighbour retrieval examples (cosine) for a few query rows.
 
-The definitions are those of ``stages/pretrain/diagnostics.py`` (Wang & Isola's alignment and
-uniformity on L2-normalised embeddings; Garrido et al.'s RankMe on the raw embedding matrix), here
-on up to 1,024 rows rather than one training batch, so RankMe can reach the embedding dimension.
-They are restated here (a stage imports no other stage; a test pins that both agree).
+The metrics are ``stages/common/diagnostics.py``'s, the same functions pretraining logs (Wang &
+Isola's alignment and uniformity on L2-normalised embeddings; Garrido et al.'s RankMe on the raw
+embedding matrix), on up to 1,024 rows, so RankMe can reach the embedding dimension.
 """
 
 from __future__ import annotations
@@ -18,43 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from domains.base import Row, ViewPolicy, is_test
-from stages.common.schema import Recipe
-
-
-def view_policy(recipe: Recipe) -> ViewPolicy:
-    """The recipe's ``views.policy`` as pretraining uses it (a named policy or explicit steps)."""
-    policy = recipe.views.policy
-    if isinstance(policy, str):
-        return ViewPolicy(name=policy)
-    return ViewPolicy(name="custom", params={"steps": [s.model_dump() for s in policy]})
-
-
-@torch.no_grad()
-def alignment(z0: torch.Tensor, z1: torch.Tensor, alpha: float = 2) -> float:
-    """E ||f(x) - f(x+)||^alpha of L2-normalised positive pairs (Wang & Isola 2020); lower: closer."""
-    diff = F.normalize(z0.double(), dim=1) - F.normalize(z1.double(), dim=1)
-    return float(diff.norm(dim=1).pow(alpha).mean())
-
-
-@torch.no_grad()
-def uniformity(z: torch.Tensor, t: float = 2) -> float:
-    """log E_{i<j} exp(-t ||z_i - z_j||^2) of L2-normalised embeddings; lower: more uniform."""
-    sq_dists = torch.pdist(F.normalize(z.double(), dim=1), p=2).pow(2)
-    return float(sq_dists.mul(-t).exp().mean().log())
-
-
-@torch.no_grad()
-def effective_rank(z: torch.Tensor, eps: float = 1e-7) -> float:
-    """RankMe (Garrido et al. 2023): exp of the entropy of the normalised singular values."""
-    sigma = torch.linalg.svdvals(z.double())
-    total = sigma.sum()
-    if total <= 0:
-        return 0.0
-    p = sigma / total + eps
-    return float(torch.exp(-(p * p.log()).sum()))
+from stages.common.diagnostics import alignment, effective_rank, uniformity
 
 
 @dataclass

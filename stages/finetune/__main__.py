@@ -29,6 +29,7 @@ from torch import nn
 
 from domains import get_domain
 from stages.common.cli import Dirs, main
+from stages.common.device import pick_device, to_device
 from stages.common.encoders import (
     build_encoder,
     build_projection_head,
@@ -45,6 +46,7 @@ from stages.common.storage import atomic_dir, join, read_bytes, write_bytes, wri
 from stages.finetune.core_tuning import core_loss
 
 INITS = ("pretrained", "random_init")
+CPU = torch.device("cpu")
 
 
 class Classifier(nn.Module):
@@ -58,7 +60,7 @@ class Classifier(nn.Module):
 
 
 def _accuracy(logits: torch.Tensor, y: np.ndarray) -> float:
-    return float((logits.argmax(1).numpy() == y).mean())
+    return float((logits.argmax(1).cpu().numpy() == y).mean())
 
 
 def _fit(
@@ -72,6 +74,7 @@ def _fit(
     cfg: FinetuneCfg,
     seed: int,
     step_loss: Callable[..., torch.Tensor] | None = None,
+    device: torch.device = CPU,
 ) -> tuple[dict, int]:
     """Adam with early stopping on validation loss; returns the best state and its epoch.
 
@@ -91,7 +94,7 @@ def _fit(
             idx = order[start : start + cfg.batch_size]
             if len(idx) < 2 and len(order) >= 2:
                 continue  # BatchNorm-free encoders would cope, but a 1-sample step is mostly noise
-            y_batch = torch.from_numpy(y_train[idx])
+            y_batch = torch.from_numpy(y_train[idx]).to(device)
             if step_loss is not None:
                 loss = step_loss(inputs_train, idx, y_batch)
             else:
@@ -105,7 +108,9 @@ def _fit(
             best = (float("nan"), [copy.deepcopy(m.state_dict()) for m in modules], epoch)
             continue
         with torch.no_grad():
-            val_loss = float(loss_fn(forward(inputs_val, np.arange(len(y_val))), torch.from_numpy(y_val)))
+            val_loss = float(
+                loss_fn(forward(inputs_val, np.arange(len(y_val))), torch.from_numpy(y_val).to(device))
+            )
         if val_loss < best[0] - 1e-6:
             best = (val_loss, [copy.deepcopy(m.state_dict()) for m in modules], epoch)
         elif epoch - best[2] >= cfg.patience:
@@ -125,28 +130,30 @@ def finetune_one(
     cfg: FinetuneCfg,
     seed: int,
     head: nn.Module | None = None,
+    device: torch.device = CPU,
 ) -> tuple[nn.Module, float, int]:
     """Train one classifier; return (model, test accuracy, best epoch).
 
     ``head`` is the projection head Core-tuning's contrastive term uses (mode ``core``; a fresh
     default head when None); it is trained along but not part of the returned classifier.
+    Trains on ``device``; the returned classifier stays there.
     """
     torch.manual_seed(seed)
     domain = get_domain(domain_name)
     n_classes = len(data.classes)
     tr = data.train
-    model = Classifier(encoder, n_classes)
+    model = Classifier(encoder, n_classes).to(device)
     if mode == "linear":
         # Frozen encoder: embed once, then fit the linear head on cached features.
-        feats = torch.from_numpy(embed(encoder, domain_name, tr.xs))
-        test_feats = torch.from_numpy(embed(encoder, domain_name, data.test.xs))
+        feats = torch.from_numpy(embed(encoder, domain_name, tr.xs)).to(device)
+        test_feats = torch.from_numpy(embed(encoder, domain_name, data.test.xs)).to(device)
         # Standardise with statistics of the labelled training subset only (as TS2Vec's fit_lr does
         # with StandardScaler): raw max-pooled features differ in scale by orders of magnitude.
         mean, std = feats[train_idx].mean(0), feats[train_idx].std(0, unbiased=False).clamp_min(1e-6)
         feats, test_feats = (feats - mean) / std, (test_feats - mean) / std
 
         def fwd(inputs, idx):  # noqa: ANN001, ANN202
-            return model.fc(inputs[torch.as_tensor(idx)])
+            return model.fc(inputs[torch.as_tensor(idx, device=inputs.device)])
 
         _, epoch = _fit(
             fwd,
@@ -158,6 +165,7 @@ def finetune_one(
             tr.y[val_idx],
             cfg,
             seed,
+            device=device,
         )
         with torch.no_grad():
             acc = _accuracy(model.fc(test_feats), data.test.y)
@@ -170,19 +178,20 @@ def finetune_one(
     xs_val = [tr.xs[i] for i in val_idx]
 
     def fwd_full(inputs, idx):  # noqa: ANN001, ANN202
-        return model(domain.collate([inputs[i] for i in idx]))
+        return model(to_device(domain.collate([inputs[i] for i in idx]), device))
 
     modules: list[nn.Module] = [model]
     step_loss = None
     if mode == "core":
         if head is None:
             head = build_projection_head(encoder.embedding_dim)
+        head = head.to(device)
         modules.append(head)
         mix_rng = np.random.default_rng(seed)
 
         def step_loss(inputs, idx, y):  # noqa: ANN001, ANN202
             # Mixing happens on encoder features, so any batch the domain collates works.
-            h = model.encoder(domain.collate([inputs[i] for i in idx]))
+            h = model.encoder(to_device(domain.collate([inputs[i] for i in idx]), device))
             loss, _ = core_loss(
                 h,
                 y,
@@ -209,11 +218,15 @@ def finetune_one(
         cfg,
         seed,
         step_loss,
+        device,
     )
     model.eval()
     with torch.no_grad():
         logits = torch.cat(
-            [model(domain.collate(data.test.xs[i : i + 64])) for i in range(0, len(data.test.xs), 64)]
+            [
+                model(to_device(domain.collate(data.test.xs[i : i + 64]), device))
+                for i in range(0, len(data.test.xs), 64)
+            ]
         )
     return model, _accuracy(logits, data.test.y), epoch
 
@@ -236,6 +249,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     pretrained_dir = join(dirs.models, "pretrained")
     enc_config = json.loads(read_bytes(join(pretrained_dir, "config.json")))
     results: list[dict] = []
+    device = pick_device(recipe.ray.use_gpu)
     for seed in cfg.seeds:
         for fraction in cfg.fractions:
             sub, fit_idx, val_idx = label_budget(data, fraction, cfg.val_fraction, seed)
@@ -255,7 +269,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
                         # the pretraining head's architecture, freshly initialised
                         head = build_projection_head(encoder.embedding_dim, enc_config.get("head"))
                     model, acc, epoch = finetune_one(
-                        recipe.domain, encoder, data, fit_idx, val_idx, mode, cfg, seed, head
+                        recipe.domain, encoder, data, fit_idx, val_idx, mode, cfg, seed, head, device
                     )
                     tag = f"{init}-{mode}-{fraction:g}-seed{seed}"
                     results.append(
@@ -279,6 +293,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
                         flush=True,
                     )
                     if fraction == max(cfg.fractions) and seed == cfg.seeds[0]:
+                        model = model.cpu()  # weights are written from host memory
                         save_encoder(
                             join(dirs.models, "finetuned", f"{init}-{mode}"),
                             model.encoder,

@@ -18,6 +18,7 @@ from torch import nn
 
 from domains import get_domain
 from domains.base import ViewPolicy, is_train
+from stages.common import diagnostics
 from stages.common.bank import BANK_DIR
 from stages.common.cli import Dirs, StageError, main
 from stages.common.encoders import HEAD_FILE, save_encoder, state_to_bytes
@@ -26,7 +27,6 @@ from stages.common.ray_session import init_ray
 from stages.common.rows import table_to_rows, train_expr
 from stages.common.schema import RayCfg, Recipe
 from stages.common.storage import join, read_json, read_table, write_json
-from stages.pretrain import diagnostics
 from stages.pretrain.loop import check_views, load_checkpoint_model, train_loop_per_worker
 
 
@@ -176,7 +176,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     # small (a few hundred rows) and only a diagnostic, so it travels in the worker config; the run
     # name already covers the rows it is drawn from
     knn = online_knn_set(rows, recipe.pretrain.online_knn_rows, recipe.pretrain.seed)
-    # the fixed sample for alignment/uniformity/RankMe at checkpoint epochs (stages.pretrain.diagnostics)
+    # the fixed sample for alignment/uniformity/RankMe at checkpoint epochs (stages.common.diagnostics)
     pick = diagnostics.sample_indices(
         len(rows), recipe.pretrain.diagnostic_rows, recipe.pretrain.seed, rows[0]["x"].nbytes
     )

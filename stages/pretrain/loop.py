@@ -28,6 +28,7 @@ from domains.base import (
     ViewPolicy,
     check_objective,
 )
+from stages.common import diagnostics
 from stages.common.bank import decode_bank, draw_views
 from stages.common.device import autocast, autocast_dtype, to_device
 from stages.common.encoders import load_state_bytes, state_to_bytes
@@ -35,7 +36,6 @@ from stages.common.heads import EncoderWithHead, build_head
 from stages.common.losses import ModelLoss, build_loss, sync_loss_gradients
 from stages.common.rows import decode_x
 from stages.common.schema import HeadCfg, PretrainCfg, ViewsCfg
-from stages.pretrain import diagnostics
 
 CKPT_MODEL = "model.safetensors"
 CKPT_OPTIM = "optimizer.pt"
@@ -388,7 +388,7 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
     live = _Live(config.get("live_dir") if rank == 0 else None, history)
 
     reader = ShardReader(local_batch, cfg.shard_cache_mb) if in_ray else None
-    # the fixed diagnostic sample (stages.pretrain.diagnostics): from the stage's config, or drawn
+    # the fixed diagnostic sample (stages.common.diagnostics): from the stage's config, or drawn
     # from the in-process rows; its augmented views are made once, at the first checkpoint epoch
     diag_sample = config.get("diagnostic_sample")
     if diag_sample is None and xs is not None:

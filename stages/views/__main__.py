@@ -12,22 +12,15 @@ import sys
 import numpy as np
 
 from domains import get_domain
-from domains.base import ViewPolicy, is_train
+from domains.base import is_train
 from domains.views import PolicyError
 from stages.common.cli import Dirs, StageError, main
+from stages.common.config import view_policy
 from stages.common.progress import progress
 from stages.common.rows import table_to_rows
 from stages.common.schema import Recipe
 from stages.common.storage import atomic_dir, join, read_table, write_bytes, write_json
 from stages.views.preview import preview_png
-
-
-def view_policy(recipe: Recipe) -> ViewPolicy:
-    """The recipe's ``views.policy`` as a :class:`ViewPolicy` (a named policy or explicit steps)."""
-    policy = recipe.views.policy
-    if isinstance(policy, str):
-        return ViewPolicy(name=policy)
-    return ViewPolicy(name="custom", params={"steps": [s.model_dump() for s in policy]})
 
 
 def policy_error(e: Exception) -> str:

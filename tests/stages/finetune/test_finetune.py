@@ -93,3 +93,41 @@ def test_without_validation_labels_the_fit_runs_the_whole_epoch_budget() -> None
     enc = build_encoder("timeseries", {"in_channels": 1, "hidden_dim": 8, "out_dim": 16, "depth": 2})
     _, acc, epoch = finetune_one("timeseries", enc, data, np.arange(6), np.arange(0), "linear", cfg, seed=0)
     assert epoch == 6 and 0.0 <= acc <= 1.0
+
+
+@pytest.mark.parametrize("mode", ["linear", "full", "core"])
+def test_finetune_keeps_every_tensor_on_the_model_device(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the classifier on an accelerator (a fake one: see tests/fake_device.py), batches, labels
+    and Core-tuning's head follow it; an op mixing host and device tensors would fail."""
+    from stages.common.encoders import build_projection_head
+    from stages.finetune import __main__ as ft
+    from tests.fake_device import FakeDevice, tag_modules
+
+    fake = FakeDevice(armed=False)
+
+    class OnDevice(ft.Classifier):
+        def to(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            out = super().to(*args, **kwargs)
+            tag_modules(out)
+            fake.armed = True  # from here on, the model lives on the device
+            return out
+
+    monkeypatch.setattr(ft, "Classifier", OnDevice)
+    head = build_projection_head(16)
+    real_head_to = head.to
+
+    def head_to(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        fake.armed = False  # moving a module is where its tensors legitimately change place
+        out = real_head_to(*args, **kwargs)
+        tag_modules(out)
+        fake.armed = True
+        return out
+
+    monkeypatch.setattr(head, "to", head_to)
+    enc = build_encoder("timeseries", {"in_channels": 1, "hidden_dim": 8, "out_dim": 16, "depth": 2})
+    cfg = FinetuneCfg(epochs=2, batch_size=8, patience=2)
+    with fake:
+        _, acc, _ = finetune_one(
+            "timeseries", enc, _data(), np.arange(30), np.arange(30, 40), mode, cfg, seed=0, head=head
+        )
+    assert 0.0 <= acc <= 1.0

@@ -15,84 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
 
 from stages.common.device import autocast, autocast_dtype, pick_device, to_device
 from stages.common.losses import list_losses
 from stages.common.schema import PretrainCfg
 from stages.pretrain import loop
 from stages.pretrain.loop import _load_checkpoint, _save_checkpoint, build_training, run_in_process
+from tests.fake_device import DeviceMismatch, FakeDevice, tag_modules
 
 B = 8
-TAG = "_cf_on_device"
-
-
-def _on_device(t: torch.Tensor) -> bool:
-    return bool(getattr(t, TAG, False))
-
-
-def _tag(t: torch.Tensor) -> torch.Tensor:
-    setattr(t, TAG, True)
-    return t
-
-
-class DeviceMismatch(AssertionError):
-    pass
-
-
-class FakeDevice(TorchFunctionMode):
-    """Fails any op that mixes a device tensor with a host tensor (0-d host tensors are allowed, as
-    CUDA allows CPU scalars). Passes everything through until ``armed`` (the model is built)."""
-
-    def __init__(self, armed: bool = True) -> None:
-        super().__init__()
-        self.armed = armed
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
-        kwargs = kwargs or {}
-        if not self.armed:
-            return func(*args, **kwargs)
-        name = getattr(func, "__name__", "")
-        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-        dev = [t for t in tensors if _on_device(t)]
-        host = [t for t in tensors if not _on_device(t) and t.dim() > 0]
-        moves = name in ("to", "cuda") and any(
-            isinstance(a, torch.device) or (isinstance(a, torch.Tensor) and _on_device(a))
-            for a in [*args[1:], *kwargs.values()]
-        )
-        if dev and host and not moves and name not in ("__get__", "__set__"):
-            raise DeviceMismatch(
-                f"{name}: device tensors {[tuple(t.shape) for t in dev]} mixed with host tensors "
-                f"{[tuple(t.shape) for t in host]}"
-            )
-        out = func(*args, **kwargs)
-        if name == "cpu":
-            return out.clone() if out is args[0] else out  # a host copy, as on a GPU
-        if moves:
-            out = out.clone() if out is args[0] else out  # .to(device) copies to the GPU there
-            return _tag(out)
-        # factories given device=<a torch.device> (e.g. torch.arange(n, device=z.device)) make
-        # device tensors; device="cpu" spelled out or no device at all make host tensors
-        factory_on_device = isinstance(kwargs.get("device"), torch.device)
-        if dev or factory_on_device:
-            for t in tree_flatten(out)[0] if isinstance(out, (tuple, list)) else [out]:
-                if isinstance(t, torch.Tensor):
-                    _tag(t)
-        return out
-
-
-def _tag_modules(*modules: torch.nn.Module | None) -> None:
-    for m in modules:
-        if m is None:
-            continue
-        for p in m.parameters():
-            _tag(p)
-            # gradients come from autograd (outside the mode); on a GPU they sit beside their parameter
-            if p.requires_grad:
-                p.register_post_accumulate_grad_hook(lambda p: setattr(p.grad, TAG, True))
-        for b in m.buffers():
-            _tag(b)
 
 
 @pytest.fixture
@@ -104,7 +35,7 @@ def fake_device(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     def build_tagged(config: dict[str, Any], device: torch.device):  # noqa: ANN202
         mode.armed = False  # building and moving the model is where tensors legitimately change place
         model, loss_fn, optim = real(config, device)
-        _tag_modules(model, loss_fn)
+        tag_modules(model, loss_fn)
         mode.armed = True
         return model, loss_fn, optim
 
@@ -145,7 +76,7 @@ OPTIONS: dict[str, dict] = {"moco": {"queue_size": 32}, "swav": {"n_prototypes":
 def test_the_fake_device_catches_cpu_inputs_to_a_device_model() -> None:
     """The check can fail: the bug it guards against (momentum targets fed host inputs) trips it."""
     model, loss_fn, _ = build_training(_ts_config("byol"), torch.device("cpu"))
-    _tag_modules(model, loss_fn)
+    tag_modules(model, loss_fn)
     x = torch.randn(2 * B, 1, 40)
     with FakeDevice():
         _, z = model(to_device(x, torch.device("cpu")))
@@ -287,7 +218,7 @@ def test_embed_follows_the_encoder_device() -> None:
     from stages.common.encoders import embed
 
     model, _, _ = build_training(_ts_config("ntxent"), torch.device("cpu"))
-    _tag_modules(model.encoder)
+    tag_modules(model.encoder)
     with FakeDevice():
         h = embed(model.encoder, "timeseries", _ts_data(5), batch_size=2)
     assert h.shape == (5, model.encoder.embedding_dim)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from stages.common.diagnostics import knn_accuracy
 from stages.common.schema import PretrainCfg
 from stages.pretrain.__main__ import online_knn_set
-from stages.pretrain.diagnostics import knn_accuracy
 from stages.pretrain.loop import run_in_process
 
 

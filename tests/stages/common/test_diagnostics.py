@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from stages.pretrain.diagnostics import (
+from stages.common.diagnostics import (
     alignment,
     effective_rank,
     is_collapsed,
@@ -63,7 +63,7 @@ LOCAL_BATCH = 16
 
 def test_rankme_on_a_1024_row_sample_exceeds_twice_the_local_batch() -> None:
     """The bound a batch puts on RankMe (min(rows, D)) is gone on the fixed sample."""
-    from stages.pretrain.diagnostics import sample_indices, sample_metrics
+    from stages.common.diagnostics import sample_indices, sample_metrics
 
     gen = torch.Generator().manual_seed(3)
     full_rank = torch.randn(5000, 256, generator=gen)
@@ -81,7 +81,7 @@ def test_rankme_on_a_1024_row_sample_exceeds_twice_the_local_batch() -> None:
 def test_sample_is_seeded_and_capped_by_bytes() -> None:
     import numpy as np
 
-    from stages.pretrain.diagnostics import SAMPLE_BYTES, sample_indices
+    from stages.common.diagnostics import SAMPLE_BYTES, sample_indices
 
     a, b = sample_indices(3000, 1024, seed=0), sample_indices(3000, 1024, seed=0)
     assert np.array_equal(a, b) and not np.array_equal(a, sample_indices(3000, 1024, seed=1))

@@ -69,6 +69,12 @@ def test_readme_commands_start_submit_and_stop(tmp_path_factory: pytest.TempPath
         "--node-ip-address=127.0.0.1",
         "--num-cpus=4",
         f"--ray-client-server-port={_free_port()}",  # not the default 10001 another head may hold
+        # the job server needs this head's dashboard agent; its default ports (52365...) may be held
+        # by another Ray on the machine (the test session's own head), which fails every submit
+        f"--dashboard-agent-listen-port={_free_port()}",
+        f"--dashboard-agent-grpc-port={_free_port()}",
+        f"--runtime-env-agent-port={_free_port()}",
+        f"--metrics-export-port={_free_port()}",
         "--disable-usage-stats",
     ]
     started = subprocess.run(

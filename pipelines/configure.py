@@ -20,7 +20,7 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "curate": ("domain", "curate", "encoder"),  # encoder: the random-init SemDeDup embedder
     "views": ("domain", "views"),
     "pretrain": ("domain", "encoder", "pretrain", "ray.num_workers", "ray.use_gpu"),
-    "finetune": ("domain", "finetune"),
+    "finetune": ("domain", "finetune", "evaluate.probe_rows"),  # which training rows it fits on
     "evaluate": ("domain", "description", "evaluate", "finetune.fractions"),
 }
 

@@ -1,6 +1,12 @@
-"""The labelled view of curated rows that fine-tuning and evaluation share.
+"""The labelled view of the rows that fine-tuning and evaluation share.
 
 One rule set, used by both stages so they always agree on which rows they fit and score:
+
+- Which training rows (``evaluate.probe_rows``, :func:`label_rows`): with a published split (some
+  row marked test, e.g. UCR's ``_TRAIN``/``_TEST`` files) every training row ingest kept
+  (``ingested/``), whatever curation removed from the pretraining pool — the published protocol;
+  otherwise the curated training rows. Test rows are always the curated ones: curation never
+  removes one without failing or counting it, so they are the published test split.
 
 - Labelled test rows present (``split == "test"``): they are the test split, as published.
 - No labelled test row (partly labelled or user data with no split): a test split is carved from
@@ -14,14 +20,17 @@ One rule set, used by both stages so they always agree on which rows they fit an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from domains.base import is_test, is_train
-from stages.common.rows import table_to_rows
+from stages.common.cli import StageError
+from stages.common.rows import table_to_rows, train_mask
 from stages.common.splits import group_split
-from stages.common.storage import join, read_table
+from stages.common.storage import exists, join, read_bytes, read_table
 
 #: share of the labelled groups held out as the test split when no row is marked test
 CARVE_FRACTION = 0.2
@@ -29,6 +38,9 @@ CARVE_FRACTION = 0.2
 CARVE_SEED = 0
 #: fewest labelled rows from which a test split is carved (both sides need room for the classes)
 MIN_CARVE_ROWS = 10
+
+
+ProbeRowsMode = Literal["auto", "published", "curated"]
 
 
 class NoLabels(ValueError):  # noqa: N818 - a condition, not a failure: the stages skip on it
@@ -53,9 +65,11 @@ class Labelled:
     unseen_classes: list[str] = field(default_factory=list)
     #: True when the test split was carved from labelled training rows (no row was marked test)
     carved: bool = False
-    #: curated rows in all, and how many carry a label
+    #: rows in all (training and test), and how many carry a label
     n_rows: int = 0
     n_labelled: int = 0
+    #: which training rows were used and what curation removed (None: built from rows in memory)
+    source: RowSource | None = None
 
     def describe(self) -> str:
         """One sentence for logs and reports: where the labels and the test split come from."""
@@ -65,31 +79,125 @@ class Labelled:
             if self.carved
             else "test split: the rows marked test"
         )
-        text = f"{self.n_labelled} of {self.n_rows} curated rows carry a label; {how}"
+        noun = "curated" if self.source is None else self.source.noun
+        text = f"{self.n_labelled} of {self.n_rows} {noun} rows carry a label; {how}"
         if self.n_unseen_test:
             text += (
                 f"; {self.n_unseen_test} test rows of classes never seen in training "
                 f"({', '.join(map(str, self.unseen_classes[:5]))}) are excluded from the probes"
             )
+        if self.source is not None:
+            text += f"; {self.source.describe()}"
         return text + "."
 
 
-def load_labelled(data_dir: str) -> Labelled:
-    """Train and test rows of ``curated/`` that carry a label, labels as class indices.
+@dataclass
+class RowSource:
+    """Where the label-based work's training rows come from, and what curation removed from them."""
+
+    #: the resolved ``evaluate.probe_rows``: "published" or "curated"
+    mode: str
+    #: what the recipe asked for ("auto", "published" or "curated")
+    requested: str
+    #: training rows ingest kept (the published training split); None when not known
+    train_rows_ingested: int | None
+    #: training rows curation kept (the pretraining pool)
+    train_rows_curated: int
+    #: training rows curation removed from the pretraining pool; None when not known
+    train_rows_removed_by_curation: int | None
+
+    @property
+    def noun(self) -> str:
+        return "published" if self.mode == "published" else "curated"
+
+    def describe(self) -> str:
+        removed = self.train_rows_removed_by_curation
+        if self.mode == "published":
+            return (
+                f"probes and fine-tuning fit on the published training split: all "
+                f"{self.train_rows_ingested} training rows ingest kept; curation removed {removed} of "
+                f"them from the pretraining pool only"
+            )
+        lost = "" if removed is None else f"; curation removed {removed} training rows"
+        return (
+            f"probes and fine-tuning fit on the {self.train_rows_curated} curated training rows "
+            f"(evaluate.probe_rows={self.requested}){lost}"
+        )
+
+    def metrics(self) -> dict:
+        return asdict(self)
+
+
+def label_rows(
+    data_dir: str, mode: ProbeRowsMode = "auto", curated: list[dict] | None = None
+) -> tuple[list[dict], RowSource]:
+    """The rows the label-based work uses (``evaluate.probe_rows``) and where they come from.
+
+    ``curated``: the curated rows when the caller has them in memory already. "published" (and
+    "auto" when some row is marked test) takes the training rows from ``ingested/`` and the test
+    rows from ``curated/``; "curated" takes both from ``curated/``.
+    """
+    if curated is None:
+        curated = table_to_rows(read_table(join(data_dir, "curated")))
+    has_split = any(is_test(r) for r in curated)
+    resolved = mode if mode != "auto" else ("published" if has_split else "curated")
+    curated_train = [r for r in curated if is_train(r)]
+    if resolved == "curated":
+        return curated, RowSource("curated", mode, None, len(curated_train), _removed_by_curation(data_dir))
+    if not has_split:
+        raise StageError(
+            "evaluate.probe_rows=published: no row is marked test, so the source declares no published "
+            "split to keep; use evaluate.probe_rows=auto or curated"
+        )
+    ingested = join(data_dir, "ingested")
+    if not exists(ingested):
+        raise StageError(
+            f"evaluate.probe_rows={mode}: {ingested} (the rows ingest kept) is missing; run ingest, "
+            "or set evaluate.probe_rows=curated"
+        )
+    table = read_table(ingested)
+    published = table_to_rows(table.filter(train_mask(table.column("split"))))
+    kept = {str(r["id"]) for r in curated_train}
+    missing = kept - {str(r["id"]) for r in published}
+    if missing:  # curation only removes rows; a curated training row ingest never wrote is stale data
+        raise StageError(
+            f"{len(missing)} curated training rows (e.g. {sorted(missing)[0]!r}) are not in {ingested}: "
+            "curated/ is older than ingested/; rerun curate"
+        )
+    test = [r for r in curated if is_test(r)]
+    source = RowSource("published", mode, len(published), len(curated_train), len(published) - len(kept))
+    return published + test, source
+
+
+def _removed_by_curation(data_dir: str) -> int | None:
+    """Training rows curation removed, from ``curation_report.json`` (None when it is absent)."""
+    uri = join(data_dir, "curated", "curation_report.json")
+    if not exists(uri):
+        return None
+    rep = json.loads(read_bytes(uri))
+    if "train_rows_in" not in rep:
+        return None
+    return int(rep["train_rows_in"]) - int(rep["train_rows_out"])
+
+
+def load_labelled(data_dir: str, probe_rows: ProbeRowsMode = "auto") -> Labelled:
+    """Labelled train and test rows (``evaluate.probe_rows`` chooses the training rows, see
+    :func:`label_rows`), labels as class indices.
 
     Raises :class:`NoLabels` (a one-line reason) when there is nothing to fit or score.
     """
-    rows = table_to_rows(read_table(join(data_dir, "curated")))
-    return labelled_from_rows(rows)
+    rows, source = label_rows(data_dir, probe_rows)
+    return labelled_from_rows(rows, source)
 
 
-def labelled_from_rows(rows: list[dict]) -> Labelled:
-    """:func:`load_labelled` on rows already in memory."""
+def labelled_from_rows(rows: list[dict], source: RowSource | None = None) -> Labelled:
+    """:func:`load_labelled` on rows already in memory (``source``: where they came from)."""
     labelled = [r for r in rows if r.get("label") is not None]
     train = [r for r in labelled if is_train(r)]
     test = [r for r in labelled if is_test(r)]
+    noun = "curated" if source is None else source.noun
     if not labelled:
-        raise NoLabels(f"none of the {len(rows)} curated rows carries a label")
+        raise NoLabels(f"none of the {len(rows)} {noun} rows carries a label")
     if not train:
         raise NoLabels(f"the {len(test)} labelled rows are all test rows; no labelled training row")
     carved = not test
@@ -121,6 +229,7 @@ def labelled_from_rows(rows: list[dict]) -> Labelled:
         carved=carved,
         n_rows=len(rows),
         n_labelled=len(labelled),
+        source=source,
     )
 
 

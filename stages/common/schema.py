@@ -221,6 +221,15 @@ class EvaluateCfg(Section):
     embedding_map_points: int = Field(500, ge=0)
     #: also probe the projection head's output z = g(h) (as ``<encoder>_head``), beside h
     head_features: bool = False
+    #: the training rows every label-based fit uses — evaluate's probes, finetune's runs and the
+    #: domain's own protocol (stages/common/labelled.py): "published": every training row ingest
+    #: kept (``data/<recipe>/ingested``), whatever curation removed from the pretraining pool, so a
+    #: data set with a published protocol (UCR) is scored on its published training split;
+    #: "curated": the curated training rows; "auto": "published" when the rows carry a published
+    #: split (some row is marked test), else "curated". Test rows are always the curated ones (all
+    #: of them: curation never removes a test row without failing or counting it). evaluate.json's
+    #: ``probe_rows`` and the report state the mode and how many training rows curation removed.
+    probe_rows: Literal["auto", "published", "curated"] = "auto"
     #: options of the domain's own evaluation protocol (``Domain.evaluate``), e.g. the RL agent budget;
     #: checked against ``Domain.evaluate_options`` when the recipe loads
     domain: dict[str, Any] = Field(default_factory=dict)

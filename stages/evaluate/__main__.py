@@ -35,7 +35,7 @@ from stages.common.cli import Dirs, main
 from stages.common.config import view_policy
 from stages.common.device import pick_device
 from stages.common.encoders import build_encoder, build_projection_head, embed, load_encoder, load_head
-from stages.common.labelled import Labelled, NoLabels, labelled_from_rows
+from stages.common.labelled import Labelled, NoLabels, label_rows, labelled_from_rows
 from stages.common.rows import table_to_rows
 from stages.common.schema import Recipe
 from stages.common.storage import exists, join, read_bytes, read_json, read_table, write_bytes, write_json
@@ -248,9 +248,13 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     metrics: dict = {"seeds": list(cfg.seeds)}
     feats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     data = None
+    domain_rows = rows
     if "classification" in domain.tasks:
+        # evaluate.probe_rows: the published training split (ingest's rows) or the curated one
+        domain_rows, source = label_rows(dirs.data, cfg.probe_rows, curated=rows)
+        metrics["probe_rows"] = source.metrics()
         try:
-            data = labelled_from_rows(rows)
+            data = labelled_from_rows(domain_rows, source)
         except NoLabels as e:
             metrics["no_labels"] = f"no labels: {e}; the label-based probes and fine-tuning are skipped"
             print(f"evaluate: {metrics['no_labels']}", flush=True)
@@ -260,7 +264,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
 
     free = _label_free(recipe, rows, pretrained, random_inits)
     metrics["representation"] = free.metrics
-    train_rows, test_rows = _domain_rows(rows, data)
+    train_rows, test_rows = _domain_rows(domain_rows, data)
     encoders = {name: enc.cpu() for name, enc in encoders.items()}
     ctx = EvalContext(
         recipe=recipe.model_dump(),

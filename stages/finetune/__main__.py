@@ -240,7 +240,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         _write_skipped(dirs, f"domain {recipe.domain!r} has no classification task", {})
         return
     try:
-        data = load_labelled(dirs.data)
+        data = load_labelled(dirs.data, recipe.evaluate.probe_rows)
     except NoLabels as e:
         print(f"finetune: no labels: {e}; fine-tuning skipped", flush=True)
         _write_skipped(dirs, f"no labels: {e}", {"skipped": f"no labels: {e}"})
@@ -303,7 +303,10 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
                             join(dirs.models, "finetuned", f"{init}-{mode}", "head.safetensors"),
                             state_to_bytes(model.fc),
                         )
-    write_json(join(dirs.metrics, "finetune.json"), summarise(results))
+    summary = summarise(results)
+    if data.source is not None:  # which training rows the runs drew their labels from
+        summary["probe_rows"] = data.source.metrics()
+    write_json(join(dirs.metrics, "finetune.json"), summary)
     write_json(join(dirs.metrics, "label_efficiency.json"), _curve(results))
 
 

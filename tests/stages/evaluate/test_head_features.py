@@ -43,7 +43,8 @@ def workspace(tmp_path):  # noqa: ANN001, ANN201
         evaluate=EvaluateCfg(probes=["linear", "knn"], embedding_map_points=0, head_features=True),
     )
     dirs = Dirs(*(str(tmp_path / d) for d in ("data", "models", "metrics", "runs", "reports")))
-    write_table(join(dirs.data, "curated", "part-0.parquet"), rows_to_table(_rows()))
+    for stage in ("ingested", "curated"):  # curation removed nothing here
+        write_table(join(dirs.data, stage, "part-0.parquet"), rows_to_table(_rows()))
     torch.manual_seed(1)
     enc = build_encoder("timeseries", TINY_ENCODER)
     head_cfg = HeadCfg(hidden_dim=16, out_dim=8)

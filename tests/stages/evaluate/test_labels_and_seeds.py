@@ -55,7 +55,8 @@ def _workspace(tmp_path: Path, rows: list[dict], **evaluate_cfg) -> tuple[Recipe
         evaluate=EvaluateCfg(probes=["linear", "knn"], embedding_map_points=20, **evaluate_cfg),
     )
     dirs = Dirs(*(str(tmp_path / d) for d in ("data", "models", "metrics", "runs", "reports")))
-    write_table(join(dirs.data, "curated", "part-0.parquet"), rows_to_table(rows))
+    for stage in ("ingested", "curated"):  # curation removed nothing here
+        write_table(join(dirs.data, stage, "part-0.parquet"), rows_to_table(rows))
     torch.manual_seed(1)
     enc = build_encoder("timeseries", TINY_ENCODER)
     config = {"domain": "timeseries", "encoder": TINY_ENCODER, "embedding_dim": enc.embedding_dim}

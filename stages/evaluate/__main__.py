@@ -36,6 +36,7 @@ from stages.common.config import view_policy
 from stages.common.device import pick_device
 from stages.common.encoders import build_encoder, build_projection_head, embed, load_encoder, load_head
 from stages.common.labelled import Labelled, NoLabels, label_rows, labelled_from_rows
+from stages.common.progress import progress
 from stages.common.rows import table_to_rows
 from stages.common.schema import Recipe
 from stages.common.storage import exists, join, read_bytes, read_json, read_table, write_bytes, write_json
@@ -132,7 +133,7 @@ def _classification(
     pre = tuple(embed(pretrained, recipe.domain, s.xs) for s in (data.train, data.test))
     feats: dict[str, tuple[np.ndarray, np.ndarray]] = {"pretrained": pre}
     per_seed: dict[str, list[dict]] = {}
-    for seed in cfg.seeds:
+    for seed in progress(cfg.seeds, f"evaluate: probes ({', '.join(cfg.probes)}) per seed"):
         rand = tuple(embed(random_inits[seed], recipe.domain, s.xs) for s in (data.train, data.test))
         feats.setdefault("random_init", rand)
         seed_feats = {"pretrained": pre, "random_init": rand}

@@ -19,6 +19,7 @@ writes its declared outputs as explicit skips.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import sys
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from stages.common.encoders import (
     state_to_bytes,
 )
 from stages.common.labelled import Labelled, NoLabels, load_labelled
+from stages.common.progress import progress
 from stages.common.schema import FinetuneCfg, Recipe
 from stages.common.splits import stratified_fraction, validation_split
 from stages.common.storage import atomic_dir, join, read_bytes, write_bytes, write_json
@@ -138,82 +140,100 @@ def finetune_one(
     default head when None); it is trained along but not part of the returned classifier.
     Trains on ``device``; the returned classifier stays there.
     """
+    if mode not in ("linear", "full", "core"):
+        raise ValueError(f"unknown finetune mode {mode!r}")
     torch.manual_seed(seed)
-    domain = get_domain(domain_name)
-    n_classes = len(data.classes)
-    tr = data.train
-    model = Classifier(encoder, n_classes).to(device)
+    model = Classifier(encoder, len(data.classes)).to(device)
     if mode == "linear":
-        # Frozen encoder: embed once, then fit the linear head on cached features.
-        feats = torch.from_numpy(embed(encoder, domain_name, tr.xs)).to(device)
-        test_feats = torch.from_numpy(embed(encoder, domain_name, data.test.xs)).to(device)
-        # Standardise with statistics of the labelled training subset only (as TS2Vec's fit_lr does
-        # with StandardScaler): raw max-pooled features differ in scale by orders of magnitude.
-        mean, std = feats[train_idx].mean(0), feats[train_idx].std(0, unbiased=False).clamp_min(1e-6)
-        feats, test_feats = (feats - mean) / std, (test_feats - mean) / std
-
-        def fwd(inputs, idx):  # noqa: ANN001, ANN202
-            return model.fc(inputs[torch.as_tensor(idx, device=inputs.device)])
-
-        _, epoch = _fit(
-            fwd,
-            list(model.fc.parameters()),
-            [model.fc],
-            feats[train_idx],
-            tr.y[train_idx],
-            feats[val_idx],
-            tr.y[val_idx],
-            cfg,
-            seed,
-            device=device,
-        )
-        with torch.no_grad():
-            acc = _accuracy(model.fc(test_feats), data.test.y)
-            # Fold the standardisation into the head so the saved model takes raw encoder output.
-            model.fc.bias -= model.fc.weight @ (mean / std)
-            model.fc.weight /= std
+        acc, epoch = _fit_linear_head(model, domain_name, data, train_idx, val_idx, cfg, seed, device)
         return model, acc, epoch
+    if mode == "core" and head is None:
+        head = build_projection_head(encoder.embedding_dim)
+    epoch = _fit_end_to_end(
+        model, domain_name, data, train_idx, val_idx, cfg, seed, head if mode == "core" else None, device
+    )
+    return model, _test_accuracy(model, domain_name, data, device), epoch
 
-    xs_train = [tr.xs[i] for i in train_idx]
-    xs_val = [tr.xs[i] for i in val_idx]
 
-    def fwd_full(inputs, idx):  # noqa: ANN001, ANN202
+def _fit_linear_head(
+    model: Classifier,
+    domain_name: str,
+    data: Labelled,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: FinetuneCfg,
+    seed: int,
+    device: torch.device,
+) -> tuple[float, int]:
+    """Frozen encoder: embed once, fit ``model.fc`` on standardised cached features; returns (test
+    accuracy, best epoch) and leaves ``model.fc`` taking raw encoder output."""
+    feats = torch.from_numpy(embed(model.encoder, domain_name, data.train.xs)).to(device)
+    test_feats = torch.from_numpy(embed(model.encoder, domain_name, data.test.xs)).to(device)
+    # Standardise with statistics of the labelled training subset only (as TS2Vec's fit_lr does
+    # with StandardScaler): raw max-pooled features differ in scale by orders of magnitude.
+    mean, std = feats[train_idx].mean(0), feats[train_idx].std(0, unbiased=False).clamp_min(1e-6)
+    feats, test_feats = (feats - mean) / std, (test_feats - mean) / std
+
+    def fwd(inputs: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        return model.fc(inputs[torch.as_tensor(idx, device=inputs.device)])
+
+    y = data.train.y
+    _, epoch = _fit(
+        fwd,
+        list(model.fc.parameters()),
+        [model.fc],
+        feats[train_idx],
+        y[train_idx],
+        feats[val_idx],
+        y[val_idx],
+        cfg,
+        seed,
+        device=device,
+    )
+    with torch.no_grad():
+        acc = _accuracy(model.fc(test_feats), data.test.y)
+        _fold_standardisation(model.fc, mean, std)
+    return acc, epoch
+
+
+@torch.no_grad()
+def _fold_standardisation(fc: nn.Linear, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Make ``fc((h - mean) / std)`` a plain ``fc(h)``, so the saved model takes raw encoder output."""
+    fc.bias -= fc.weight @ (mean / std)
+    fc.weight /= std
+
+
+def _fit_end_to_end(
+    model: Classifier,
+    domain_name: str,
+    data: Labelled,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: FinetuneCfg,
+    seed: int,
+    head: nn.Module | None,
+    device: torch.device,
+) -> int:
+    """Full fine-tuning (Core-tuning when ``head`` is given); returns the best epoch."""
+    domain = get_domain(domain_name)
+    tr = data.train
+
+    def fwd(inputs: list[np.ndarray], idx: np.ndarray) -> torch.Tensor:
         return model(to_device(domain.collate([inputs[i] for i in idx]), device))
 
     modules: list[nn.Module] = [model]
     step_loss = None
-    if mode == "core":
-        if head is None:
-            head = build_projection_head(encoder.embedding_dim)
+    if head is not None:
         head = head.to(device)
         modules.append(head)
-        mix_rng = np.random.default_rng(seed)
-
-        def step_loss(inputs, idx, y):  # noqa: ANN001, ANN202
-            # Mixing happens on encoder features, so any batch the domain collates works.
-            h = model.encoder(to_device(domain.collate([inputs[i] for i in idx]), device))
-            loss, _ = core_loss(
-                h,
-                y,
-                model.fc,
-                head,
-                n_classes,
-                cfg.core_eta,
-                cfg.core_temperature,
-                cfg.core_mixup_alpha,
-                mix_rng,
-            )
-            return loss
-
-    elif mode != "full":
-        raise ValueError(f"unknown finetune mode {mode!r}")
+        step_loss = _core_step_loss(model, head, domain_name, len(data.classes), cfg, seed, device)
     _, epoch = _fit(
-        fwd_full,
+        fwd,
         [p for m in modules for p in m.parameters()],
         modules,
-        xs_train,
+        [tr.xs[i] for i in train_idx],
         tr.y[train_idx],
-        xs_val,
+        [tr.xs[i] for i in val_idx],
         tr.y[val_idx],
         cfg,
         seed,
@@ -221,14 +241,44 @@ def finetune_one(
         device,
     )
     model.eval()
-    with torch.no_grad():
-        logits = torch.cat(
-            [
-                model(to_device(domain.collate(data.test.xs[i : i + 64]), device))
-                for i in range(0, len(data.test.xs), 64)
-            ]
+    return epoch
+
+
+def _core_step_loss(
+    model: Classifier,
+    head: nn.Module,
+    domain_name: str,
+    n_classes: int,
+    cfg: FinetuneCfg,
+    seed: int,
+    device: torch.device,
+) -> Callable[[list[np.ndarray], np.ndarray, torch.Tensor], torch.Tensor]:
+    """Core-tuning's training loss for :func:`_fit`: cross-entropy plus eta * SupCon on the head."""
+    domain = get_domain(domain_name)
+    mix_rng = np.random.default_rng(seed)
+
+    def step_loss(inputs: list[np.ndarray], idx: np.ndarray, y: torch.Tensor) -> torch.Tensor:
+        # Mixing happens on encoder features, so any batch the domain collates works.
+        h = model.encoder(to_device(domain.collate([inputs[i] for i in idx]), device))
+        loss, _ = core_loss(
+            h, y, model.fc, head, n_classes, cfg.core_eta, cfg.core_temperature, cfg.core_mixup_alpha, mix_rng
         )
-    return model, _accuracy(logits, data.test.y), epoch
+        return loss
+
+    return step_loss
+
+
+@torch.no_grad()
+def _test_accuracy(
+    model: Classifier, domain_name: str, data: Labelled, device: torch.device, batch: int = 64
+) -> float:
+    """Accuracy of ``model`` (in eval mode) on the test split, batched through the domain's collate."""
+    domain = get_domain(domain_name)
+    xs = data.test.xs
+    logits = torch.cat(
+        [model(to_device(domain.collate(xs[i : i + batch]), device)) for i in range(0, len(xs), batch)]
+    )
+    return _accuracy(logits, data.test.y)
 
 
 def run(recipe: Recipe, dirs: Dirs) -> None:
@@ -250,64 +300,74 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     enc_config = json.loads(read_bytes(join(pretrained_dir, "config.json")))
     results: list[dict] = []
     device = pick_device(recipe.ray.use_gpu)
-    for seed in cfg.seeds:
-        for fraction in cfg.fractions:
-            sub, fit_idx, val_idx = label_budget(data, fraction, cfg.val_fraction, seed)
-            for init in INITS:
-                for mode in cfg.modes:
-                    head = None
-                    if init == "pretrained":
-                        encoder = load_encoder(pretrained_dir)
-                        if mode == "core":
-                            head = load_head(pretrained_dir)
-                            if head is None:
-                                print("finetune: no pretrained projection head saved; core uses a fresh one")
-                    else:
-                        torch.manual_seed(seed)
-                        encoder = build_encoder(recipe.domain, enc_config["encoder"])
-                    if mode == "core" and head is None:
-                        # the pretraining head's architecture, freshly initialised
-                        head = build_projection_head(encoder.embedding_dim, enc_config.get("head"))
-                    model, acc, epoch = finetune_one(
-                        recipe.domain, encoder, data, fit_idx, val_idx, mode, cfg, seed, head, device
-                    )
-                    tag = f"{init}-{mode}-{fraction:g}-seed{seed}"
-                    results.append(
-                        {
-                            "init": init,
-                            "mode": mode,
-                            "fraction": fraction,
-                            "seed": seed,
-                            "labels": int(len(sub)),
-                            "n_fit": int(len(fit_idx)),
-                            "n_val": int(len(val_idx)),
-                            "early_stopping": bool(len(val_idx)),
-                            "test_accuracy": acc,
-                            "best_epoch": epoch,
-                            "tag": tag,
-                        }
-                    )
-                    print(
-                        f"finetune: {tag}: {len(fit_idx)} fit + {len(val_idx)} validation labels, "
-                        f"test accuracy {acc:.4f}",
-                        flush=True,
-                    )
-                    if fraction == max(cfg.fractions) and seed == cfg.seeds[0]:
-                        model = model.cpu()  # weights are written from host memory
-                        save_encoder(
-                            join(dirs.models, "finetuned", f"{init}-{mode}"),
-                            model.encoder,
-                            {**enc_config, "classes": data.classes, "mode": mode, "init": init},
-                        )
-                        write_bytes(
-                            join(dirs.models, "finetuned", f"{init}-{mode}", "head.safetensors"),
-                            state_to_bytes(model.fc),
-                        )
+    budgets: dict[tuple[int, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    plan = list(itertools.product(cfg.seeds, cfg.fractions, INITS, cfg.modes))
+    for seed, fraction, init, mode in progress(plan, "finetune: runs"):
+        if (seed, fraction) not in budgets:  # one label budget per seed and fraction, shared by all runs
+            budgets[seed, fraction] = label_budget(data, fraction, cfg.val_fraction, seed)
+        sub, fit_idx, val_idx = budgets[seed, fraction]
+        encoder, head = _starting_point(recipe, init, mode, pretrained_dir, enc_config, seed)
+        model, acc, epoch = finetune_one(
+            recipe.domain, encoder, data, fit_idx, val_idx, mode, cfg, seed, head, device
+        )
+        tag = f"{init}-{mode}-{fraction:g}-seed{seed}"
+        results.append(
+            {
+                "init": init,
+                "mode": mode,
+                "fraction": fraction,
+                "seed": seed,
+                "labels": int(len(sub)),
+                "n_fit": int(len(fit_idx)),
+                "n_val": int(len(val_idx)),
+                "early_stopping": bool(len(val_idx)),
+                "test_accuracy": acc,
+                "best_epoch": epoch,
+                "tag": tag,
+            }
+        )
+        print(
+            f"finetune: {tag}: {len(fit_idx)} fit + {len(val_idx)} validation labels, "
+            f"test accuracy {acc:.4f}",
+            flush=True,
+        )
+        if fraction == max(cfg.fractions) and seed == cfg.seeds[0]:
+            _save_finetuned(dirs, model, enc_config, data.classes, init, mode)
     summary = summarise(results)
     if data.source is not None:  # which training rows the runs drew their labels from
         summary["probe_rows"] = data.source.metrics()
     write_json(join(dirs.metrics, "finetune.json"), summary)
     write_json(join(dirs.metrics, "label_efficiency.json"), _curve(results))
+
+
+def _starting_point(
+    recipe: Recipe, init: str, mode: str, pretrained_dir: str, enc_config: dict, seed: int
+) -> tuple[nn.Module, nn.Module | None]:
+    """The encoder a run starts from (pretrained, or random init seeded by ``seed``) and, for
+    Core-tuning, the projection head (the pretrained one when saved, else a fresh one of its shape)."""
+    head = None
+    if init == "pretrained":
+        encoder = load_encoder(pretrained_dir)
+        if mode == "core":
+            head = load_head(pretrained_dir)
+            if head is None:
+                print("finetune: no pretrained projection head saved; core uses a fresh one")
+    else:
+        torch.manual_seed(seed)
+        encoder = build_encoder(recipe.domain, enc_config["encoder"])
+    if mode == "core" and head is None:
+        head = build_projection_head(encoder.embedding_dim, enc_config.get("head"))
+    return encoder, head
+
+
+def _save_finetuned(
+    dirs: Dirs, model: Classifier, enc_config: dict, classes: list[str], init: str, mode: str
+) -> None:
+    """``models/<recipe>/finetuned/<init>-<mode>/``: the encoder, its config and the linear head."""
+    model = model.cpu()  # weights are written from host memory
+    out = join(dirs.models, "finetuned", f"{init}-{mode}")
+    save_encoder(out, model.encoder, {**enc_config, "classes": classes, "mode": mode, "init": init})
+    write_bytes(join(out, "head.safetensors"), state_to_bytes(model.fc))
 
 
 def label_budget(

@@ -61,7 +61,9 @@ def _workspace(tmp_path: Path, probe_rows: str = "auto") -> tuple[Recipe, Dirs]:
     return recipe, dirs
 
 
-def test_probes_and_fine_tunes_fit_on_every_published_training_row(tmp_path: Path) -> None:
+def test_probes_and_fine_tunes_fit_on_every_published_training_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe, dirs = _workspace(tmp_path)
     curated = json.loads((tmp_path / "metrics" / "curate.json").read_text())
     assert curated["train_rows_in"] == N_TRAIN and curated["train_rows_out"] == N_TRAIN - 1  # the copy
@@ -70,6 +72,9 @@ def test_probes_and_fine_tunes_fit_on_every_published_training_row(tmp_path: Pat
     ft = json.loads((tmp_path / "metrics" / "finetune.json").read_text())
     assert {r["n_fit"] + r["n_val"] for r in ft["runs"]} == {N_TRAIN}  # the 100 % run saw every label
     assert ft["probe_rows"]["mode"] == "published"
+    # progress as plain lines (no carriage returns) when not on a terminal, as in a DVC log
+    err = capsys.readouterr().err
+    assert "finetune: runs 2/2 (100%)" in err and "\r" not in err
 
     evaluate(recipe, dirs)
     metrics = json.loads((tmp_path / "metrics" / "evaluate.json").read_text())
@@ -81,6 +86,7 @@ def test_probes_and_fine_tunes_fit_on_every_published_training_row(tmp_path: Pat
         "train_rows_curated": N_TRAIN - 1,
         "train_rows_removed_by_curation": 1,
     }
+    assert "evaluate: probes (linear, knn) per seed 1/1 (100%)" in capsys.readouterr().err
     report = (tmp_path / "reports" / "report.md").read_text()
     assert (
         f"probes and fine-tuning fit on the published training split: all {N_TRAIN} training rows "

@@ -68,8 +68,9 @@ class EvalContext:
 
     ``train_rows``/``test_rows`` (``x``, ``label``, ``group``, ``meta``) are the rows the probes use:
     with a published split the training rows ingest kept, else the curated ones
-    (``evaluate.probe_rows``, stages/common/labelled.py); test rows are never used for fitting. ``encoders`` holds at least ``pretrained`` and ``random_init``
-    (eval mode); ``embed(encoder, xs)`` turns samples into frozen features ``[N, D]``.
+    (``evaluate.probe_rows``, stages/common/labelled.py); test rows are never used for fitting.
+    ``encoders`` holds at least ``pretrained`` and ``random_init`` (eval mode); ``embed(encoder, xs)``
+    turns samples into frozen features ``[N, D]``.
     ``features`` caches ``{encoder name: (train, test)}`` features already computed for the probes
     (empty when the domain has no classification task).
     """

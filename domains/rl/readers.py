@@ -59,14 +59,14 @@ def check_episode(ep: Episode, where: str) -> Episode:
         frames = frames.transpose(0, 3, 1, 2)
     if frames.shape[2] != frames.shape[3]:
         raise ValueError(f"{where}: frames must be square, got {frames.shape[2]}x{frames.shape[3]}")
+    if len(ep["action"]) == 0:  # before the reshapes below, which cannot infer a size from nothing
+        raise ValueError(f"{where}: empty episode (no actions)")
     state = np.asarray(ep["state"], dtype=np.float64)
     state = state.reshape(len(state), -1)
     action = np.asarray(ep["action"], dtype=np.float64)
     action = action.reshape(len(action), -1)
     reward = np.asarray(ep["reward"], dtype=np.float64).reshape(-1)
     T = len(action)
-    if T == 0:
-        raise ValueError(f"{where}: empty episode")
     if len(reward) != T:
         raise ValueError(f"{where}: mismatched lengths: {T} actions but {len(reward)} rewards")
     if len(frames) not in (T, T + 1):

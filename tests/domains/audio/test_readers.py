@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ from domains.audio.readers import (
     clips,
     read_source,
 )
-from stages.ingest.__main__ import read_unit
 from tests.conftest import requires_data
 
 SR = 16000
@@ -94,28 +92,6 @@ def test_manifest_csv(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("file,label\nx.wav,up\n")
     with pytest.raises(ValueError, match="path,label,speaker"):
         list(read_source("manifest", path=str(tmp_path / "bad.csv")))
-
-
-def test_corrupt_truncated_and_empty_files_are_quarantined_not_fatal(tmp_path: Path) -> None:
-    good = tmp_path / "good.wav"
-    sf.write(good, _tone(0.5), SR)
-    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
-    (tmp_path / "truncated.flac").write_bytes((good.read_bytes())[:30])
-    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), SR)
-    sf.write(tmp_path / "silent.wav", np.zeros(SR, np.float32), SR)
-    clipped = np.clip(_tone(0.5, amp=3.0), -1, 1)
-    sf.write(tmp_path / "clipped.wav", clipped, SR)
-    units = SOURCES["files"].list_units(paths=str(tmp_path), sample_rate=SR)
-    reasons = {}
-    for u in units:
-        for rec in read_unit({"unit": json.dumps(u)}, "audio", "files"):
-            reasons[Path(u["path"]).name] = rec["reason"]
-    assert reasons["good.wav"] is None
-    assert reasons["corrupt.wav"].startswith("unreadable:")
-    assert reasons["truncated.flac"].startswith("unreadable:")
-    assert reasons["empty.wav"].startswith("empty")
-    assert reasons["silent.wav"].startswith("silent")
-    assert reasons["clipped.wav"].startswith("clipped")
 
 
 def test_asterisk_missing_fails_with_the_apt_line(tmp_path: Path) -> None:

@@ -91,24 +91,6 @@ def _quarantine(source: str, path: str) -> str | None:
     return out[0]["reason"] if out[0]["reason"] else None
 
 
-def test_bad_npz_episodes_are_quarantined_with_their_reason(tmp_path) -> None:  # noqa: ANN001
-    good = _episode()
-    np.savez(tmp_path / "good.npz", **good)
-    assert _quarantine("npz_episodes", str(tmp_path / "good.npz")) is None
-
-    nan = dict(good, reward=np.where(np.arange(12) == 3, np.nan, good["reward"]))
-    np.savez(tmp_path / "nan.npz", **nan)
-    assert "non-finite values in reward" in _quarantine("npz_episodes", str(tmp_path / "nan.npz"))
-
-    short = dict(good, reward=good["reward"][:-2])
-    np.savez(tmp_path / "short.npz", **short)
-    assert "mismatched lengths" in _quarantine("npz_episodes", str(tmp_path / "short.npz"))
-
-    data = (tmp_path / "good.npz").read_bytes()
-    (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 2])
-    assert _quarantine("npz_episodes", str(tmp_path / "trunc.npz")).startswith("unreadable:")
-
-
 def test_parquet_episodes_one_row_per_step(tmp_path) -> None:  # noqa: ANN001
     ep = _episode(T=6)
     frames = ep["frames"][:6]  # Parquet holds one observation per acted step

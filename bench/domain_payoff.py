@@ -107,16 +107,37 @@ PAYOFFS: dict[str, Payoff] = {
         goal="pretrained Dice > random init at every budget, >= +3 points at the smallest",
     ),
     "pointcloud": Payoff(
-        recipe="pipelines/pointcloud-sweethome3d.yaml",
+        # every catalogue model (unlabelled ones too) for pretraining; the 13-class probe as the demo
+        recipe="pipelines/pointcloud-catalogue.yaml",
         figures=(
+            # the field's protocol (CrossPoint/OcCo): LinearSVC on frozen features, C by CV on train;
+            # baseline: the same architecture trained end to end on every training label
             Figure(
-                "13-class linear SVM",
+                "13-class linear SVM (frozen features)",
+                "domain.pretrained.linear_svm",
+                "domain.random_init.linear_svm",
+                "supervised.accuracy",
+                "supervised",
+            ),
+            # the shared probe every domain reports (TS2Vec's RBF SVM), for comparison with the demo
+            Figure(
+                "13-class RBF SVM (shared probe)",
                 "pretrained.svm",
                 "random_init.svm",
                 "supervised.accuracy",
                 "supervised",
             ),
+            Figure(
+                "5-way 10-shot accuracy",
+                "domain.pretrained.few_shot",
+                "domain.random_init.few_shot",
+                "domain.supervised.few_shot",
+                "supervised encoder",
+            ),
         ),
+        reference="ModelNet40 linear SVM on frozen features after ShapeNet pretraining (~50k shapes): "
+        "CrossPoint 89.1 (PointNet) / 91.2 (DGCNN), OcCo 88.7 / 89.2 (PoCCA tables); "
+        "ours: 13 classes, 377 labelled training and 94 test models, ~830 models for pretraining",
         goal="linear SVM >= 0.85 and above supervised",
     ),
     "rl": Payoff(
@@ -273,12 +294,17 @@ def encoder_size(recipe_path: str, sets: tuple[str, ...] = ()) -> dict[str, int]
 
 
 def goal_status(domain: str, figures: dict[str, Any]) -> str:
-    """The audio goal judged on the headline (other domains: stated, not judged here)."""
-    if domain != "audio":
+    """The audio and point-cloud goals judged on the headline (others: stated, not judged here)."""
+    if domain not in ("audio", "pointcloud"):
         return "not judged by the bench"
     f = next(iter(figures.values()))
     if not (f["pretrained"] and f["random_init"] and f["baseline"]):
         return "not measured"
+    if domain == "pointcloud":
+        p, r, b = f["pretrained"]["mean"], f["random_init"]["mean"], f["baseline"]["mean"]
+        short = max(0.85 - p, b - p)
+        verdict = "met" if p >= 0.85 and p > b else f"missed by {100 * short:.1f} points"
+        return f"{verdict} (pretrained {p:.3f}; − random init {100 * (p - r):+.1f}, − supervised {100 * (p - b):+.1f} points)"
     p, r, b = f["pretrained"]["mean"], f["random_init"]["mean"], f["baseline"]["mean"]
     gap = min(p - r, p - b) - 0.15
     verdict = "met" if gap >= 0 else f"missed by {-gap * 100:.1f} points"

@@ -101,3 +101,32 @@ def test_a_failed_seed_stops_naming_its_log(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(dp.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 2))
     with pytest.raises(SystemExit, match="seed 0 failed .*seed0.log"):
         dp.run_domain("audio", [0], tmp_path, timeout_s=10)
+
+
+def _pointcloud_evaluate(pre: float, rand: float, sup: float) -> dict[str, Any]:
+    """The shape of a point-cloud evaluate.json: the field's linear SVM under ``domain``."""
+    dom = {
+        arm: {"linear_svm": v, "few_shot": {"mean": v, "std": 0.05}}
+        for arm, v in (("pretrained", pre), ("random_init", rand), ("supervised", sup))
+    }
+    return {
+        "pretrained": {"svm": 0.5},
+        "random_init": {"svm": 0.4},
+        "supervised": {"accuracy": sup},
+        "domain": dom,
+    }
+
+
+def test_pointcloud_headline_is_the_linear_svm_and_its_goal_is_judged() -> None:
+    payoff = dp.PAYOFFS["pointcloud"]
+    figs = dp.aggregate(
+        payoff, [_pointcloud_evaluate(0.86, 0.74, 0.80), _pointcloud_evaluate(0.88, 0.72, 0.80)]
+    )
+    head = figs[payoff.figures[0].metric]
+    assert "linear SVM" in payoff.figures[0].metric
+    assert head["pretrained"]["seeds"] == [0.86, 0.88] and head["baseline"]["mean"] == 0.8
+    assert dp.goal_status("pointcloud", figs).startswith("met")
+    low = dp.aggregate(payoff, [_pointcloud_evaluate(0.80, 0.74, 0.78)])
+    assert dp.goal_status("pointcloud", low).startswith("missed by 5.0 points")  # 0.85 - 0.80
+    under = dp.aggregate(payoff, [_pointcloud_evaluate(0.86, 0.74, 0.90)])
+    assert dp.goal_status("pointcloud", under).startswith("missed by 4.0 points")  # below supervised

@@ -178,6 +178,15 @@ class PretrainCfg(Section):
     #: warning are computed at checkpoint epochs (RankMe can reach min(rows, embedding dim)); capped by
     #: ``stages.common.diagnostics.SAMPLE_BYTES`` for large samples such as volumes
     diagnostic_rows: int = Field(1024, ge=2)
+    #: where online views (``views.materialize: 0``) are made: ``stream`` — by Ray Data actors apart
+    #: from the training workers, streamed to them with prefetch (stages/pretrain/stream.py);
+    #: ``loop`` — by each training worker inside its step; ``auto`` — stream when the loss takes
+    #: ready-made views and a CPU is left beside the training workers, else loop
+    online_views: Literal["auto", "stream", "loop"] = "auto"
+    #: view-making actors when streaming (None: one per CPU left beside the training workers)
+    view_workers: int | None = Field(None, ge=1, le=1024)
+    #: batches of streamed views each training worker keeps ready ahead of its step
+    prefetch_batches: int = Field(4, ge=1, le=64)
 
 
 class FinetuneCfg(Section):

@@ -7,10 +7,12 @@ while a changed parameter starts a fresh run instead of resuming a stale one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ from stages.common.rows import table_to_rows, train_expr
 from stages.common.schema import RayCfg, Recipe
 from stages.common.storage import join, read_json, read_table, write_json
 from stages.pretrain.loop import check_views, load_checkpoint_model, train_loop_per_worker
+from stages.pretrain.stream import ingest_options, plan_view_workers, stream_name, unsupported, view_stream
 
 
 def job_config(recipe: Recipe, dirs: Dirs, rows: list[dict], world: int) -> dict[str, Any]:
@@ -105,10 +108,16 @@ def run_name(config: dict[str, Any], rows: list[dict]) -> str:
 
 def make_trainer(config: dict[str, Any], ds: Any, ray_cfg: RayCfg, storage: str, name: str) -> Any:
     """A ``TorchTrainer`` for ``train_loop_per_worker``; re-creating it with the same ``(storage,
-    name)`` resumes from the run's latest checkpoint (Ray Train V2)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    name)`` resumes from the run's latest checkpoint (Ray Train V2).
+
+    ``ds``: the training rows (split over the workers), or a dict of datasets where the per-rank view
+    streams (``views_rank<r>``, stages/pretrain/stream.py) are handed whole to every worker, each
+    reading only its own, in order."""
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    datasets = ds if isinstance(ds, dict) else {"train": ds}
+    streams = [k for k in datasets if k.startswith(stream_name(0)[:-1])]
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
@@ -124,7 +133,11 @@ def make_trainer(config: dict[str, Any], ds: Any, ray_cfg: RayCfg, storage: str,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=ray_cfg.max_failures),
         ),
-        datasets={"train": ds},
+        datasets=datasets,
+        dataset_config=DataConfig(
+            datasets_to_split=[k for k in datasets if k not in streams],
+            execution_options={k: ingest_options() for k in streams},
+        ),
     )
 
 
@@ -144,6 +157,56 @@ def check_gpus(ray_cfg: RayCfg, world: int) -> None:
     print(f"pretrain: WARNING: {message}; training waits until GPU nodes join", flush=True)
 
 
+def latest_epoch(storage: str, name: str) -> int:
+    """The epoch after the run's latest local checkpoint (0 without one): where its view stream starts.
+    (A worker that resumes later than this skips the stream's earlier epochs.)"""
+    best = 0
+    for state in Path(storage, name).glob("checkpoint_*/state.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            best = max(best, json.loads(state.read_text())["epoch"] + 1)
+    return best
+
+
+def single_host() -> bool:
+    """Whether every node of the Ray cluster runs on one machine, this stage's (an embedded instance,
+    a head started with ``ray start`` for ``ray job submit``, the tests' clusters on 127.0.0.1):
+    then its logical CPUs may exceed the cores it really has."""
+    import ray
+
+    return len({n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}) <= 1
+
+
+def view_streams(
+    recipe: Recipe, config: dict[str, Any], rows: list[dict], storage: str, name: str
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The per-rank view streams when views are made by Ray Data (``pretrain.online_views``), else
+    None, and the workers' ``view_stream`` settings; one line says where views are made and why."""
+    import ray
+
+    cfg, world = recipe.pretrain, config["world_size"]
+    domain = get_domain(recipe.domain)
+    views = config["views"]
+    reason = unsupported(cfg.loss in domain.objectives(), views["materialize"], views["small_crops"])
+    workers, cpus, why = plan_view_workers(
+        cfg.online_views,
+        reason,
+        cfg.view_workers,
+        float(ray.cluster_resources().get("CPU", 0)),
+        world * recipe.ray.cpus_per_worker,
+        local=single_host(),
+    )
+    print(f"pretrain: {why}", flush=True)
+    if not workers:
+        return None, {}
+    spec = {"view_stream": {"workers": workers, "cpus": cpus, "prefetch_batches": cfg.prefetch_batches}}
+    rows_ref = ray.put([r["x"] for r in rows])
+    start = latest_epoch(storage, name) if "://" not in storage else 0
+    streams = {
+        stream_name(r): view_stream(rows_ref, len(rows), {**config, **spec}, r, start) for r in range(world)
+    }
+    return streams, spec
+
+
 def run(recipe: Recipe, dirs: Dirs) -> None:
     import ray.data
 
@@ -157,22 +220,26 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     live_dir = os.path.abspath(join(dirs.metrics, "pretrain")) if "://" not in dirs.metrics else None
     init_ray(recipe.ray)
     check_gpus(recipe.ray, world)
-    # Every training row reaches the trainer (labels are never read there); test rows never inform pretraining.
-    # A column expression, not a Python lambda: Arrow evaluates it per batch, which reads the
-    # medical demo's 900 volumes in 3 s instead of 10 s.
-    if config["views"]["materialize"]:  # the views stage's bank of training rows' views
+    storage = join(dirs.runs) if "://" in dirs.runs else os.path.abspath(dirs.runs)
+    # made after the run is named: where views are made depends on the cluster, not on the recipe alone
+    streams, stream_spec = view_streams(recipe, config, rows, storage, name)
+    if streams is not None:
+        ds = streams
+    elif config["views"]["materialize"]:  # the views stage's bank of training rows' views
         bank = join(dirs.data, "views", BANK_DIR)
         ds = ray.data.read_parquet(
             bank, file_extensions=["parquet"], columns=["views", "shapes"]
         ).materialize()
     else:
+        # Every training row reaches the trainer (labels are never read there); test rows never
+        # inform pretraining. A column expression, not a Python lambda: Arrow evaluates it per
+        # batch, which reads the medical demo's 900 volumes in 3 s instead of 10 s.
         ds = (
             ray.data.read_parquet(curated, file_extensions=["parquet"], columns=["x", "shape", "split"])
             .filter(expr=train_expr())
             .select_columns(["x", "shape"])
             .materialize()
         )
-    storage = join(dirs.runs) if "://" in dirs.runs else os.path.abspath(dirs.runs)
     # small (a few hundred rows) and only a diagnostic, so it travels in the worker config; the run
     # name already covers the rows it is drawn from
     knn = online_knn_set(rows, recipe.pretrain.online_knn_rows, recipe.pretrain.seed)
@@ -180,7 +247,12 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     pick = diagnostics.sample_indices(
         len(rows), recipe.pretrain.diagnostic_rows, recipe.pretrain.seed, rows[0]["x"].nbytes
     )
-    extra = {"live_dir": live_dir, "online_knn": knn, "diagnostic_sample": [rows[i]["x"] for i in pick]}
+    extra = {
+        "live_dir": live_dir,
+        "online_knn": knn,
+        "diagnostic_sample": [rows[i]["x"] for i in pick],
+        **stream_spec,
+    }
     trainer = make_trainer({**config, **extra}, ds, recipe.ray, storage, name)
     print(
         f"pretrain: {len(rows)} rows, {world} workers x {config['local_batch']} per batch, "
@@ -217,6 +289,8 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
             "uniformity": last["uniformity"],
             "step_time_s": sum(h["step_time_s"] for h in history) / len(history),
             "data_wait_fraction": sum(h["data_wait_fraction"] for h in history) / len(history),
+            # time the trainer spent making views itself (0 when they were streamed or materialised)
+            "view_fraction": sum(h.get("view_fraction", 0.0) for h in history) / len(history),
             "collapsed": bool(last["collapsed"]),
             **({"online_knn": last["online_knn"]} if "online_knn" in last else {}),
         },

@@ -13,7 +13,8 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,17 @@ from stages.common.device import autocast, autocast_dtype, to_device
 from stages.common.encoders import load_state_bytes, state_to_bytes
 from stages.common.heads import EncoderWithHead, build_head
 from stages.common.losses import ModelLoss, build_loss, sync_loss_gradients
+from stages.common.progress import progress
 from stages.common.rows import decode_x
 from stages.common.schema import HeadCfg, PretrainCfg, ViewsCfg
+from stages.pretrain.stream import (
+    ViewMaker,
+    decode_views,
+    epoch_order,
+    ingest_options,
+    stream_name,
+    view_stream,
+)
 
 CKPT_MODEL = "model.safetensors"
 CKPT_OPTIM = "optimizer.pt"
@@ -278,7 +288,7 @@ def _decode(batch: dict[str, np.ndarray]) -> list:
 def _list_batches(
     xs: list[np.ndarray], local_batch: int, epoch: int, seed: int
 ) -> Iterator[list[np.ndarray]]:
-    order = np.random.default_rng(seed + epoch).permutation(len(xs))
+    order = epoch_order(len(xs), epoch, seed)
     for start in range(0, len(order) - local_batch + 1, local_batch):
         yield [xs[i] for i in order[start : start + local_batch]]
 
@@ -344,8 +354,39 @@ class _Live:
             self.live.end()
 
 
-def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[EncoderWithHead, list[dict]]:
-    """Train; with ``xs`` in-process, else inside a Ray Train worker. Returns (model, history)."""
+@dataclass
+class Trainer:
+    """What one worker's training holds between epochs (built by :func:`setup`)."""
+
+    config: dict[str, Any]
+    cfg: PretrainCfg
+    domain: Domain
+    policy: ViewPolicy
+    views: ViewsCfg
+    local_batch: int
+    steps: int
+    rank: int
+    in_ray: bool
+    device: torch.device
+    model: EncoderWithHead
+    net: torch.nn.Module
+    loss_fn: torch.nn.Module | None
+    optim: torch.optim.Optimizer
+    objective: Any
+    start_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class StepInput:
+    """One step's data: raw samples (or banks) whose views the loop makes, or ready views."""
+
+    samples: list | None = None
+    views: list[list[np.ndarray]] | None = None
+
+
+def setup(config: dict[str, Any], xs: list[np.ndarray] | None) -> Trainer:
+    """Model, loss and optimiser on this worker's device, resumed from the run's latest checkpoint."""
     in_ray = xs is None
     cfg = PretrainCfg(**config["pretrain"])
     torch.set_num_threads(cfg.threads_per_worker)
@@ -353,16 +394,12 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
     policy = ViewPolicy(**config["policy"])
     # views.n_views / small_crops / small_crop_scale; absent: SimCLR's two global views
     views_cfg = ViewsCfg(**config.get("views", {}))
-    n_global = views_cfg.n_views
-    local_batch, steps = int(config["local_batch"]), int(config["steps_per_epoch"])
-
     rank = 0
     if in_ray:
         import ray.train
         import ray.train.torch
 
-        ctx = ray.train.get_context()
-        rank = ctx.get_world_rank()
+        rank = ray.train.get_context().get_world_rank()
     # Ray Train's device for this worker (a GPU with ray.use_gpu); in-process, config["device"]
     device = ray.train.torch.get_device() if in_ray else torch.device(config.get("device", "cpu"))
     model, loss_fn, optim = build_training(config, device)
@@ -372,8 +409,7 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
             f"pretrain: precision=bf16 runs as fp32 on {device.type} (bf16 autocasts on CUDA only)",
             flush=True,
         )
-    history: list[dict] = []
-    start_epoch = 0
+    start_epoch, history = 0, []
     if in_ray and (ckpt := ray.train.get_checkpoint()) is not None:
         with ckpt.as_directory() as d:
             state = _load_checkpoint(d, model, optim, loss_fn)
@@ -385,98 +421,208 @@ def train(config: dict[str, Any], xs: list[np.ndarray] | None = None) -> tuple[E
     if objective is not None:
         own = isinstance(objective, type) and isinstance(model.head, objective)
         objective = check_objective(cfg.loss, model.head if own else objective(**cfg.loss_options))
-    live = _Live(config.get("live_dir") if rank == 0 else None, history)
+    return Trainer(
+        config=config,
+        cfg=cfg,
+        domain=domain,
+        policy=policy,
+        views=views_cfg,
+        local_batch=int(config["local_batch"]),
+        steps=int(config["steps_per_epoch"]),
+        rank=rank,
+        in_ray=in_ray,
+        device=device,
+        model=model,
+        net=net,
+        loss_fn=loss_fn,
+        optim=optim,
+        objective=objective,
+        start_epoch=start_epoch,
+        history=history,
+    )
 
-    reader = ShardReader(local_batch, cfg.shard_cache_mb) if in_ray else None
-    # the fixed diagnostic sample (stages.common.diagnostics): from the stage's config, or drawn
-    # from the in-process rows; its augmented views are made once, at the first checkpoint epoch
-    diag_sample = config.get("diagnostic_sample")
-    if diag_sample is None and xs is not None:
-        diag_sample = [xs[i] for i in diagnostics.sample_indices(len(xs), cfg.diagnostic_rows, cfg.seed)]
-    diag_views = None
-    for epoch in range(start_epoch, cfg.epochs):
-        net.train()
-        # Views are drawn from a per-epoch stream, so a run resumed at epoch N sees the same views
-        # from N on as an uninterrupted run would.
-        rng = np.random.default_rng([cfg.seed, rank, epoch])
-        batches = (
-            reader.batches(epoch, cfg.seed + rank)
-            if reader is not None
-            else _list_batches(xs, local_batch, epoch, cfg.seed)
-        )
-        losses, wait, busy, n = [], 0.0, 0.0, 0
-        t_mark = time.perf_counter()
-        for batch in batches:
-            t_data = time.perf_counter()
-            wait += t_data - t_mark
-            if objective is None:
-                views = (
-                    draw_views(batch, n_global, rng)  # each row is its bank of materialised views
-                    if views_cfg.materialize
-                    else [[domain.augment(x, rng, policy) for x in batch] for _ in range(n_global)]
-                )
-                # one forward over all views: DDP allows a single forward per backward
-                inputs = domain.collate([v for view in views for v in view])
-                if views_cfg.small_crops:
-                    # small crops are collated apart (another extent) but still go through the
-                    # same forward: the model encodes each resolution, then heads them together
-                    crops = small_crops(domain, batch, rng, policy, views_cfg)
-                    inputs = [inputs, domain.collate(crops)]
-                # on the model's device: the model and the momentum target below both read them
-                inputs = to_device(inputs, device)
-                with autocast(cfg.precision, device):
-                    h, z = net(inputs)
-                    # momentum losses (BYOL, MoCo) run their target network on the same inputs
-                    extra = {"inputs": inputs} if LossCapabilities.of(loss_fn).needs_inputs else {}
-                    loss = multiview_loss(loss_fn, z, local_batch, n_global, extra)
-            else:
-                # a domain objective makes its own views and reads per-step representations
-                v1, v2, ctx = objective.make_views(batch, rng)
-                with autocast(cfg.precision, device):
-                    reps, _ = net(to_device(domain.collate(v1 + v2), device), timestamps=True)
-                    loss = objective.loss(reps[:local_batch], reps[local_batch:], v1[0].shape[-1], ctx)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            if loss_fn is not None:
-                sync_loss_gradients(loss_fn)  # DDP averages the model's gradients, not the loss's
-            optim.step()
-            if isinstance(loss_fn, ModelLoss):
-                loss_fn.on_step(model)
-            if isinstance(objective, SteppedObjective):
-                objective.after_step(model.encoder)  # e.g. a momentum target's EMA update
-            losses.append(loss.item())
-            n += 1
-            t_mark = time.perf_counter()
-            busy += t_mark - t_data
-            if n == steps:
-                break
-        if n != steps:
-            raise RuntimeError(
-                f"worker {rank} ran {n} steps in epoch {epoch}, expected {steps}: shards are unequal"
+
+class StreamedViews:
+    """Ready views from Ray Data (stages/pretrain/stream.py): one iterator over the whole run, cut
+    into epochs of ``steps`` batches. Decoding happens here, so it counts as waiting for data."""
+
+    def __init__(self, iterator: Any, t: Trainer, prefetch_batches: int) -> None:  # noqa: ANN401
+        self.batches = iter(
+            iterator.iter_batches(
+                batch_size=t.local_batch, batch_format="numpy", prefetch_batches=prefetch_batches
             )
-        row = {
-            "epoch": epoch,
-            "loss": float(np.mean(losses)),
-            "step_time_s": (wait + busy) / n,
-            "data_wait_fraction": wait / max(wait + busy, 1e-12),
-        }
-        if rank == 0 and diag_sample and _checkpoint_epoch(epoch, cfg):
-            # alignment, uniformity, RankMe, collapse: on the fixed sample, never on the last batch
-            # (a batch bounds RankMe by its row count); fp32, outside autocast (SVD has no bf16 kernel)
-            if diag_views is None:
-                diag_views = diagnostic_views(domain, diag_sample, policy, cfg.seed)
-            row.update(sample_diagnostics(model.encoder, domain, diag_views))
-        if rank == 0 and config.get("online_knn") and _checkpoint_epoch(epoch, cfg):
-            # solo-learn's online kNN: features of the labelled bank/queries at checkpoint epochs
-            row["online_knn"] = online_knn(model.encoder, domain, config["online_knn"])
-        history.append(row)
+        )
+        self.n_views = t.views.n_views
+
+    def epoch(self, epoch: int, steps: int) -> Iterator[StepInput]:
+        for _ in range(steps):
+            batch = next(self.batches, None)
+            # a stream started before the checkpoint this worker resumed from: skip what it trained on
+            while batch is not None and int(batch["epoch"][0]) < epoch:
+                batch = next(self.batches, None)
+            if batch is None or not (batch["epoch"] == epoch).all():
+                raise RuntimeError(f"the view stream has no full batch for epoch {epoch}")
+            yield StepInput(views=decode_views(batch, self.n_views))
+
+
+def batch_source(
+    t: Trainer,
+    xs: list[np.ndarray] | None,
+    stream: Any = None,  # noqa: ANN401
+) -> Callable[[int], Iterator[StepInput]]:
+    """Where each epoch's batches come from: streamed views (``config["view_stream"]``), this
+    worker's Ray Data shard, or in-process the list ``xs``."""
+    spec = t.config.get("view_stream")
+    if spec:
+        if stream is None:
+            import ray.train
+
+            stream = ray.train.get_dataset_shard(stream_name(t.rank))
+        views = StreamedViews(stream, t, spec["prefetch_batches"])
+        return lambda epoch: views.epoch(epoch, t.steps)
+    if t.in_ray:
+        reader = ShardReader(t.local_batch, t.cfg.shard_cache_mb)
+        return lambda epoch: (StepInput(b) for b in reader.batches(epoch, t.cfg.seed + t.rank))
+    return lambda epoch: (StepInput(b) for b in _list_batches(xs, t.local_batch, epoch, t.cfg.seed))
+
+
+def make_views(t: Trainer, batch: list, rng: np.random.Generator) -> list[list[np.ndarray]]:
+    """The loop mode's views of ``batch``: ``n_views`` lists of one view per row."""
+    if t.views.materialize:
+        return draw_views(batch, t.views.n_views, rng)  # each row is its bank of materialised views
+    return [[t.domain.augment(x, rng, t.policy) for x in batch] for _ in range(t.views.n_views)]
+
+
+def train_step(t: Trainer, step: StepInput, rng: np.random.Generator) -> tuple[float, float]:
+    """One optimiser step; returns (loss, seconds spent making views inside it)."""
+    t0 = time.perf_counter()
+    if t.objective is None:
+        views = step.views if step.views is not None else make_views(t, step.samples, rng)
+        crops = small_crops(t.domain, step.samples, rng, t.policy, t.views) if t.views.small_crops else None
+        view_s = time.perf_counter() - t0
+        # one forward over all views: DDP allows a single forward per backward
+        inputs = t.domain.collate([v for view in views for v in view])
+        if crops is not None:
+            # small crops are collated apart (another extent) but still go through the same
+            # forward: the model encodes each resolution, then heads them together
+            inputs = [inputs, t.domain.collate(crops)]
+        # on the model's device: the model and the momentum target below both read them
+        inputs = to_device(inputs, t.device)
+        with autocast(t.cfg.precision, t.device):
+            _, z = t.net(inputs)
+            # momentum losses (BYOL, MoCo) run their target network on the same inputs
+            extra = {"inputs": inputs} if LossCapabilities.of(t.loss_fn).needs_inputs else {}
+            loss = multiview_loss(t.loss_fn, z, t.local_batch, t.views.n_views, extra)
+    else:
+        # a domain objective makes its own views and reads per-step representations
+        v1, v2, ctx = t.objective.make_views(step.samples, rng)
+        view_s = time.perf_counter() - t0
+        with autocast(t.cfg.precision, t.device):
+            reps, _ = t.net(to_device(t.domain.collate(v1 + v2), t.device), timestamps=True)
+            loss = t.objective.loss(reps[: t.local_batch], reps[t.local_batch :], v1[0].shape[-1], ctx)
+    t.optim.zero_grad(set_to_none=True)
+    loss.backward()
+    if t.loss_fn is not None:
+        sync_loss_gradients(t.loss_fn)  # DDP averages the model's gradients, not the loss's
+    t.optim.step()
+    if isinstance(t.loss_fn, ModelLoss):
+        t.loss_fn.on_step(t.model)
+    if isinstance(t.objective, SteppedObjective):
+        t.objective.after_step(t.model.encoder)  # e.g. a momentum target's EMA update
+    return loss.item(), view_s
+
+
+def run_epoch(t: Trainer, batches: Iterator[StepInput], epoch: int) -> dict[str, Any]:
+    """``t.steps`` steps; the epoch's loss and where its time went.
+
+    ``data_wait_fraction``: time blocked waiting for the next batch (reading the shard, or waiting
+    for the view stream); ``view_fraction``: time the trainer spent making views itself.
+    """
+    t.net.train()
+    # Views are drawn from a per-epoch stream, so a run resumed at epoch N sees the same views
+    # from N on as an uninterrupted run would.
+    rng = np.random.default_rng([t.cfg.seed, t.rank, epoch])
+    losses: list[float] = []
+    wait = views = 0.0
+    start = mark = time.perf_counter()
+    for step in batches:
+        wait += time.perf_counter() - mark
+        loss, view_s = train_step(t, step, rng)
+        losses.append(loss)
+        views += view_s
+        if len(losses) == t.steps:
+            break
+        mark = time.perf_counter()
+    total = time.perf_counter() - start
+    if len(losses) != t.steps:
+        raise RuntimeError(
+            f"worker {t.rank} ran {len(losses)} steps in epoch {epoch}, expected {t.steps}: shards are unequal"
+        )
+    return {
+        "epoch": epoch,
+        "loss": float(np.mean(losses)),
+        "step_time_s": total / t.steps,
+        "data_wait_fraction": wait / max(total, 1e-12),
+        "view_fraction": views / max(total, 1e-12),
+    }
+
+
+@dataclass
+class _Diagnostics:
+    """The fixed diagnostic sample (stages.common.diagnostics) and its views, made once."""
+
+    sample: list | None
+    views: tuple | None = None
+
+
+def epoch_diagnostics(t: Trainer, epoch: int, diag: _Diagnostics) -> dict[str, Any]:
+    """Rank 0, checkpoint epochs: alignment, uniformity, RankMe, collapse and online kNN."""
+    if t.rank != 0 or not _checkpoint_epoch(epoch, t.cfg):
+        return {}
+    out: dict[str, Any] = {}
+    if diag.sample:
+        # on the fixed sample, never on the last batch (a batch bounds RankMe by its row count);
+        # fp32, outside autocast (SVD has no bf16 kernel)
+        if diag.views is None:
+            diag.views = diagnostic_views(t.domain, diag.sample, t.policy, t.cfg.seed)
+        out.update(sample_diagnostics(t.model.encoder, t.domain, diag.views))
+    if t.config.get("online_knn"):
+        # solo-learn's online kNN: features of the labelled bank/queries at checkpoint epochs
+        out["online_knn"] = online_knn(t.model.encoder, t.domain, t.config["online_knn"])
+    if out.get("collapsed"):
+        print(f"pretrain: WARNING: representation collapse detected at epoch {epoch}", flush=True)
+    return out
+
+
+def train(
+    config: dict[str, Any],
+    xs: list[np.ndarray] | None = None,
+    stream: Any = None,  # noqa: ANN401
+) -> tuple[EncoderWithHead, list[dict]]:
+    """Train; with ``xs`` in-process, else inside a Ray Train worker. Returns (model, history).
+
+    ``stream``: in-process, a Ray Data iterator of streamed views (Ray Train workers get theirs
+    from ``get_dataset_shard``)."""
+    t = setup(config, xs)
+    batches = batch_source(t, xs, stream)
+    # the fixed diagnostic sample: from the stage's config, or drawn from the in-process rows
+    sample = config.get("diagnostic_sample")
+    if sample is None and xs is not None:
+        sample = [xs[i] for i in diagnostics.sample_indices(len(xs), t.cfg.diagnostic_rows, t.cfg.seed)]
+    diag = _Diagnostics(sample)
+    live = _Live(config.get("live_dir") if t.rank == 0 else None, t.history)
+    epochs = range(t.start_epoch, t.cfg.epochs)
+    if t.rank == 0:  # one line per 10 % of the epochs in DVC logs (a bar on a terminal)
+        epochs = progress(epochs, "pretrain: epochs", total=t.cfg.epochs, initial=t.start_epoch)
+    for epoch in epochs:
+        row = run_epoch(t, batches(epoch), epoch)
+        row.update(epoch_diagnostics(t, epoch, diag))
+        t.history.append(row)
         live.log(row)
-        if row.get("collapsed") and rank == 0:
-            print(f"pretrain: WARNING: representation collapse detected at epoch {epoch}", flush=True)
-        if in_ray:
-            _report(row, epoch, cfg, model, optim, history, rank, loss_fn)
+        if t.in_ray:
+            _report(row, epoch, t.cfg, t.model, t.optim, t.history, t.rank, t.loss_fn)
     live.end()
-    return model, history
+    return t.model, t.history
 
 
 def _report(row: dict, epoch: int, cfg: PretrainCfg, model, optim, history, rank: int, loss_fn=None) -> None:  # noqa: ANN001
@@ -503,9 +649,22 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     train(config)
 
 
-def run_in_process(config: dict[str, Any], xs: list[np.ndarray]) -> tuple[EncoderWithHead, list[dict]]:
-    """The same loop without Ray (world size 1), on a list of samples."""
-    return train(config, xs)
+def run_in_process(
+    config: dict[str, Any], xs: list[np.ndarray], maker: type[ViewMaker] = ViewMaker
+) -> tuple[EncoderWithHead, list[dict]]:
+    """The same loop without Ray Train (world size 1), on a list of samples.
+
+    With ``config["view_stream"]`` the views come from a Ray Data stream as under Ray Train (a Ray
+    session must be up); ``maker`` is its view-making actor class.
+    """
+    stream = None
+    if config.get("view_stream"):
+        import ray
+
+        ds = view_stream(ray.put(list(xs)), len(xs), config, rank=0, start_epoch=0, maker=maker)
+        ds.context.execution_options = ingest_options()
+        stream = ds.iterator()
+    return train(config, xs, stream)
 
 
 def load_checkpoint_model(config: dict[str, Any], directory: str) -> tuple[EncoderWithHead, dict]:

@@ -27,6 +27,7 @@ from stages.common.cli import Dirs, StageError, main
 from stages.common.rows import SCHEMA, rows_to_table, table_to_rows
 from stages.common.schema import Recipe
 from stages.common.storage import atomic_dir, join, open_fs, read_table, write_bytes, write_json, write_table
+from stages.curate import cache
 from stages.curate.near import HIST_BINS
 from stages.curate.plot import similarity_png
 from stages.curate.rules import Decisions, decide, near_cfg
@@ -98,11 +99,12 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     ingested = join(dirs.data, "ingested")
     fs, files = _files(ingested)
     n = pads.dataset(files, filesystem=fs, schema=SCHEMA, format="parquet").count_rows() if files else 0
+    embeddings = join(dirs.data, cache.FOLDER)  # SemDeDup's embeddings, reused across thresholds
     if n >= recipe.curate.ray_min_rows and n > 0:
-        d, by_split = _run_ray(recipe, dirs, files)
+        d, by_split = _run_ray(recipe, dirs, files, embeddings)
     else:
         rows = table_to_rows(read_table(ingested))
-        d = decide(recipe, rows)
+        d = decide(recipe, rows, embeddings)
         kept = [r for r in rows if r["id"] not in d.removed]
         by_split = dict(Counter(r.get("split") or "none" for r in kept))
         _check(recipe, d, n)
@@ -110,6 +112,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         with atomic_dir(join(dirs.data, "curated")) as tmp:
             write_table(join(tmp, "part-00000.parquet"), rows_to_table(kept))
             _write_report(recipe, d, n, by_split, tmp)
+    cache.ensure_exists(embeddings)  # a declared DVC output, even when no rule needed embeddings
     _write_records(recipe, dirs, d, n, by_split)
 
 
@@ -162,7 +165,9 @@ def _write_records(recipe: Recipe, dirs: Dirs, d: Decisions, n: int, by_split: d
     )
 
 
-def _run_ray(recipe: Recipe, dirs: Dirs, files: list[str]) -> tuple[Decisions, dict[str, int]]:
+def _run_ray(
+    recipe: Recipe, dirs: Dirs, files: list[str], embeddings: str
+) -> tuple[Decisions, dict[str, int]]:
     import ray
 
     from stages.common.ray_session import init_ray, shard_names
@@ -170,7 +175,7 @@ def _run_ray(recipe: Recipe, dirs: Dirs, files: list[str]) -> tuple[Decisions, d
 
     init_ray(recipe.ray)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    d = decide_ray(recipe, files)
+    d = decide_ray(recipe, files, embeddings)
     removed = pa.array(sorted(d.removed), pa.string())
     kept = ray.data.read_parquet(files).map_batches(
         lambda t: t.filter(pc.invert(pc.is_in(t.column("id"), value_set=removed))), batch_format="pyarrow"

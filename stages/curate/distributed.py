@@ -16,6 +16,7 @@ The per-group functions are the in-process path's (``stages.curate.rules``), so 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,8 @@ import pyarrow.compute as pc
 from domains import get_domain
 from stages.common.rows import decode_x, train_mask
 from stages.common.schema import Recipe
+from stages.common.storage import atomic_dir, join, write_json
+from stages.curate import cache
 from stages.curate.dedup import content_hash, hash_group
 from stages.curate.near import HIST_BINS, band_keys, bits_per_band, bucket_pairs, hyperplanes, resolve
 from stages.curate.rules import Decisions, add_quality, near_cfg, prune_args, wants_embeddings
@@ -124,7 +127,8 @@ def explode_keys(batch: pa.Table, planes: np.ndarray, bands: int, keep: np.ndarr
 
 
 class Embed:
-    """Ray Data actor: builds the encoder once, then embeds batches of rows."""
+    """Ray Data actor: builds the encoder once, then embeds batches of rows (with their content hash,
+    the key of the embedding cache)."""
 
     def __init__(self, domain_name: str, encoder_cfg: dict[str, Any], path: str | None, seed: int, bs: int):
         from stages.common.encoders import embed
@@ -133,13 +137,9 @@ class Embed:
         self.encoder = build_embedder(domain_name, encoder_cfg, path, seed)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        emb = self.embed(self.encoder, self.domain, _xs(batch), self.bs)
-        return pa.table(
-            {
-                "id": batch.column("id"),
-                "emb": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1]),
-            }
-        )
+        xs = _xs(batch)
+        emb = self.embed(self.encoder, self.domain, xs, self.bs)
+        return cache.table(batch.column("id").to_pylist(), [content_hash(x) for x in xs], emb)
 
 
 def _emb(batch: pa.Table) -> np.ndarray:
@@ -167,116 +167,156 @@ def cluster_records(batch: pa.Table, args: dict[str, Any]) -> pa.Table:
     return _records(_removals("semantic", removed) + _hist_records(hist))
 
 
-def decide_ray(recipe: Recipe, files: list[str]) -> Decisions:
-    """The same decisions as ``rules.decide``, computed with Ray Data over Parquet ``files``."""
+@dataclass
+class RayRules:
+    """What the rules of one ``decide_ray`` call share: the recipe, every row's features
+    (materialised once) and the decisions so far, which each rule extends."""
+
+    recipe: Recipe
+    feats: Any  # ray.data.Dataset: id, split, group, hash, quality, fp
+    n_rows: int
+    d: Decisions = field(default_factory=Decisions)
+
+    @property
+    def drop_leaks(self) -> bool:
+        return self.recipe.curate.leakage == "drop_train"
+
+    def removed(self) -> np.ndarray:
+        return np.array(sorted(self.d.removed), dtype=object)
+
+    def alive(self, ds: Any, train_only: bool = False) -> Any:
+        """``ds`` without the rows removed so far (fixed now: later removals do not reach it)."""
+        return ds.map_batches(
+            _drop, batch_format="pyarrow", fn_kwargs={"removed": self.removed(), "train_only": train_only}
+        )
+
+
+def decide_ray(recipe: Recipe, files: list[str], embeddings: str | None = None) -> Decisions:
+    """The same decisions as ``rules.decide``, computed with Ray Data over Parquet ``files``;
+    ``embeddings``: the folder of SemDeDup's embedding cache (None: embed without caching)."""
     import ray
 
     cfg = recipe.curate
-    drop = cfg.leakage == "drop_train"
-    d = Decisions()
     raw = ray.data.read_parquet(files)
+    st = featurised(recipe, raw)
+    if cfg.quality_filter:
+        quality_rule(st)
+    after_quality = st.removed()  # SemDeDup's pool: training rows alive here (see stages.curate.cache)
+    hash_rule(st)
+    group_leakage_rule(st)
+    if cfg.near_dedup.enabled:
+        near_rule(st)
+    if wants_embeddings(recipe):
+        semantic_rule(st, raw, after_quality, embeddings)
+    return st.d
+
+
+def featurised(recipe: Recipe, raw: Any) -> RayRules:
+    """Every row's id, split, group, content hash, quality reason and fingerprint, computed once."""
     feats = raw.map_batches(
         featurise,
         batch_format="pyarrow",
         batch_size=1024,
-        fn_kwargs={"domain_name": recipe.domain, "quality": cfg.quality_filter},
+        fn_kwargs={"domain_name": recipe.domain, "quality": recipe.curate.quality_filter},
     ).materialize()
-    n_rows = feats.count()
+    return RayRules(recipe, feats, feats.count())
 
-    def removed() -> np.ndarray:
-        return np.array(sorted(d.removed), dtype=object)
 
-    def alive(ds: Any, train_only: bool = False) -> Any:
-        return ds.map_batches(
-            _drop, batch_format="pyarrow", fn_kwargs={"removed": removed(), "train_only": train_only}
-        )
+def quality_rule(st: RayRules) -> None:
+    """Rows the domain's ``validate`` rejects (a test row among them stops the stage, see ``add_quality``)."""
+    bad = st.feats.map_batches(
+        lambda t: t.filter(pc.not_equal(t.column("quality"), "")), batch_format="pyarrow"
+    ).select_columns(["id", "split", "quality"])
+    found = [
+        (i, s, f"quality: {q}")
+        for t in bad.iter_batches(batch_format="pyarrow", batch_size=None)
+        for i, s, q in zip(*(t.column(c).to_pylist() for c in ("id", "split", "quality")), strict=True)
+    ]
+    add_quality(st.recipe, st.d, found)
 
-    if cfg.quality_filter:
-        bad = feats.map_batches(
-            lambda t: t.filter(pc.not_equal(t.column("quality"), "")), batch_format="pyarrow"
-        )
-        found = [
-            (i, s, f"quality: {q}")
-            for t in bad.select_columns(["id", "split", "quality"]).iter_batches(
-                batch_format="pyarrow", batch_size=None
-            )
-            for i, s, q in zip(*(t.column(c).to_pylist() for c in ("id", "split", "quality")), strict=True)
-        ]
-        add_quality(recipe, d, found)
 
-    parts = _parts(n_rows)
+def hash_rule(st: RayRules) -> None:
+    """Exact duplicates and content leakage: rows grouped by content hash (coarse partitions of it)."""
+    parts = _parts(st.n_rows)
     recs = (
-        alive(feats)
+        st.alive(st.feats)
         .select_columns(["id", "split", "hash"])
         .map_batches(_with_part, batch_format="pyarrow", fn_kwargs={"parts": parts})
         .groupby("part", num_partitions=min(parts, 64))
-        .map_groups(hash_part_records, batch_format="pyarrow", fn_kwargs={"exact": cfg.exact_dedup})
+        .map_groups(
+            hash_part_records, batch_format="pyarrow", fn_kwargs={"exact": st.recipe.curate.exact_dedup}
+        )
     )
     exact, leaks = {}, {}
     for kind, _, b, _, reason in _iter_records(recs):
         (exact if kind == "exact" else leaks)[b] = reason
-    d.add(exact)
-    d.add_leaks(leaks, drop)
+    st.d.add(exact)
+    st.d.add_leaks(leaks, st.drop_leaks)
 
-    test = feats.map_batches(
+
+def group_leakage_rule(st: RayRules) -> None:
+    """Training rows whose group (patient, speaker, ...) also has a row in the test split."""
+    test = st.feats.map_batches(
         lambda t: t.filter(pc.and_(pc.equal(t.column("split"), "test"), pc.is_valid(t.column("group")))),
         batch_format="pyarrow",
     )
     groups = np.array(sorted(set(_column(test.select_columns(["group"]), "group"))), dtype=object)
-    if len(groups):
-        leaking = alive(feats, train_only=True).map_batches(
-            lambda t, g: t.filter(pc.is_in(t.column("group"), value_set=pa.array(g, pa.string()))),
-            batch_format="pyarrow",
-            fn_kwargs={"g": groups},
-        )
-        for t in leaking.select_columns(["id", "group"]).iter_batches(
-            batch_format="pyarrow", batch_size=None
-        ):
-            d.add_leaks(
-                {
-                    i: f"leakage: group {g!r} is also in the test split"
-                    for i, g in zip(t.column("id").to_pylist(), t.column("group").to_pylist(), strict=True)
-                },
-                drop,
-            )
+    if not len(groups):
+        return
+    leaking = st.alive(st.feats, train_only=True).map_batches(
+        lambda t, g: t.filter(pc.is_in(t.column("group"), value_set=pa.array(g, pa.string()))),
+        batch_format="pyarrow",
+        fn_kwargs={"g": groups},
+    )
+    for t in leaking.select_columns(["id", "group"]).iter_batches(batch_format="pyarrow", batch_size=None):
+        ids, grp = t.column("id").to_pylist(), t.column("group").to_pylist()
+        reasons = {
+            i: f"leakage: group {g!r} is also in the test split" for i, g in zip(ids, grp, strict=True)
+        }
+        st.d.add_leaks(reasons, st.drop_leaks)
 
-    if cfg.near_dedup.enabled:
-        nd = near_cfg(recipe)
-        live = alive(feats).materialize()
-        dim = live.take(1)[0]["fp"].__len__() if live.count() else 0
-        if dim:
-            planes = hyperplanes(dim, nd.bands, bits_per_band(nd), cfg.seed)
-            kw = {"planes": planes, "bands": nd.bands}
-            parts = _parts(n_rows * nd.bands)
-            keys = live.map_batches(explode_keys, batch_format="pyarrow", fn_kwargs={**kw, "keep": None})
-            hot_ds = (
-                keys.map_batches(_with_part, batch_format="pyarrow", fn_kwargs={"parts": parts})
-                .groupby("part", num_partitions=min(parts, 64))
-                .map_groups(hot_keys, batch_format="pyarrow")
-            )
-            hot = np.array(_column(hot_ds, "key"), dtype=np.int64)
-            if len(hot):
-                parts = _parts(len(hot) * 4)
-                cand = live.map_batches(explode_keys, batch_format="pyarrow", fn_kwargs={**kw, "keep": hot})
-                recs = (
-                    cand.map_batches(_with_part, batch_format="pyarrow", fn_kwargs={"parts": parts})
-                    .groupby("part", num_partitions=min(parts, 64))
-                    .map_groups(
-                        bucket_part_records, batch_format="pyarrow", fn_kwargs={"threshold": nd.threshold}
-                    )
-                )
-                pairs = []
-                for kind, a, b, sim, _ in _iter_records(recs):
-                    if kind == "hist":
-                        d.hist_near[int(a)] += int(sim)
-                    else:
-                        pairs.append((a, b, sim, kind))
-                near_removed, d.near_leakage_found = resolve(pairs, nd.leakage == "drop_train")
-                d.add(near_removed)
 
-    if wants_embeddings(recipe):
-        _semantic_ray(recipe, raw, alive, d)
-    return d
+def near_rule(st: RayRules) -> None:
+    """Near duplicates (and near leaks) of fingerprints: SimHash LSH in two passes, then ``resolve``."""
+    nd = near_cfg(st.recipe)
+    live = st.alive(st.feats).materialize()
+    dim = len(live.take(1)[0]["fp"]) if live.count() else 0
+    if not dim:
+        return
+    kw = {"planes": hyperplanes(dim, nd.bands, bits_per_band(nd), st.recipe.curate.seed), "bands": nd.bands}
+    hot = colliding_keys(live, kw, _parts(st.n_rows * nd.bands))
+    if not len(hot):
+        return
+    pairs = []
+    for kind, a, b, sim, _ in _iter_records(verified_buckets(live, kw, hot, nd.threshold)):
+        if kind == "hist":
+            st.d.hist_near[int(a)] += int(sim)
+        else:
+            pairs.append((a, b, sim, kind))
+    near_removed, st.d.near_leakage_found = resolve(pairs, nd.leakage == "drop_train")
+    st.d.add(near_removed)
+
+
+def colliding_keys(live: Any, kw: dict[str, Any], parts: int) -> np.ndarray:
+    """Pass one: only int64 band keys travel; the keys two or more rows share."""
+    keys = live.map_batches(explode_keys, batch_format="pyarrow", fn_kwargs={**kw, "keep": None})
+    hot = (
+        keys.map_batches(_with_part, batch_format="pyarrow", fn_kwargs={"parts": parts})
+        .groupby("part", num_partitions=min(parts, 64))
+        .map_groups(hot_keys, batch_format="pyarrow")
+    )
+    return np.array(_column(hot, "key"), dtype=np.int64)
+
+
+def verified_buckets(live: Any, kw: dict[str, Any], hot: np.ndarray, threshold: float) -> Any:
+    """Pass two: fingerprints of the rows in colliding buckets only → verified pairs and histograms."""
+    parts = _parts(len(hot) * 4)
+    cand = live.map_batches(explode_keys, batch_format="pyarrow", fn_kwargs={**kw, "keep": hot})
+    return (
+        cand.map_batches(_with_part, batch_format="pyarrow", fn_kwargs={"parts": parts})
+        .groupby("part", num_partitions=min(parts, 64))
+        .map_groups(bucket_part_records, batch_format="pyarrow", fn_kwargs={"threshold": threshold})
+    )
 
 
 #: rows per coarse partition of a grouping (each is one ``map_groups`` call, held in memory)
@@ -335,16 +375,44 @@ def _with_part(batch: pa.Table, parts: int) -> pa.Table:
     return batch.append_column("part", pa.array(part, pa.int64()))
 
 
-def _semantic_ray(recipe: Recipe, raw: Any, alive: Any, d: Decisions) -> None:
-    cfg = recipe.curate
-    train = alive(raw, train_only=True)
-    first = train.take(1)
+def semantic_rule(st: RayRules, raw: Any, after_quality: np.ndarray, folder: str | None) -> None:
+    """SemDeDup and balancing over the surviving training rows' embeddings (k-means fit on a sample)."""
+    recipe, cfg = st.recipe, st.recipe.curate
+    first = st.alive(raw, train_only=True).take(1)
     if not first:
         return
-    domain = get_domain(recipe.domain)
-    x0 = decode_x(first[0]["x"], first[0]["shape"])
-    enc_cfg = {**recipe.encoder, **domain.data_args(x0)}
-    emb = train.map_batches(
+    enc_cfg = cache.encoder_cfg(recipe, decode_x(first[0]["x"], first[0]["shape"]))
+    if folder is None:
+        emb = _embed(recipe, st.alive(raw, train_only=True), enc_cfg)
+    else:
+        emb = pool_embeddings(st, raw, after_quality, enc_cfg, folder)
+    live = st.alive(emb).materialize()
+    n = live.count()
+    sample = live.map_batches(
+        lambda t: t.filter(pa.array(in_fit_sample(np.array(t.column("id").to_pylist(), object), n, cfg))),
+        batch_format="pyarrow",
+    )
+    parts = list(sample.iter_batches(batch_format="pyarrow", batch_size=None))
+    fit_ids = np.array([i for t in parts for i in t.column("id").to_pylist()], dtype=object)
+    centroids, mean = fit_kmeans(fit_ids, np.concatenate([_emb(t) for t in parts]), cfg)
+    st.d.clusters = len(centroids)
+    assigned = live.map_batches(
+        assign_batch, batch_format="pyarrow", fn_kwargs={"centroids": centroids, "mean": mean}
+    )
+    recs = assigned.groupby("cluster", num_partitions=min(64, _parts(n))).map_groups(
+        cluster_records, batch_format="pyarrow", fn_kwargs={"args": prune_args(recipe)}
+    )
+    for kind, a, b, sim, reason in _iter_records(recs):
+        if kind == "hist":
+            st.d.hist_semantic[int(a)] += int(sim)
+        else:
+            st.d.add({b: reason})
+
+
+def _embed(recipe: Recipe, rows: Any, enc_cfg: dict[str, Any]) -> Any:
+    """``rows`` (a Dataset of stored rows) embedded by ``Embed`` actors: id, hash, emb."""
+    cfg = recipe.curate
+    return rows.map_batches(
         Embed,
         batch_format="pyarrow",
         batch_size=cfg.embedding.batch_size,
@@ -356,24 +424,75 @@ def _semantic_ray(recipe: Recipe, raw: Any, alive: Any, d: Decisions) -> None:
             cfg.embedding.batch_size,
         ),
         concurrency=(1, max(1, recipe.ray.num_workers)),
-    ).materialize()
-    n = emb.count()
-    sample = emb.map_batches(
-        lambda t: t.filter(pa.array(in_fit_sample(np.array(t.column("id").to_pylist(), object), n, cfg))),
-        batch_format="pyarrow",
     )
-    parts = list(sample.iter_batches(batch_format="pyarrow", batch_size=None))
-    fit_ids = np.array([i for t in parts for i in t.column("id").to_pylist()], dtype=object)
-    centroids, mean = fit_kmeans(fit_ids, np.concatenate([_emb(t) for t in parts]), cfg)
-    d.clusters = len(centroids)
-    assigned = emb.map_batches(
-        assign_batch, batch_format="pyarrow", fn_kwargs={"centroids": centroids, "mean": mean}
+
+
+def _keys(t: pa.Table) -> set[str]:
+    return set(cache.keys(t.column("id").to_pylist(), t.column("hash").to_pylist()))
+
+
+def _id_hash_batches(ds: Any) -> Any:
+    return ds.select_columns(["id", "hash"]).iter_batches(batch_format="pyarrow", batch_size=None)
+
+
+def _with_key(batch: pa.Table) -> pa.Table:
+    return batch.append_column(
+        "key", pa.array(cache.keys(batch.column("id").to_pylist(), batch.column("hash").to_pylist()))
     )
-    recs = assigned.groupby("cluster", num_partitions=min(64, _parts(n))).map_groups(
-        cluster_records, batch_format="pyarrow", fn_kwargs={"args": prune_args(recipe)}
+
+
+def _keep_keys(batch: pa.Table, keys: np.ndarray) -> pa.Table:
+    t = _with_key(batch)
+    return t.filter(pc.is_in(t.column("key"), value_set=pa.array(keys, pa.string()))).drop_columns(["key"])
+
+
+def _as_cache(batch: pa.Table) -> pa.Table:
+    # one schema for cached and fresh shards (a fixed-size list read back from Parquet may not be one)
+    return cache.table(batch.column("id").to_pylist(), batch.column("hash").to_pylist(), _emb(batch))
+
+
+def pool_embeddings(
+    st: RayRules, raw: Any, after_quality: np.ndarray, enc_cfg: dict[str, Any], folder: str
+) -> Any:
+    """Embeddings (id, hash, emb; materialised) of SemDeDup's pool — training rows that passed the
+    quality filter — reusing the cache in ``folder`` and embedding only rows it lacks; the cache is
+    rewritten to hold exactly the pool when it did not."""
+    import ray
+
+    from stages.common.ray_session import shard_names
+
+    sig = cache.signature(st.recipe, enc_cfg)
+    pool_feats = st.feats.map_batches(
+        _drop, batch_format="pyarrow", fn_kwargs={"removed": after_quality, "train_only": True}
     )
-    for kind, a, b, sim, reason in _iter_records(recs):
-        if kind == "hist":
-            d.hist_semantic[int(a)] += int(sim)
-        else:
-            d.add({b: reason})
+    pool = {k for t in _id_hash_batches(pool_feats) for k in _keys(t)}
+    have = _keys(cache.read(folder, ["id", "hash"])) if cache.matches(folder, sig) else set()
+    if have == pool:
+        return (
+            ray.data.read_parquet(cache.shards(folder))
+            .map_batches(_as_cache, batch_format="pyarrow")
+            .materialize()
+        )
+    todo = np.array(sorted(pool - have), dtype=object)
+    rows = raw.map_batches(
+        _drop, batch_format="pyarrow", fn_kwargs={"removed": after_quality, "train_only": True}
+    )
+    if have:
+        rows = rows.map_batches(
+            lambda t, ids: t.filter(pc.is_in(t.column("id"), value_set=pa.array(ids, pa.string()))),
+            batch_format="pyarrow",
+            fn_kwargs={"ids": np.array([k.split("\x00")[0] for k in todo], dtype=object)},
+        )
+    emb = _embed(st.recipe, rows, enc_cfg)
+    if have & pool:
+        kept = ray.data.read_parquet(cache.shards(folder)).map_batches(
+            _keep_keys,
+            batch_format="pyarrow",
+            fn_kwargs={"keys": np.array(sorted(have & pool), dtype=object)},
+        )
+        emb = kept.map_batches(_as_cache, batch_format="pyarrow").union(emb)
+    emb = emb.materialize()  # before the old shards are replaced
+    with atomic_dir(folder) as tmp:
+        emb.write_parquet(tmp, filename_provider=shard_names())
+        write_json(join(tmp, cache.SIGNATURE), sig)
+    return emb

@@ -20,6 +20,7 @@ from domains.base import TEST_SPLIT, is_train
 from stages.common.cli import StageError
 from stages.common.encoders import embed
 from stages.common.schema import NearDedupCfg, Recipe
+from stages.curate import cache
 from stages.curate.dedup import content_hash, hash_group
 from stages.curate.filters import quality_reasons
 from stages.curate.leakage import group_leaks, test_groups
@@ -58,9 +59,33 @@ def wants_embeddings(recipe: Recipe) -> bool:
 
 
 def embedder_for(recipe: Recipe, rows: list[Row]) -> Any:
-    domain = get_domain(recipe.domain)
-    cfg = {**recipe.encoder, **domain.data_args(rows[0]["x"])}
+    cfg = cache.encoder_cfg(recipe, rows[0]["x"])
     return build_embedder(recipe.domain, cfg, recipe.curate.embedding.encoder, recipe.curate.seed)
+
+
+def embed_rows(recipe: Recipe, rows: list[Row]) -> np.ndarray:
+    """``[N, D]`` embeddings of ``rows`` by the curation embedder (the expensive step the cache saves)."""
+    return embed(
+        embedder_for(recipe, rows), recipe.domain, [r["x"] for r in rows], recipe.curate.embedding.batch_size
+    )
+
+
+def cached_embeddings(recipe: Recipe, pool: list[Row], hashes: dict[str, str], folder: str) -> np.ndarray:
+    """Embeddings of the ``pool`` rows, reusing those cached in ``folder`` (``stages.curate.cache``)
+    and embedding only the rest; the cache is rewritten to hold exactly ``pool`` when it did not."""
+    sig = cache.signature(recipe, cache.encoder_cfg(recipe, pool[0]["x"]))
+    ids = [r["id"] for r in pool]
+    row_hashes = [hashes[i] for i in ids]
+    emb, missing, exact = cache.reuse(folder, sig, ids, row_hashes)
+    if missing.any():
+        new = embed_rows(recipe, [pool[i] for i in np.flatnonzero(missing)])
+        if emb is None:
+            emb = new
+        else:
+            emb[missing] = new
+    if not exact:
+        cache.save(folder, sig, ids, row_hashes, emb)
+    return emb
 
 
 def near_cfg(recipe: Recipe) -> NearDedupCfg:
@@ -71,8 +96,11 @@ def near_cfg(recipe: Recipe) -> NearDedupCfg:
     return nd.model_copy(update={"threshold": get_domain(recipe.domain).near_threshold})
 
 
-def decide(recipe: Recipe, rows: list[Row]) -> Decisions:
-    """Run every enabled rule over ``rows`` (in memory) and return the decisions."""
+def decide(recipe: Recipe, rows: list[Row], embeddings: str | None = None) -> Decisions:
+    """Run every enabled rule over ``rows`` (in memory) and return the decisions.
+
+    ``embeddings``: the folder of SemDeDup's embedding cache (``stages.curate.cache``); None embeds
+    the surviving training rows without caching."""
     cfg = recipe.curate
     domain = get_domain(recipe.domain)
     drop = cfg.leakage == "drop_train"
@@ -85,9 +113,13 @@ def decide(recipe: Recipe, rows: list[Row]) -> Decisions:
         found = quality_reasons(domain, rows)
         add_quality(recipe, d, ((rows[i]["id"], rows[i].get("split"), r) for i, r in found.items()))
 
+    # what SemDeDup may embed: training rows that pass the quality filter (a function of the data,
+    # so the embedding cache does not change with the dedup thresholds)
+    pool = [r for r in alive() if is_train(r)]
+    hashes = {r["id"]: content_hash(r["x"]) for r in alive()}
     by_hash: dict[str, list[Row]] = defaultdict(list)
     for r in alive():
-        by_hash[content_hash(r["x"])].append(r)
+        by_hash[hashes[r["id"]]].append(r)
     for group in by_hash.values():
         if len(group) > 1:
             exact, leaks = hash_group(
@@ -113,9 +145,11 @@ def decide(recipe: Recipe, rows: list[Row]) -> Decisions:
     if wants_embeddings(recipe):
         train = [r for r in alive() if is_train(r)]
         if train:
-            emb = embed(
-                embedder_for(recipe, train), recipe.domain, [r["x"] for r in train], cfg.embedding.batch_size
-            )
+            if embeddings is None:
+                emb = embed_rows(recipe, train)
+            else:
+                at = {r["id"]: i for i, r in enumerate(pool)}
+                emb = cached_embeddings(recipe, pool, hashes, embeddings)[[at[r["id"]] for r in train]]
             semantic(recipe, np.array([r["id"] for r in train], dtype=object), emb, d)
     return d
 

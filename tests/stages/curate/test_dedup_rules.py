@@ -146,16 +146,25 @@ def test_ray_path_decides_like_in_process(tmp_path: Path, ray_address: str) -> N
 
     connected = ray.is_initialized()
     os.environ["RAY_ADDRESS"] = ray_address
+    shards = Path(dirs.data, "embeddings")
     try:
         run(recipe, dirs)
+        kept = {r["id"] for r in table_to_rows(read_table(f"{dirs.data}/curated"))}
+        assert kept == {r["id"] for r in rows} - set(expected.removed)
+        removed = Path(dirs.data, "removed.jsonl").read_text().splitlines()
+        assert len(removed) == len(expected.removed)
+        # a changed SemDeDup threshold reuses the cached embeddings: the shards are not rewritten
+        stamps = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.parquet")}
+        assert stamps
+        sets2 = (*sets[:-2], "curate.semdedup.threshold=0.95", sets[-1])
+        run(_recipe(*sets2, "curate.ray_min_rows=0", tmp=tmp_path), dirs)
+        assert {p.name: p.stat().st_mtime_ns for p in shards.glob("*.parquet")} == stamps
+        kept = {r["id"] for r in table_to_rows(read_table(f"{dirs.data}/curated"))}
+        assert kept == {r["id"] for r in rows} - set(decide(_recipe(*sets2), rows).removed)
     finally:
         os.environ.pop("RAY_ADDRESS", None)
         if not connected:  # leave a session another test opened alone
             ray.shutdown()
-    kept = {r["id"] for r in table_to_rows(read_table(f"{dirs.data}/curated"))}
-    assert kept == {r["id"] for r in rows} - set(expected.removed)
-    removed = Path(dirs.data, "removed.jsonl").read_text().splitlines()
-    assert len(removed) == len(expected.removed)
 
 
 def test_same_seed_gives_byte_identical_curated_output(tmp_path: Path) -> None:

@@ -612,8 +612,11 @@ def train(
     diag = _Diagnostics(sample)
     live = _Live(config.get("live_dir") if t.rank == 0 else None, t.history)
     epochs = range(t.start_epoch, t.cfg.epochs)
-    if t.rank == 0:  # one line per 10 % of the epochs in DVC logs (a bar on a terminal)
-        epochs = progress(epochs, "pretrain: epochs", total=t.cfg.epochs, initial=t.start_epoch)
+    if t.rank == 0:  # in DVC logs one line per epoch (per 1 % past 100 epochs); a bar on a terminal
+        every = max(99.9 / t.cfg.epochs, 1.0)  # 99.9: one bucket per epoch despite rounding
+        epochs = progress(
+            epochs, "pretrain: epochs", total=t.cfg.epochs, initial=t.start_epoch, every_percent=every
+        )
     for epoch in epochs:
         row = run_epoch(t, batches(epoch), epoch)
         row.update(epoch_diagnostics(t, epoch, diag))

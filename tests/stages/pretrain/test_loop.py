@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from stages.common.encoders import load_encoder, save_encoder
@@ -75,3 +76,14 @@ def test_same_seed_gives_the_same_training_run() -> None:
     other["pretrain"]["seed"] = 1
     _, c = run_in_process(other, _data(32))
     assert [h["loss"] for h in c] != [h["loss"] for h in a]
+
+
+def test_each_epoch_shows_progress_in_plain_lines(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DVC logs are not a terminal: one plain line per epoch, no carriage-return redraws."""
+    monkeypatch.setenv("CONTRAFLOW_PROGRESS", "1")
+    run_in_process(_config(3, steps=1), _data(16))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pretrain: epochs")]
+    assert [line.split()[2] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert not any("\r" in line for line in lines)

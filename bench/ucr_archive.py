@@ -10,7 +10,14 @@ Resumable: every finished set is appended atomically to ``bench/results/ucr_arch
 already measured with the same recipe hash, holdout and seed is skipped. ``--report`` writes
 ``bench/results/ucr_archive.md`` and ``ucr_archive.png`` from whatever is measured so far.
 
-    python -m bench.ucr_archive                           # all 93 sets (about 3 h on 2 cores)
+The file carries ``bench._meta.BenchRun``'s meta (machine, load average at start and end) for every
+sweep session, and each set its own 1-minute load average at start and end, its niceness and its
+CPU seconds (:class:`CpuMeter`: the sweep's whole process tree, Ray's workers included). A session
+that starts on a busy machine still runs (accuracy does not depend on the load; a multi-hour sweep
+is best run niced on idle CPU, ``nice -n 19``): the report counts the sets whose timings ran under
+a load above the CPU count.
+
+    python -m bench.ucr_archive                           # all 93 sets (hours: pretraining is compute-bound)
     python -m bench.ucr_archive --sets GunPoint,ECG200 --seeds 0,1,2 --holdout validation
     python -m bench.ucr_archive --report
 """
@@ -18,6 +25,7 @@ already measured with the same recipe hash, holdout and seed is skipped. ``--rep
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import importlib.util
@@ -26,6 +34,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -165,17 +174,88 @@ def recipe_hash(recipe_path: str, overrides: list[str], rule: dict[str, int] = R
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def load_results(path: Path) -> list[dict[str, Any]]:
-    return json.loads(path.read_text())["runs"] if path.exists() else []
+    return _load(path).get("runs", [])
 
 
-def append_result(path: Path, record: dict[str, Any]) -> None:
-    """Add one record (replacing one with the same key) and write the file atomically."""
-    runs = [r for r in load_results(path) if _key(r) != _key(record)] + [record]
+def load_sessions(path: Path) -> list[dict[str, Any]]:
+    """The ``bench._meta.BenchRun.meta()`` of every sweep invocation that wrote to ``path``."""
+    return _load(path).get("sessions", [])
+
+
+def _write(path: Path, body: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"runs": runs}, indent=1, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+def append_result(path: Path, record: dict[str, Any], session: dict[str, Any] | None = None) -> None:
+    """Add one record (replacing one with the same key) and, when given, this invocation's session
+    meta (replacing its earlier copy: the load at its end moves on), and write the file atomically."""
+    body = _load(path)
+    body["runs"] = [r for r in body.get("runs", []) if _key(r) != _key(record)] + [record]
+    if session is not None:
+        others = [s for s in body.get("sessions", []) if s["started"] != session["started"]]
+        body["sessions"] = [*others, session]
+        body["meta"] = session  # the latest invocation, as every bench result has it
+    _write(path, body)
+
+
+class CpuMeter:
+    """CPU seconds (user + system) of this process and every descendant, Ray's workers included.
+
+    Ray Train's worker processes exit after each fit, taking their CPU time with them (they are the
+    raylet's children, not ours, so ``RUSAGE_CHILDREN`` never sees them): a thread samples the
+    process tree every ``interval`` seconds and keeps each process's last reading, so a process
+    that exits loses at most its last interval.
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        import psutil
+
+        self._root = psutil.Process()
+        self._seen: dict[tuple[int, float], float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._interval = interval
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="cpu-meter", daemon=True)
+        self._thread.start()
+
+    def sample(self) -> None:
+        import psutil
+
+        procs = [self._root]
+        with contextlib.suppress(psutil.Error):
+            procs += self._root.children(recursive=True)
+        readings = {}
+        for p in procs:
+            try:
+                with p.oneshot():
+                    t = p.cpu_times()
+                    readings[(p.pid, p.create_time())] = t.user + t.system
+            except psutil.Error:  # exited between listing and reading
+                continue
+        with self._lock:
+            self._seen.update(readings)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.sample()
+
+    def total(self) -> float:
+        """CPU seconds so far (a fresh sample first)."""
+        self.sample()
+        with self._lock:
+            return sum(self._seen.values())
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _key(r: dict[str, Any]) -> tuple:
@@ -242,16 +322,33 @@ def run_set(
         **{k: b[k] for k in ("iterations", "epochs", "steps_per_epoch", "batch_size")},
         "final_loss": pre.get("final_loss"),
         "pretrain_s": round(timings["pretrain"], 2),
+        "stage_s": {k: round(v, 2) for k, v in timings.items()},
         "total_s": round(time.perf_counter() - start, 2),
     }
+
+
+def session_meta(run: Any) -> dict[str, Any]:
+    """``BenchRun.meta()`` plus this process's niceness (a niced sweep's timings are on idle CPU only)."""
+    return {**run.meta(), "nice": os.nice(0)}
 
 
 def sweep(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from bench._meta import BenchRun, load_1m
     from stages.common.config import load_recipe
     from stages.common.ray_session import init_ray
 
+    run = BenchRun()
+    cores = run.machine["cpu_count"] or 1
+    if not run.valid:
+        # Accuracy does not depend on the load, so the sweep goes on and every set records the load
+        # it ran under; its timings are the ones a reader must discount (the report counts them).
+        print(
+            f"ucr_archive: load average {run.load_start} at start exceeds {cores} CPUs: timings of "
+            "this session are marked (per set: load_1m)",
+            flush=True,
+        )
     ensure_archive()
     names = archive_sets()
     if args.sets:
@@ -266,29 +363,42 @@ def sweep(args: argparse.Namespace) -> None:
     rule = {**RULE, "batch": args.batch}
     rhash = recipe_hash(args.recipe, args.set, rule)
     results_path = Path(args.results)
-    todo = [
-        (n, s)
-        for n in names
-        for s in seeds
-        if not done(load_results(results_path), n, rhash, args.holdout, s)
-    ]
+    measured = load_results(results_path)
+    todo = [(n, s) for n in names for s in seeds if not done(measured, n, rhash, args.holdout, s)]
     print(
-        f"ucr_archive: recipe hash {rhash}; {len(names) * len(seeds) - len(todo)} runs already measured, {len(todo)} to go"
+        f"ucr_archive: recipe hash {rhash}; {len(names) * len(seeds) - len(todo)} runs already measured, "
+        f"{len(todo)} to go (nice {os.nice(0)}, load {run.load_start})",
+        flush=True,
     )
+    if not todo:
+        return
+    meter = CpuMeter()
     init_ray(load_recipe(args.recipe, ROOT / "params.yaml", args.set).ray)  # one Ray session for all sets
-    bar = tqdm(todo, unit="set", file=sys.stdout, dynamic_ncols=True)
+    # a log file (nohup) gets a line per set, a terminal a live bar
+    bar = tqdm(todo, unit="set", file=sys.stdout, dynamic_ncols=True, mininterval=5.0)
     failed = []
     for name, seed in bar:
         bar.set_description(f"{name} s{seed}")
+        load_start, cpu_start = load_1m(), meter.total()
         try:
             record = run_set(name, args.recipe, args.set, args.holdout, seed, Path(args.work), rule)
         except Exception as e:  # one broken set must not end a 3-hour sweep; rerunning retries it
             failed.append(f"{name} s{seed}: {type(e).__name__}: {e}".splitlines()[0])
             print(f"ucr_archive: FAILED {failed[-1]}", flush=True)
             continue
-        record.update(recipe_hash=rhash, recipe=args.recipe, overrides=args.set, rule=rule)
-        append_result(results_path, record)
+        record.update(
+            recipe_hash=rhash,
+            recipe=args.recipe,
+            overrides=args.set,
+            rule=rule,
+            cpu_s=round(meter.total() - cpu_start, 1),
+            load_1m={"start": load_start, "end": load_1m()},
+            nice=os.nice(0),
+            session=run.started,
+        )
+        append_result(results_path, record, session_meta(run))
         bar.set_postfix(svm=f"{record['pretrained_svm']:.3f}", rand=f"{record['random_init_svm']:.3f}")
+    meter.stop()
     if failed:
         raise SystemExit(f"ucr_archive: {len(failed)} run(s) failed (rerun to retry): " + "; ".join(failed))
 
@@ -329,6 +439,11 @@ def aggregate(
             "pretrain_s": float(np.mean([r["pretrain_s"] for r in rs])),
             "total_s": float(np.mean([r["total_s"] for r in rs])),
             "total_s_all": float(np.sum([r["total_s"] for r in rs])),
+            # CPU seconds of the sweep's process tree (absent in records older than the meter)
+            "cpu_s_all": float(np.sum([r["cpu_s"] for r in rs])) if all("cpu_s" in r for r in rs) else None,
+            # the highest 1-min load average at a run's start or end: how shared the machine was
+            "load_max": max((max(r["load_1m"].values()) for r in rs if "load_1m" in r), default=None),
+            "nice": max((r.get("nice", 0) for r in rs), default=0),
             "iterations": rs[0]["iterations"],
         }
     return rhash, out
@@ -420,7 +535,6 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
     ]
     if s:
         w, t, lo = s["wtl"]
-        cpu = sum(a["total_s_all"] for a in agg.values())
         lines += [
             "## Summary",
             "",
@@ -446,7 +560,7 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
             "DodgerLoop figures). TS2Vec's best-of-batch-size column picks, per set, the best of three "
             "runs on test accuracy: shown, not ranked.",
             "",
-            f"Total wall time: **{cpu / 3600:.2f} h** ({cpu:.0f} s over all runs) on this machine.",
+            *timing_lines(agg, load_sessions(results_path)),
             "",
             "Sets where pretraining does not beat the random-init encoder: "
             + (", ".join(s["no_gain"]) if s["no_gain"] else "none")
@@ -463,8 +577,8 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
         "",
         "| set | ours (SVM) | random init | 1-NN raw | "
         + "".join(f"{h} | " for _, h in pub)
-        + "iters | pretrain s | total s |",
-        "|---|---|---|---|" + "---|" * len(pub) + "---|---|---|",
+        + "iters | pretrain s | total s | load |",
+        "|---|---|---|---|" + "---|" * len(pub) + "---|---|---|---|",
     ]
     for n, a in agg.items():
         r = ref.get(n, {})
@@ -472,7 +586,7 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
         lines.append(
             f"| {n} | {ours} | {a['random_init']:.3f} | {a['nn1_raw']:.3f} | "
             + "".join(f"{_f(r.get(k))} | " for k, _ in pub)
-            + f"{a['iterations']} | {a['pretrain_s']:.0f} | {a['total_s']:.0f} |"
+            + f"{a['iterations']} | {a['pretrain_s']:.0f} | {a['total_s']:.0f} | {_f(a['load_max'], 1)} |"
         )
     text = "\n".join(lines) + "\n"
     out_md.parent.mkdir(parents=True, exist_ok=True)
@@ -480,6 +594,49 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
     tmp.write_text(text)
     os.replace(tmp, out_md)
     return text
+
+
+def timing_lines(agg: dict[str, dict], sessions: list[dict[str, Any]]) -> list[str]:
+    """Wall and CPU time over the measured sets, and how shared the machine was while they ran."""
+    wall = sum(a["total_s_all"] for a in agg.values())
+    cpus = [a["cpu_s_all"] for a in agg.values() if a["cpu_s_all"] is not None]
+    cores = next((s["machine"]["cpu_count"] for s in reversed(sessions)), os.cpu_count()) or 1
+    loads = [a["load_max"] for a in agg.values() if a["load_max"] is not None]
+    niced = [a for a in agg.values() if a["nice"] > 0]
+    n = len(agg)
+    lines = [
+        f"Time: **{wall / 3600:.2f} h wall** over the {n} measured sets ({wall / max(n, 1):.0f} s per set "
+        f"on average, pretraining {np.mean([a['pretrain_s'] for a in agg.values()]):.0f} s of it)"
+        + (
+            f"; **{sum(cpus) / 3600:.2f} h CPU** (user + system of the sweep's process tree, Ray's "
+            f"workers included) over the {len(cpus)} sets that record it."
+            if cpus
+            else "."
+        ),
+    ]
+    if loads:
+        calm = sum(v <= cores for v in loads)
+        lines += [
+            "",
+            f"Timings were taken on a shared {cores}-CPU machine"
+            + (
+                f", the sweep niced ({len(niced)} of {n} sets at nice > 0: they ran on idle CPU only)"
+                if niced
+                else ""
+            )
+            + f": {calm} of the {len(loads)} sets that record it ran with the 1-minute load average at or "
+            f"below {cores} at their start and end (column `load`: the higher of the two). Times of sets "
+            "above it are inflated by other work; accuracy does not depend on it.",
+        ]
+    if sessions:
+        m = sessions[-1]["machine"]
+        lines += [
+            "",
+            f"_Machine: {m['cpu_count']} × {m['cpu_model']}, torch {m['torch']}, ray {m['ray']}; "
+            f"{len(sessions)} sweep session(s), the latest started {sessions[-1]['started']} "
+            f"(load {sessions[-1]['load_1m']['start']} at its start)._",
+        ]
+    return lines
 
 
 def candidates_section(runs: list[dict[str, Any]]) -> list[str]:

@@ -4,6 +4,7 @@ rule for missing values and unequal lengths."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,39 @@ def test_a_failing_set_is_reported_and_the_sweep_goes_on(tmp_path: Path, monkeyp
     with pytest.raises(SystemExit, match="1 run.*ECG200 s0: RuntimeError: boom"):
         ua.main(["--results", str(results), "--work", str(tmp_path / "w")])
     assert [r["set"] for r in ua.load_results(results)] == ["GunPoint"]
+
+
+def test_sweep_records_the_machine_load_and_cpu_time_and_the_report_states_them(
+    tmp_path: Path,
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    import stages.common.ray_session as rs
+
+    def fake_run_set(name, *args):  # noqa: ANN001, ANN002, ANN202
+        t = time.process_time()
+        while time.process_time() - t < 0.3:  # CPU time of this process the meter must count
+            pass
+        return _run(name, 0.99)
+
+    monkeypatch.setattr(ua, "run_set", fake_run_set)
+    monkeypatch.setattr(ua, "ensure_archive", lambda: None)
+    monkeypatch.setattr(ua, "archive_sets", lambda: ["ECG200", "GunPoint"])
+    monkeypatch.setattr(rs, "init_ray", lambda cfg: None)
+    results = tmp_path / "r.json"
+    ua.main(["--results", str(results), "--work", str(tmp_path / "w")])
+    body = json.loads(results.read_text())
+    assert body["meta"]["machine"]["cpu_count"] >= 1 and "nice" in body["meta"]
+    assert [s["started"] for s in body["sessions"]] == [body["meta"]["started"]]
+    for r in body["runs"]:
+        assert set(r["load_1m"]) == {"start", "end"} and r["session"] == body["meta"]["started"]
+        assert r["cpu_s"] > 0
+    # a resumed sweep (a later session) adds its own meta and keeps the first's
+    body["sessions"][0]["started"] = "2000-01-01T00:00:00+00:00"
+    results.write_text(json.dumps(body))
+    monkeypatch.setattr(ua, "archive_sets", lambda: ["ECG200", "GunPoint", "Wafer"])
+    ua.main(["--results", str(results), "--work", str(tmp_path / "w")])
+    assert len(ua.load_sessions(results)) == 2 and len(ua.load_results(results)) == 3
+    text = ua.write_report(results, tmp_path / "r.md", "none", None)
+    assert "3 of 93 sets measured" in text
+    assert "h CPU" in text and "over the 3 sets that record it" in text
+    assert "| load |" in text

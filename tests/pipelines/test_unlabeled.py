@@ -7,17 +7,13 @@ Each run is tiny (a dozen rows, one or two epochs, narrow encoders) and uses the
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from tests.conftest import BIN, copy_project, missing_dvc_outputs
+from tests.e2e import TinyRun
 
 pytestmark = pytest.mark.e2e
 
@@ -35,45 +31,22 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One copy of the project for the module: each recipe writes under its own name."""
-    return copy_project(tmp_path_factory.mktemp("unlabeled"))
+def _run(run_tiny: Callable[..., TinyRun], recipe: dict) -> TinyRun:
+    """``recipe`` at the tiny scale above (run_tiny checks the exit code and DVC's declared outputs)."""
+    return run_tiny(recipe, tiny=TINY, timeout=300)
 
 
-def _run(proj: Path, ray_address: str, recipe: dict) -> tuple[str, dict]:
-    """Write ``recipe`` as ``pipelines/<name>.yaml`` and run it at the tiny scale; return the report
-    and evaluate.json after checking the exit code and DVC's declared outputs."""
-    name = recipe["name"]
-    (proj / "pipelines" / f"{name}.yaml").write_text(yaml.safe_dump({**recipe, "scales": {"tiny": TINY}}))
-    env = {**os.environ, "RAY_ADDRESS": ray_address, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.run", f"pipelines/{name}.yaml", "--set", "scale=tiny"],
-        cwd=proj,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    print(*(line for line in proc.stdout.splitlines() if " done in " in line), sep="\n")  # stage times
-    assert "Traceback" not in proc.stderr
-    assert not missing_dvc_outputs(proj, name)
-    report = (proj / f"reports/{name}/report.md").read_text()
-    return report, json.loads((proj / f"metrics/{name}/evaluate.json").read_text())
-
-
-def _assert_label_free_report(report: str, ev: dict, n_rows: int) -> None:
-    assert "Representation without labels" in report and "Nearest neighbours" in report
-    rep = ev["representation"]
+def _assert_label_free_report(run: TinyRun, n_rows: int) -> None:
+    assert "Representation without labels" in run.report and "Nearest neighbours" in run.report
+    rep = run.evaluation["representation"]
     assert rep["n_rows"] == n_rows and rep["pretrained"]["rankme"] >= 1.0
     assert rep["retrieval"] and rep["retrieval"][0]["neighbours"]
 
 
-def _assert_no_labels(proj: Path, name: str, report: str, ev: dict) -> None:
-    assert "no labels:" in report and ev["no_labels"].startswith("no labels:")
-    assert "pretrained" not in ev  # no probe ran
-    assert "no labels" in json.loads((proj / f"metrics/{name}/finetune.json").read_text())["skipped"]
+def _assert_no_labels(run: TinyRun) -> None:
+    assert "no labels:" in run.report and run.evaluation["no_labels"].startswith("no labels:")
+    assert "pretrained" not in run.evaluation  # no probe ran
+    assert "no labels" in run.metrics("finetune")["skipped"]
 
 
 def _series(n: int, length: int = 32, seed: int = 0) -> np.ndarray:
@@ -83,7 +56,7 @@ def _series(n: int, length: int = 32, seed: int = 0) -> np.ndarray:
     return np.sin(2 * np.pi * freq[:, None] * t) + 0.1 * rng.normal(size=(n, length))
 
 
-def test_timeseries_table_without_label_or_split(project: Path, ray_address: str, tmp_path: Path) -> None:
+def test_timeseries_table_without_label_or_split(run_tiny: Callable[..., TinyRun], tmp_path: Path) -> None:
     import pandas as pd
 
     path = tmp_path / "series.csv"
@@ -95,14 +68,16 @@ def test_timeseries_table_without_label_or_split(project: Path, ray_address: str
         "data": {"source": "table", "options": {"paths": str(path)}},
         "encoder": {"name": "ts2vec_cnn", "hidden_dim": 8, "out_dim": 16, "depth": 2},
     }
-    report, ev = _run(project, ray_address, recipe)
-    _assert_no_labels(project, recipe["name"], report, ev)
-    _assert_label_free_report(report, ev, 16)
-    assert ev["representation"]["sample"].startswith("training rows")  # no test row to sample from
+    run = _run(run_tiny, recipe)
+    _assert_no_labels(run)
+    _assert_label_free_report(run, 16)
+    assert run.evaluation["representation"]["sample"].startswith(
+        "training rows"
+    )  # no test row to sample from
 
 
 def test_timeseries_table_with_labels_on_half_the_rows(
-    project: Path, ray_address: str, tmp_path: Path
+    run_tiny: Callable[..., TinyRun], tmp_path: Path
 ) -> None:
     import pandas as pd
 
@@ -118,7 +93,8 @@ def test_timeseries_table_with_labels_on_half_the_rows(
         "data": {"source": "table", "options": {"paths": str(path)}},
         "encoder": {"name": "ts2vec_cnn", "hidden_dim": 8, "out_dim": 16, "depth": 2},
     }
-    report, ev = _run(project, ray_address, recipe)
+    run = _run(run_tiny, recipe)
+    ev, report = run.evaluation, run.report
     assert "no_labels" not in ev
     assert ev["labels"]["n_labelled"] == 16 and ev["labels"]["test_split"] == "carved by group"
     assert ev["n_train"] + ev["n_test"] == 16 and ev["n_test"] >= 2
@@ -126,11 +102,11 @@ def test_timeseries_table_with_labels_on_half_the_rows(
     assert (
         "16 of 32 curated rows carry a label" in report and "carved from the labelled rows by group" in report
     )
-    runs = json.loads((project / f"metrics/{recipe['name']}/finetune.json").read_text())["runs"]
+    runs = run.metrics("finetune")["runs"]
     assert all(r["n_fit"] + r["n_val"] == ev["n_train"] for r in runs)
 
 
-def test_audio_folder_of_wav_files(project: Path, ray_address: str, tmp_path: Path) -> None:
+def test_audio_folder_of_wav_files(run_tiny: Callable[..., TinyRun], tmp_path: Path) -> None:
     import soundfile as sf
 
     folder = tmp_path / "wavs"
@@ -157,12 +133,12 @@ def test_audio_folder_of_wav_files(project: Path, ray_address: str, tmp_path: Pa
         },
         "views": {"policy": "light"},
     }
-    report, ev = _run(project, ray_address, recipe)
-    _assert_no_labels(project, recipe["name"], report, ev)
-    _assert_label_free_report(report, ev, 12)
+    run = _run(run_tiny, recipe)
+    _assert_no_labels(run)
+    _assert_label_free_report(run, 12)
 
 
-def test_medical_nifti_volumes(project: Path, ray_address: str, tmp_path: Path) -> None:
+def test_medical_nifti_volumes(run_tiny: Callable[..., TinyRun], tmp_path: Path) -> None:
     import nibabel as nib
 
     folder = tmp_path / "nifti"
@@ -182,12 +158,12 @@ def test_medical_nifti_volumes(project: Path, ray_address: str, tmp_path: Path) 
         },
         "encoder": {"name": "resnet", "widths": [8, 8, 16, 16], "layers": [1, 1, 1, 1]},
     }
-    report, ev = _run(project, ray_address, recipe)
-    _assert_no_labels(project, recipe["name"], report, ev)
-    _assert_label_free_report(report, ev, 12)
+    run = _run(run_tiny, recipe)
+    _assert_no_labels(run)
+    _assert_label_free_report(run, 12)
 
 
-def test_pointcloud_folder_of_meshes(project: Path, ray_address: str, tmp_path: Path) -> None:
+def test_pointcloud_folder_of_meshes(run_tiny: Callable[..., TinyRun], tmp_path: Path) -> None:
     import trimesh
 
     folder = tmp_path / "meshes"
@@ -217,12 +193,12 @@ def test_pointcloud_folder_of_meshes(project: Path, ray_address: str, tmp_path: 
         "encoder": {"name": "pointnet", "widths": [16, 32], "out_dim": 32},
         "curate": {"near_dedup": {"enabled": False}},
     }
-    report, ev = _run(project, ray_address, recipe)
-    _assert_no_labels(project, recipe["name"], report, ev)
-    _assert_label_free_report(report, ev, 6)
+    run = _run(run_tiny, recipe)
+    _assert_no_labels(run)
+    _assert_label_free_report(run, 6)
 
 
-def test_rl_npz_episodes(project: Path, ray_address: str, tmp_path: Path) -> None:
+def test_rl_npz_episodes(run_tiny: Callable[..., TinyRun], tmp_path: Path) -> None:
     folder = tmp_path / "episodes"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -245,9 +221,10 @@ def test_rl_npz_episodes(project: Path, ray_address: str, tmp_path: Path) -> Non
         "views": {"policy": "drq"},
         "evaluate": {"domain": {"supervised_epochs": 1}},
     }
-    report, ev = _run(project, ray_address, recipe)
+    run = _run(run_tiny, recipe)
+    ev = run.evaluation
     # RL has no classification task: fine-tuning is skipped for that reason, the label-free part stays
-    assert "no classification task" in (project / "models/unlabeled-rl/finetuned/skipped.json").read_text()
+    assert "no classification task" in run.path("models/{name}/finetuned/skipped.json").read_text()
     assert "svm" not in ev and "pretrained" not in ev
-    assert "no labels: domain `rl` has no classification task" in report
-    _assert_label_free_report(report, ev, ev["representation"]["n_rows"])
+    assert "no labels: domain `rl` has no classification task" in run.report
+    _assert_label_free_report(run, ev["representation"]["n_rows"])

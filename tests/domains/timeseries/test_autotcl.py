@@ -3,10 +3,7 @@ reversed gradient makes the augmenter adversarial, its state checkpoints, and th
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +14,7 @@ from domains.timeseries.autotcl import AutoTCLObjective, reverse_grad
 from domains.timeseries.encoders import TS2VecEncoder
 from stages.common.schema import PretrainCfg
 from stages.pretrain.loop import _save_checkpoint, build_model, load_checkpoint_model, run_in_process
-from tests.conftest import BIN, copy_project
+from tests.e2e import TinyRun
 
 RECIPE = "timeseries-arrowhead-autotcl"
 
@@ -160,20 +157,10 @@ def test_checkpoint_round_trip_restores_the_augmenter(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_tiny_recipe_pretrains_on_two_ray_workers(tmp_path: Path, ray_address: str) -> None:
+def test_tiny_recipe_pretrains_on_two_ray_workers(run_tiny: Callable[..., TinyRun]) -> None:
     # Only up to pretraining: the augmenter's view is encoded outside the DDP forward, which is what
     # needs a real 2-worker run; fine-tuning and evaluation are the time-series domain's own tests.
-    proj = copy_project(tmp_path)
-    env = {
-        **os.environ,
-        "RAY_ADDRESS": ray_address,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONUNBUFFERED": "1",
-    }
-    cmd = [sys.executable, "-m", "pipelines.run", f"pipelines/{RECIPE}.yaml", "--set", "scale=tiny"]
-    cmd += ["--stages", "ingest,curate,views,pretrain"]
-    proc = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    pretrain = json.loads((proj / f"metrics/{RECIPE}/pretrain.json").read_text())
+    run = run_tiny(RECIPE, stages=("ingest", "curate", "views", "pretrain"), timeout=600)
+    pretrain = run.metrics("pretrain")
     assert pretrain["epochs"] == 2 and np.isfinite(pretrain["final_loss"])
-    assert (proj / f"models/{RECIPE}/pretrained/encoder.safetensors").exists()
+    assert run.path("models/{name}/pretrained/encoder.safetensors").exists()

@@ -11,9 +11,13 @@ tests, and prints that table at the end of the run.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 ENV = "CONTRAFLOW_FUZZ_EXAMPLES"
 COUNTS: dict[str, Counter] = defaultdict(Counter)
@@ -31,6 +35,29 @@ def fuzz_examples(default: int) -> int:
     if n < 1:
         raise ValueError(f"{ENV}={n}: expected a positive integer")
     return n
+
+
+def read_records(domain: str, source: str, unit: dict[str, Any]) -> list[dict[str, Any]]:
+    """Ingest's ``read_unit`` on one listed unit, looked up at call time so that ``-p tests.fuzz``
+    counts it whatever the calling module imported."""
+    import stages.ingest.__main__ as ingest
+
+    return ingest.read_unit({"unit": json.dumps(unit, sort_keys=True)}, domain, source)
+
+
+def check_records(records: list[dict[str, Any]], check_x: Callable[[np.ndarray], None]) -> None:
+    """The reader contract every unit keeps, in every domain: at least one record; each record is
+    a row or a quarantine reason, never both or neither; a reason is a non-empty line; a row
+    decodes to an ``x`` that the domain's ``check_x`` accepts (its shape, dtype, finiteness)."""
+    from stages.common.rows import decode_row
+
+    assert records, "a unit yields at least one record (a row or its quarantine)"
+    for r in records:
+        assert (r["row"] is None) != (r["reason"] is None), r
+        if r["reason"] is not None:
+            assert isinstance(r["reason"], str) and r["reason"].strip()
+        else:
+            check_x(decode_row(r["row"])["x"])
 
 
 def _counting(read_unit: Any) -> Any:

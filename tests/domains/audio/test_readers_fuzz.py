@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import tempfile
 
@@ -23,9 +22,7 @@ from hypothesis import strategies as st
 
 import domains.audio.readers as audio_readers
 from domains.audio.readers import MIN_TAIL, SOURCES
-from stages.common.rows import decode_row
-from stages.ingest.__main__ import read_unit
-from tests.fuzz import fuzz_examples
+from tests.fuzz import check_records, fuzz_examples, read_records
 
 SETTINGS = settings(
     max_examples=fuzz_examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -36,7 +33,7 @@ CLIP = int(SR * CLIP_SECONDS)
 
 
 def _read(source: str, unit: dict) -> list[dict]:
-    return read_unit({"unit": json.dumps(unit, sort_keys=True)}, "audio", source)
+    return read_records("audio", source, unit)
 
 
 def _files_unit(path: str) -> dict:
@@ -45,14 +42,10 @@ def _files_unit(path: str) -> dict:
 
 
 def _check_records(records: list[dict]) -> None:
-    assert records, "a unit yields at least one record (a row or its quarantine)"
-    for r in records:
-        assert (r["row"] is None) != (r["reason"] is None), r
-        if r["reason"] is not None:
-            assert isinstance(r["reason"], str) and r["reason"].strip()
-        else:
-            x = decode_row(r["row"])["x"]
-            assert x.shape == (1, CLIP) and x.dtype == np.float32 and np.isfinite(x).all()
+    def check_x(x: np.ndarray) -> None:
+        assert x.shape == (1, CLIP) and x.dtype == np.float32 and np.isfinite(x).all()
+
+    check_records(records, check_x)
 
 
 def _expected_clips(n: int) -> int:

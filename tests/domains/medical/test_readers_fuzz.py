@@ -23,9 +23,7 @@ from hypothesis import strategies as st
 
 import domains.medical.readers as medical_readers
 from domains.medical.readers import SOURCES
-from stages.common.rows import decode_row
-from stages.ingest.__main__ import read_unit
-from tests.fuzz import fuzz_examples
+from tests.fuzz import check_records, fuzz_examples, read_records
 
 SETTINGS = settings(
     max_examples=fuzz_examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -36,18 +34,14 @@ OPTS = {"patch_size": P, "patches_per_volume": N_PATCHES}
 
 
 def _read(source: str, unit: dict) -> list[dict]:
-    return read_unit({"unit": json.dumps(unit, sort_keys=True)}, "medical", source)
+    return read_records("medical", source, unit)
 
 
 def _check_records(records: list[dict], most: int = N_PATCHES) -> None:
-    assert records, "a unit yields at least one record (a patch or its quarantine)"
-    for r in records:
-        assert (r["row"] is None) != (r["reason"] is None), r
-        if r["reason"] is not None:
-            assert isinstance(r["reason"], str) and r["reason"].strip()
-        else:
-            x = decode_row(r["row"])["x"]
-            assert x.shape == (1, P, P, P) and x.dtype == np.float32 and np.isfinite(x).all()
+    def check_x(x: np.ndarray) -> None:
+        assert x.shape == (1, P, P, P) and x.dtype == np.float32 and np.isfinite(x).all()
+
+    check_records(records, check_x)
     unit_level = [r for r in records if r["id"].startswith("unit:")]
     # a volume gives its patches, or one quarantine for the whole unit: never both, never too many
     assert (len(unit_level) == 1 and len(records) == 1) or (not unit_level and len(records) <= most)

@@ -10,7 +10,6 @@ one record per shape, a Parquet table one per id (or its unit's quarantine).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 
@@ -21,9 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domains.pointcloud.readers import SOURCES
-from stages.common.rows import decode_row
-from stages.ingest.__main__ import read_unit
-from tests.fuzz import fuzz_examples
+from tests.fuzz import check_records, fuzz_examples, read_records
 
 SETTINGS = settings(
     max_examples=fuzz_examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -38,20 +35,16 @@ coord = st.one_of(
 
 
 def _read(source: str, unit: dict) -> list[dict]:
-    return read_unit({"unit": json.dumps(unit, sort_keys=True)}, "pointcloud", source)
+    return read_records("pointcloud", source, unit)
 
 
 def _check_records(records: list[dict]) -> None:
-    assert records, "a unit yields at least one record (a row or its quarantine)"
-    for r in records:
-        assert (r["row"] is None) != (r["reason"] is None), r
-        if r["reason"] is not None:
-            assert isinstance(r["reason"], str) and r["reason"].strip()
-        else:
-            x = decode_row(r["row"])["x"]
-            assert x.ndim == 2 and x.shape[1] == 3 and 32 <= len(x) <= POINTS, x.shape
-            assert x.dtype == np.float32 and np.isfinite(x).all()
-            assert np.linalg.norm(x, axis=1).max() <= 1.0 + 1e-4
+    def check_x(x: np.ndarray) -> None:
+        assert x.ndim == 2 and x.shape[1] == 3 and 32 <= len(x) <= POINTS, x.shape
+        assert x.dtype == np.float32 and np.isfinite(x).all()
+        assert np.linalg.norm(x, axis=1).max() <= 1.0 + 1e-4
+
+    check_records(records, check_x)
 
 
 def _units(source: str, path: str, **opts: object) -> list[dict]:

@@ -9,7 +9,6 @@ is lost: a readable file gives one record per acted step, else its unit's quaran
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 
@@ -20,9 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domains.rl.readers import SOURCES
-from stages.common.rows import decode_row
-from stages.ingest.__main__ import read_unit
-from tests.fuzz import fuzz_examples
+from tests.fuzz import check_records, fuzz_examples, read_records
 
 SETTINGS = settings(
     max_examples=fuzz_examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -32,7 +29,7 @@ SIDE = 6
 
 
 def _read(source: str, unit: dict) -> list[dict]:
-    return read_unit({"unit": json.dumps(unit, sort_keys=True)}, "rl", source)
+    return read_records("rl", source, unit)
 
 
 def _unit(source: str, path: str) -> dict:
@@ -41,15 +38,11 @@ def _unit(source: str, path: str) -> dict:
 
 
 def _check_records(records: list[dict]) -> None:
-    assert records, "a unit yields at least one record (a row or its quarantine)"
-    for r in records:
-        assert (r["row"] is None) != (r["reason"] is None), r
-        if r["reason"] is not None:
-            assert isinstance(r["reason"], str) and r["reason"].strip()
-        else:
-            x = decode_row(r["row"])["x"]
-            assert x.ndim == 4 and x.shape[0] == 2 and x.shape[2] == x.shape[3], x.shape
-            assert x.dtype == np.float32 and np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0
+    def check_x(x: np.ndarray) -> None:
+        assert x.ndim == 4 and x.shape[0] == 2 and x.shape[2] == x.shape[3], x.shape
+        assert x.dtype == np.float32 and np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0
+
+    check_records(records, check_x)
     unit_level = [r for r in records if r["id"].startswith("unit:")]
     assert not unit_level or len(records) == 1, "a unit is quarantined whole, or read whole"
 

@@ -8,7 +8,6 @@ kept + quarantined = lines.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -17,9 +16,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.common.rows import decode_row
-from stages.ingest.__main__ import read_unit
-from tests.fuzz import fuzz_examples
+from tests.fuzz import check_records, fuzz_examples, read_records
 
 SETTINGS = settings(
     max_examples=fuzz_examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -34,18 +31,14 @@ line = st.tuples(st.sampled_from(["1", "2", "-1", "a", ""]), st.lists(cell, min_
 
 
 def _read(source: str, unit: dict) -> list[dict]:
-    return read_unit({"unit": json.dumps(unit)}, "timeseries", source)
+    return read_records("timeseries", source, unit)
 
 
 def _check_records(records: list[dict]) -> None:
-    assert records, "a unit yields at least one record (a row or its quarantine)"
-    for r in records:
-        assert (r["row"] is None) != (r["reason"] is None), r
-        if r["reason"] is not None:
-            assert isinstance(r["reason"], str) and r["reason"].strip()
-        else:
-            x = decode_row(r["row"])["x"]
-            assert x.ndim == 2 and x.dtype == np.float32 and np.isfinite(x).all()
+    def check_x(x: np.ndarray) -> None:
+        assert x.ndim == 2 and x.dtype == np.float32 and np.isfinite(x).all()
+
+    check_records(records, check_x)
 
 
 @SETTINGS

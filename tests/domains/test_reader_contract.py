@@ -32,6 +32,7 @@ import pytest
 
 from domains import get_domain, list_domains
 from stages.ingest.__main__ import read_unit
+from tests.domains.medical.dicom_series import write_ct_series
 
 Writer = Callable[[Path], None]
 #: where a source's file goes and the list_units options that name it: (folder, write, ext) -> options
@@ -210,31 +211,7 @@ def _msd_datalist(folder: Path, write: Writer, ext: str) -> dict[str, Any]:
 
 def _dicom_slices(folder: Path) -> None:
     """A real one-series CT stack (pydicom), written into ``folder``."""
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    vol = (_blob((12, 12, 10)) * 300).astype(np.int16)
-    series, study = generate_uid(), generate_uid()
-    for k in range(vol.shape[2]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = pydicom.Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = study, series, "CT"
-        ds.PatientID, ds.InstanceNumber = "p1", k + 1
-        ds.ImagePositionPatient = [0.0, 0.0, float(k)]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing, ds.SliceThickness = [1.0, 1.0], 1.0
-        ds.Rows, ds.Columns = vol.shape[0], vol.shape[1]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        ds.PixelData = np.ascontiguousarray(vol[:, :, k]).tobytes()
-        ds.save_as(str(folder / f"{k:03d}.dcm"), enforce_file_format=True)
+    write_ct_series(folder, (_blob((12, 12, 10)) * 300).astype(np.int16))
 
 
 def _dicom_good(folder_layout: Layout) -> Layout:

@@ -13,6 +13,7 @@ import pytest
 from domains.medical.readers import read_source
 from domains.medical.volumes import decode_mask
 from stages.ingest.__main__ import read_unit
+from tests.domains.medical.dicom_series import write_ct_series
 
 P = 16  # patch side used throughout: small and fast
 
@@ -117,33 +118,10 @@ def test_msd_datalist_pairs_and_splits(tmp_path: Path) -> None:
 
 
 def test_dicom_series_is_read_as_one_volume(tmp_path: Path) -> None:
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    vol = (_volume((20, 20, 18)) * 300).astype(np.int16)
-    series, study = generate_uid(), generate_uid()
+    pytest.importorskip("pydicom")
     d = tmp_path / "series1"
     d.mkdir()
-    for k in range(vol.shape[2]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = pydicom.Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = study, series, "CT"
-        ds.PatientID, ds.InstanceNumber = "p1", k + 1
-        ds.ImagePositionPatient = [0.0, 0.0, float(k)]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing, ds.SliceThickness = [1.0, 1.0], 1.0
-        ds.Rows, ds.Columns = vol.shape[0], vol.shape[1]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        ds.PixelData = np.ascontiguousarray(vol[:, :, k]).tobytes()
-        ds.save_as(str(d / f"{k:03d}.dcm"), enforce_file_format=True)
+    write_ct_series(d, (_volume((20, 20, 18)) * 300).astype(np.int16))
     rows = list(read_source("dicom", series=str(d), patch_size=P, patches_per_volume=2, intensity="none"))
     assert len(rows) == 2 and rows[0]["x"].shape == (1, P, P, P)
     assert rows[0]["group"] == "series1"

@@ -43,6 +43,7 @@ from stages.pretrain.stream import (
     decode_views,
     epoch_order,
     ingest_options,
+    shard_name,
     stream_name,
     view_stream,
 )
@@ -240,10 +241,10 @@ class ShardReader:
     every epoch. Either way every worker holds the same number of rows (``equal=True`` split).
     """
 
-    def __init__(self, local_batch: int, cache_mb: float) -> None:
+    def __init__(self, local_batch: int, cache_mb: float, rank: int) -> None:
         import ray.train
 
-        self.shard = ray.train.get_dataset_shard("train")
+        self.shard = ray.train.get_dataset_shard(shard_name(rank))
         self.local_batch = local_batch
         self.cache_bytes = cache_mb * 2**20
         self.cached: list[np.ndarray] | None = None
@@ -481,7 +482,7 @@ def batch_source(
         views = StreamedViews(stream, t, spec["prefetch_batches"])
         return lambda epoch: views.epoch(epoch, t.steps)
     if t.in_ray:
-        reader = ShardReader(t.local_batch, t.cfg.shard_cache_mb)
+        reader = ShardReader(t.local_batch, t.cfg.shard_cache_mb, t.rank)
         return lambda epoch: (StepInput(b) for b in reader.batches(epoch, t.cfg.seed + t.rank))
     return lambda epoch: (StepInput(b) for b in _list_batches(xs, t.local_batch, epoch, t.cfg.seed))
 

@@ -47,6 +47,14 @@ def stream_name(rank: int) -> str:
     return STREAM_NAME.format(rank)
 
 
+#: the dataset name of rank ``r``'s share of the training rows (or of the views bank)
+SHARD_NAME = "train_rank{}"
+
+
+def shard_name(rank: int) -> str:
+    return SHARD_NAME.format(rank)
+
+
 def unsupported(objective: bool, materialize: int, small_crops: int) -> str | None:
     """Why views cannot be streamed for this loss and views setting (None: they can)."""
     if objective:

@@ -206,7 +206,7 @@ def test_use_gpu_asks_ray_train_for_one_gpu_per_worker(tmp_path: Path) -> None:
     from stages.pretrain.__main__ import make_trainer
 
     trainer = make_trainer(
-        {"world_size": 2}, None, RayCfg(use_gpu=True, num_workers=2, cpus_per_worker=2), str(tmp_path), "t"
+        {"world_size": 2}, {}, RayCfg(use_gpu=True, num_workers=2, cpus_per_worker=2), str(tmp_path), "t"
     )
     scaling = trainer.scaling_config
     assert scaling.use_gpu and scaling.num_workers == 2

@@ -93,9 +93,18 @@ def stop_ray_processes(temp: Path, port: int, extra_pids: tuple[int, ...] = ()) 
     import psutil
 
     procs: dict[int, psutil.Process] = {}
-    for p in psutil.process_iter(["cmdline"]):
+    for p in psutil.process_iter(["cmdline", "cwd"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if str(temp) in cmd or f"127.0.0.1:{port}" in cmd or f"gcs_server_port={port}" in cmd:
+        # the head's client server names neither: it binds the machine's address, and its parent
+        # (`ray start`) has exited; it does run in the directory the cluster was started from
+        cwd = p.info["cwd"] or ""
+        if (
+            str(temp) in cmd
+            or f"127.0.0.1:{port}" in cmd
+            or f"gcs_server_port={port}" in cmd
+            or cwd == str(temp)
+            or cwd.startswith(f"{temp}{os.sep}")
+        ):
             procs[p.pid] = p
     for pid in extra_pids:
         with contextlib.suppress(psutil.NoSuchProcess):

@@ -22,7 +22,15 @@ def init_ray(cfg: RayCfg) -> None:
         return
     # Workers must import `domains` and `stages`: on a local instance point them at this checkout;
     # under `ray job submit --working-dir .` the job's working dir already provides them.
-    runtime_env = {"env_vars": {"PYTHONPATH": REPO_ROOT, "OMP_NUM_THREADS": "1"}}
+    runtime_env = {
+        "env_vars": {
+            "PYTHONPATH": REPO_ROOT,
+            "OMP_NUM_THREADS": "1",
+            # Ray Train's print patch both tees a worker's print to its stderr and logs it, so every
+            # progress line reached the driver (and DVC's log) twice
+            "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+        }
+    }
     # Ray Train's controller collects reports when it polls the workers (every 2 s by default);
     # a shorter poll keeps short epochs from waiting on it.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")

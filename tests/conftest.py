@@ -49,15 +49,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(f"CI=true and data the test needs is missing: {marker.kwargs['reason']}", pytrace=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: all held open while they are picked, so no two can coincide (one
+    port picked at a time can come back twice, and Ray then refuses to start)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 @pytest.fixture(scope="session")
 def ray_address(tmp_path_factory: pytest.TempPathFactory) -> str:
-    port = _free_port()
+    (port,) = free_ports(1)
     temp = tmp_path_factory.mktemp("ray")
     ray = str(BIN / "ray")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -83,12 +87,14 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> str:
     stop_ray_processes(temp, port)
 
 
-def stop_ray_processes(temp: Path, port: int, extra_pids: tuple[int, ...] = ()) -> None:
+def stop_ray_processes(
+    temp: Path, port: int, extra_pids: tuple[int, ...] = (), cwd: Path | None = None
+) -> None:
     """Kill one Ray cluster started by the tests: its processes and their children.
 
     ``ray stop`` would stop every Ray on the machine, including other users' and other test
     sessions'; this finds only the processes whose command line names this cluster's temp dir or
-    GCS port.
+    GCS port, or that run in the directory ``ray start`` ran in (``cwd``, default ``temp``).
     """
     import psutil
 
@@ -97,13 +103,13 @@ def stop_ray_processes(temp: Path, port: int, extra_pids: tuple[int, ...] = ()) 
         cmd = " ".join(p.info["cmdline"] or [])
         # the head's client server names neither: it binds the machine's address, and its parent
         # (`ray start`) has exited; it does run in the directory the cluster was started from
-        cwd = p.info["cwd"] or ""
+        where, home = p.info["cwd"] or "", str(cwd or temp)
         if (
             str(temp) in cmd
             or f"127.0.0.1:{port}" in cmd
             or f"gcs_server_port={port}" in cmd
-            or cwd == str(temp)
-            or cwd.startswith(f"{temp}{os.sep}")
+            or where == home
+            or where.startswith(home + os.sep)
         ):
             procs[p.pid] = p
     for pid in extra_pids:

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import BIN, copy_project, stop_ray_processes
+from tests.conftest import BIN, copy_project, free_ports, stop_ray_processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 RECIPE = "timeseries-gunpoint"
@@ -38,17 +37,11 @@ EPOCHS, EVERY = 20, 5
 LOSS_RTOL = 0.15
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class LocalCluster:
     """``ray start`` nodes on 127.0.0.1: what a multi-node cluster looks like to the code under test."""
 
     def __init__(self, temp: Path) -> None:
-        self.temp, self.port = temp, _free_port()
+        self.temp, (self.port,) = temp, free_ports(1)
         self.address = f"127.0.0.1:{self.port}"
         self.workers: dict[int, int] = {}  # node-manager port -> raylet pid
         self.env = {**os.environ, "RAY_AUTH_MODE": "token"}
@@ -71,7 +64,7 @@ class LocalCluster:
         )
 
     def add_worker(self) -> int:
-        port = _free_port()
+        (port,) = free_ports(1)
         self._ray(
             "start",
             f"--address={self.address}",

@@ -15,12 +15,11 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 
 import pytest
 
-from tests.conftest import BIN, REPO, copy_project, stop_ray_processes
+from tests.conftest import BIN, REPO, copy_project, free_ports, stop_ray_processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 RECIPE = "timeseries-gunpoint"
@@ -35,12 +34,6 @@ def readme_cluster_commands() -> list[list[str]]:
     return [shlex.split(line) for line in block.group(1).replace("\\\n", " ").splitlines() if line.strip()]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_readme_commands_start_submit_and_stop(tmp_path_factory: pytest.TempPathFactory) -> None:
     commands = readme_cluster_commands()
     assert [c[:2] for c in commands] == [["ray", "start"], ["ray", "job"], ["ray", "stop"]], commands
@@ -48,7 +41,7 @@ def test_readme_commands_start_submit_and_stop(tmp_path_factory: pytest.TempPath
     proj = copy_project(tmp_path / "proj")
     shutil.copy(REPO / ".rayignore", proj / ".rayignore")
     out = tmp_path / "out"
-    gcs, dash = _free_port(), _free_port()
+    gcs, dash, client, agent, agent_grpc, runtime_env, metrics = free_ports(7)
     temp = tmp_path / "ray"
 
     def local(cmd: list[str]) -> list[str]:
@@ -68,13 +61,13 @@ def test_readme_commands_start_submit_and_stop(tmp_path_factory: pytest.TempPath
         f"--temp-dir={temp}",
         "--node-ip-address=127.0.0.1",
         "--num-cpus=4",
-        f"--ray-client-server-port={_free_port()}",  # not the default 10001 another head may hold
+        f"--ray-client-server-port={client}",  # not the default 10001 another head may hold
         # the job server needs this head's dashboard agent; its default ports (52365...) may be held
         # by another Ray on the machine (the test session's own head), which fails every submit
-        f"--dashboard-agent-listen-port={_free_port()}",
-        f"--dashboard-agent-grpc-port={_free_port()}",
-        f"--runtime-env-agent-port={_free_port()}",
-        f"--metrics-export-port={_free_port()}",
+        f"--dashboard-agent-listen-port={agent}",
+        f"--dashboard-agent-grpc-port={agent_grpc}",
+        f"--runtime-env-agent-port={runtime_env}",
+        f"--metrics-export-port={metrics}",
         "--disable-usage-stats",
     ]
     started = subprocess.run(
@@ -87,7 +80,7 @@ def test_readme_commands_start_submit_and_stop(tmp_path_factory: pytest.TempPath
         assert job.returncode == 0, log[-4000:]
         assert "succeeded" in log, log[-4000:]
     finally:
-        stop_ray_processes(temp, gcs)  # the README's `ray stop`, limited to this head
+        stop_ray_processes(temp, gcs, cwd=proj)  # the README's `ray stop`, limited to this head
     # outputs where the recipe's paths say: <paths.x>/<recipe>/...
     assert (out / "models" / RECIPE / "pretrained" / "encoder.safetensors").exists()
     evaluation = json.loads((out / "metrics" / RECIPE / "evaluate.json").read_text())

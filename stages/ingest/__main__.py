@@ -87,15 +87,23 @@ def read_unit(record: dict[str, Any], domain_name: str, source_name: str) -> lis
     return out
 
 
-def count_test_rows(ds: Any) -> dict[str, int]:
-    """Kept and published test rows of the read records (one pass over two small columns)."""
-    kept = published = 0
-    for t in ds.select_columns(["reason", "split", "published"]).iter_batches(batch_format="pyarrow"):
+def scan(ds: Any) -> tuple[list[dict[str, Any]], dict[str, int], int]:
+    """One pass over four small columns of the read records: the rejected rows (id, reason, split),
+    the kept and published test-row counts, and how many rows were kept. (Separate ``take_all`` and
+    ``count`` passes each cost a Ray Data execution, the count one over every kept row.)"""
+    rejected: list[dict[str, Any]] = []
+    kept = kept_test = published = 0
+    for t in ds.select_columns(["id", "reason", "split", "published"]).iter_batches(batch_format="pyarrow"):
         split = pc.cast(t.column("split"), pa.string())  # all-null columns arrive typed null
+        ok = pc.is_null(t.column("reason"))
         is_test = pc.fill_null(pc.equal(split, TEST_SPLIT), False)
-        kept += pc.sum(pc.and_(is_test, pc.is_null(t.column("reason")))).as_py() or 0
+        kept += pc.sum(pc.cast(ok, pa.int64())).as_py() or 0
+        kept_test += pc.sum(pc.and_(is_test, ok)).as_py() or 0
         published += pc.sum(pc.cast(t.column("published"), pa.int64())).as_py() or 0
-    return {"test_rows": kept, "test_rows_published": published}
+        bad = pc.invert(ok)
+        cols = {"id": t.column("id"), "reason": t.column("reason"), "split": split}
+        rejected += pa.table({k: pc.filter(v, bad) for k, v in cols.items()}).to_pylist()
+    return rejected, {"test_rows": kept_test, "test_rows_published": published}, kept
 
 
 def check_test_rows(
@@ -134,15 +142,11 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     ds = ds.flat_map(read_unit, fn_kwargs={"domain_name": recipe.domain, "source_name": recipe.data.source})
     ds = ds.materialize()
 
-    rejected = (
-        ds.filter(lambda r: r["reason"] is not None).select_columns(["id", "reason", "split"]).take_all()
-    )
-    counts = count_test_rows(ds)
+    rejected, counts, n_kept = scan(ds)
     published_units = sum(u.get("split") == TEST_SPLIT for u in units)
     test_lost, test_error = check_test_rows(recipe, rejected, counts, published_units)
     rejected = [{"id": r["id"], "reason": r["reason"]} for r in rejected]
     kept = ds.filter(lambda r: r["reason"] is None).map(lambda r: r["row"])
-    n_kept = kept.count()
     total = n_kept + len(rejected)
     frac = len(rejected) / max(total, 1)
     # validation mode (data.holdout): published test rows dropped, part of the training rows -> test

@@ -26,7 +26,7 @@ from typing import Any
 FORCE_ENV = "BENCH_FORCE"
 
 
-def load_1m() -> float:
+def load_average_1m() -> float:
     return round(os.getloadavg()[0], 2)
 
 
@@ -73,7 +73,7 @@ class BenchRun:
 
     def __init__(self) -> None:
         self.machine = machine()
-        self.load_start = load_1m()
+        self.load_start = load_average_1m()
         self.started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
     @property
@@ -85,7 +85,7 @@ class BenchRun:
         return {
             "machine": self.machine,
             "started": self.started,
-            "load_1m": {"start": self.load_start, "end": load_1m()},
+            "load_average_1m": {"start": self.load_start, "end": load_average_1m()},
             "valid": self.valid,
         }
 
@@ -123,8 +123,8 @@ class BenchRun:
         flag = "" if self.valid else " **INVALID: machine busy at start**"
         return (
             f"\n_Measured {self.started} on {m['cpu_count']} × {m['cpu_model']}, torch {m['torch']}, "
-            f"ray {m['ray']}; 1-min load {meta['load_1m']['start']} at start, "
-            f"{meta['load_1m']['end']} at end._{flag}\n"
+            f"ray {m['ray']}; 1-min load {meta['load_average_1m']['start']} at start, "
+            f"{meta['load_average_1m']['end']} at end._{flag}\n"
         )
 
     def write_text(self, path: Path, text: str) -> bool:

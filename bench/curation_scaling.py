@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._meta import BenchRun, load_1m
+from bench._meta import BenchRun, load_average_1m
 from stages.curate.near import EXACT_MAX_ROWS, auto_rows_per_band, near_pairs, resolve
 
 THRESHOLD, BANDS, DIM = 0.999, 20, 32
@@ -102,7 +102,7 @@ def near_row(n: int, baseline_max: int) -> dict[str, Any]:
     found, wall, cpu = timed(lambda: dedup(x, "auto"), reps_for(n))
     row: dict[str, Any] = {
         "n": n,
-        "load_1m_start": load_1m(),
+        "load_average_1m_start": load_average_1m(),
         "path": "exact" if n <= EXACT_MAX_ROWS else "lsh",
         "near_s": round(wall, 4),
         "near_cpu_s": round(cpu, 4),
@@ -125,7 +125,7 @@ def near_row(n: int, baseline_max: int) -> dict[str, Any]:
             "precision_vs_all_pairs": round(len(found & exact) / max(1, len(found)), 4),
             "all_pairs_peak_mb": peak_mb(lambda: dedup(x, "exact")),
         }
-    row["load_1m_end"] = load_1m()
+    row["load_average_1m_end"] = load_average_1m()
     print(json.dumps(row), flush=True)
     return row
 
@@ -155,7 +155,7 @@ def semdedup_row(n: int, dim: int) -> dict[str, Any]:
         "params.yaml",
         ["curate.semdedup.enabled=true", "curate.semdedup.threshold=0.99", f"curate.embedding.clusters={k}"],
     )
-    load = load_1m()
+    load = load_average_1m()
     d = Decisions()
     _, wall, cpu = timed(lambda: semantic(recipe, ids, emb, d), 1)
     planted = {f"{i:08d}" for i in range(n - n_dup, n)} | {f"{i:08d}" for i in range(n_dup)}
@@ -163,14 +163,14 @@ def semdedup_row(n: int, dim: int) -> dict[str, Any]:
         "n": n,
         "dim": dim,
         "clusters": k,
-        "load_1m_start": load,
+        "load_average_1m_start": load,
         "semdedup_s": round(wall, 2),
         "semdedup_cpu_s": round(cpu, 2),
         "removed": len(d.removed),
         # one of each planted pair should go (which one depends on the centroid distance)
         "planted_pairs_resolved": round(len(set(d.removed) & planted) / max(1, n_dup), 4),
         "embeddings_mb": round(emb.nbytes / 2**20, 1),
-        "load_1m_end": load_1m(),
+        "load_average_1m_end": load_average_1m(),
     }
     print(json.dumps(row), flush=True)
     return row
@@ -200,7 +200,7 @@ def report(result: dict[str, Any]) -> str:
         lines.append(
             f"| {r['n']:,} | {r['path']} | {r['near_s']} | {ap_txt} | {ratio} "
             f"| {r.get('recall_vs_all_pairs', '')} | {r['near_peak_mb']} | {r.get('all_pairs_peak_mb', '')} "
-            f"| {r['load_1m_start']} |"
+            f"| {r['load_average_1m_start']} |"
         )
     g = result["growth_exponent_10k_1m"]
     lines += [
@@ -220,7 +220,7 @@ def report(result: dict[str, Any]) -> str:
     ]
     lines += [
         f"| {s['n']:,} | {s['dim']} | {s['clusters']} | {s['semdedup_s']} | {s['semdedup_cpu_s']} "
-        f"| {s['removed']} | {s['load_1m_start']} |"
+        f"| {s['removed']} | {s['load_average_1m_start']} |"
         for s in result["semdedup"]
     ]
     return "\n".join(lines) + "\n"

@@ -335,7 +335,7 @@ def session_meta(run: Any) -> dict[str, Any]:
 def sweep(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from bench._meta import BenchRun, load_1m
+    from bench._meta import BenchRun, load_average_1m
     from stages.common.config import load_recipe
     from stages.common.ray_session import init_ray
 
@@ -346,7 +346,7 @@ def sweep(args: argparse.Namespace) -> None:
         # it ran under; its timings are the ones a reader must discount (the report counts them).
         print(
             f"ucr_archive: load average {run.load_start} at start exceeds {cores} CPUs: timings of "
-            "this session are marked (per set: load_1m)",
+            "this session are marked (per set: load_average_1m)",
             flush=True,
         )
     ensure_archive()
@@ -379,7 +379,7 @@ def sweep(args: argparse.Namespace) -> None:
     failed = []
     for name, seed in bar:
         bar.set_description(f"{name} s{seed}")
-        load_start, cpu_start = load_1m(), meter.total()
+        load_start, cpu_start = load_average_1m(), meter.total()
         try:
             record = run_set(name, args.recipe, args.set, args.holdout, seed, Path(args.work), rule)
         except Exception as e:  # one broken set must not end a 3-hour sweep; rerunning retries it
@@ -392,7 +392,7 @@ def sweep(args: argparse.Namespace) -> None:
             overrides=args.set,
             rule=rule,
             cpu_s=round(meter.total() - cpu_start, 1),
-            load_1m={"start": load_start, "end": load_1m()},
+            load_average_1m={"start": load_start, "end": load_average_1m()},
             nice=os.nice(0),
             session=run.started,
         )
@@ -442,7 +442,9 @@ def aggregate(
             # CPU seconds of the sweep's process tree (absent in records older than the meter)
             "cpu_s_all": float(np.sum([r["cpu_s"] for r in rs])) if all("cpu_s" in r for r in rs) else None,
             # the highest 1-min load average at a run's start or end: how shared the machine was
-            "load_max": max((max(r["load_1m"].values()) for r in rs if "load_1m" in r), default=None),
+            "load_max": max(
+                (max(r["load_average_1m"].values()) for r in rs if "load_average_1m" in r), default=None
+            ),
             "nice": max((r.get("nice", 0) for r in rs), default=0),
             "iterations": rs[0]["iterations"],
         }
@@ -634,7 +636,7 @@ def timing_lines(agg: dict[str, dict], sessions: list[dict[str, Any]]) -> list[s
             "",
             f"_Machine: {m['cpu_count']} × {m['cpu_model']}, torch {m['torch']}, ray {m['ray']}; "
             f"{len(sessions)} sweep session(s), the latest started {sessions[-1]['started']} "
-            f"(load {sessions[-1]['load_1m']['start']} at its start)._",
+            f"(load {sessions[-1]['load_average_1m']['start']} at its start)._",
         ]
     return lines
 

@@ -160,7 +160,7 @@ def test_sweep_records_the_machine_load_and_cpu_time_and_the_report_states_them(
     assert body["meta"]["machine"]["cpu_count"] >= 1 and "nice" in body["meta"]
     assert [s["started"] for s in body["sessions"]] == [body["meta"]["started"]]
     for r in body["runs"]:
-        assert set(r["load_1m"]) == {"start", "end"} and r["session"] == body["meta"]["started"]
+        assert set(r["load_average_1m"]) == {"start", "end"} and r["session"] == body["meta"]["started"]
         assert r["cpu_s"] > 0
     # a resumed sweep (a later session) adds its own meta and keeps the first's
     body["sessions"][0]["started"] = "2000-01-01T00:00:00+00:00"

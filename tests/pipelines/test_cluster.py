@@ -29,11 +29,12 @@ from tests.conftest import BIN, copy_project, free_ports, stop_ray_processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 RECIPE = "timeseries-gunpoint"
-# The fault lands after the first checkpoint (epoch EVERY - 1); the resumed run trains the rest.
+# Fault k lands after the checkpoint at epoch (k+1)*EVERY - 1; the resumed run trains the rest.
 EPOCHS, EVERY = 20, 5
 # Views are drawn per (seed, rank, epoch) and the model restarts from the checkpoint's weights and
-# optimiser state, but Ray Data may deal rows to the two workers differently after a restart, so
-# the loss is not bit-identical: a resumed run's final loss must lie within this relative tolerance.
+# optimiser state, but a restarted worker group is not bit-identical to an uninterrupted one (the
+# epochs redone after a fault, gloo's reduction order), so a resumed run's final loss must lie
+# within this relative tolerance.
 LOSS_RTOL = 0.15
 
 

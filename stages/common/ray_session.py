@@ -19,6 +19,7 @@ def init_ray(cfg: RayCfg) -> None:
     import ray
 
     if ray.is_initialized():
+        configure_ray_data()
         return
     # Workers must import `domains` and `stages`: on a local instance point them at this checkout;
     # under `ray job submit --working-dir .` the job's working dir already provides them.
@@ -41,6 +42,7 @@ def init_ray(cfg: RayCfg) -> None:
         # find the cluster by auto-detection, which fails when a machine runs several Ray instances.
         runtime_env["env_vars"]["RAY_ADDRESS"] = address
         ray.init(address=address, **common)
+        configure_ray_data()
         return
     num_cpus = cfg.num_cpus or int(cfg.num_workers * cfg.cpus_per_worker) + 2
     ray.init(
@@ -49,8 +51,24 @@ def init_ray(cfg: RayCfg) -> None:
         dashboard_host=cfg.dashboard_host,
         **common,
     )
-    # Ray Data's progress bars drown the stage's own output in DVC logs.
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    configure_ray_data()
+
+
+def configure_ray_data() -> None:
+    """Ray Data settings every stage shares (the driver's context travels with its datasets).
+
+    Measured on Ray 2.60, 2 CPUs (see README, performance): the V2 Parquet reader's listing task
+    waits 1.5-4 s per read even for one local file (the V1 reader: 0.2-0.3 s), and the default
+    hash shuffle starts aggregator actors on every ``groupby`` (4.5 s for 100 rows; the
+    sort-based pull shuffle 0.15 s, and 3.2 s against 5.2 s at 1M rows).
+    """
+    import ray
+    from ray.data.context import ShuffleStrategy
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # they drown the stage's own output in DVC logs
+    ctx.use_datasource_v2 = False
+    ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
 
 
 def shard_names():  # noqa: ANN201 - a ray.data FilenameProvider (imported lazily)

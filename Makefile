@@ -37,7 +37,8 @@ system-deps:
 # The demo pipeline, end to end, for every recipe under `domains:` in params.yaml.
 repro: $(STAMP) system-deps
 	@git rev-parse --git-dir >/dev/null 2>&1 || git init -q
-	dvc repro
+	@# every stage joins one local Ray instance started here (a stage started alone starts its own)
+	$(BIN)/python -m pipelines.shared_ray -- dvc repro
 	@# one row per recipe; every metric: `dvc metrics show -R metrics/<recipe>` (or `--md`)
 	$(BIN)/python -m pipelines.summary
 

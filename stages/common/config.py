@@ -37,7 +37,7 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def _read_yaml(path: Path, what: str = "") -> dict[str, Any]:
+def read_yaml(path: Path, what: str = "") -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (FileNotFoundError, IsADirectoryError):
@@ -107,9 +107,9 @@ def load_recipe(
     recipe_path = Path(recipe_path)
     # A mistyped --params path is an error: silently using the schema's defaults instead would run
     # a different experiment than the one asked for. None: the schema's defaults, deliberately.
-    params = {} if params_path is None else _read_yaml(Path(params_path), "--params ")
+    params = {} if params_path is None else read_yaml(Path(params_path), "--params ")
     defaults = {k: v for k, v in params.items() if k not in PIPELINE_KEYS}
-    merged = deep_merge(defaults, _read_yaml(recipe_path))
+    merged = deep_merge(defaults, read_yaml(recipe_path))
     # A recipe without a name is named after its file (pipelines/<name>.yaml, as dvc.yaml expects),
     # so a copied template needs no edit to be a new recipe.
     merged.setdefault("name", recipe_path.stem)

@@ -44,14 +44,21 @@ def init_ray(cfg: RayCfg) -> None:
         ray.init(address=address, **common)
         configure_ray_data()
         return
-    num_cpus = cfg.num_cpus or int(cfg.num_workers * cfg.cpus_per_worker) + 2
     ray.init(
-        num_cpus=num_cpus,
+        # "local": a new instance even when `ray start` left another one on this machine (Ray's
+        # default would join that one, the newest, whatever its resources)
+        address="local",
+        num_cpus=local_num_cpus(cfg),
         include_dashboard=cfg.include_dashboard,
         dashboard_host=cfg.dashboard_host,
         **common,
     )
     configure_ray_data()
+
+
+def local_num_cpus(cfg: RayCfg) -> int:
+    """Logical CPUs of an embedded instance: ``ray.num_cpus``, else the workers plus two for Ray Data."""
+    return cfg.num_cpus or int(cfg.num_workers * cfg.cpus_per_worker) + 2
 
 
 def configure_ray_data() -> None:

@@ -328,27 +328,8 @@ def run_set(
 
 
 def session_meta(run: Any) -> dict[str, Any]:
-    """``BenchRun.meta()`` plus this process's niceness (a niced sweep's timings are on idle CPU only)."""
-    return {**run.meta(), "nice": effective_nice()}
-
-
-def effective_nice() -> int:
-    """The niceness the scheduler honours against other sessions' work. With the kernel's autogroup
-    scheduling (``/proc/sys/kernel/sched_autogroup_enabled``), ``nice`` only ranks processes within
-    one session; sessions share the CPU by their autogroup's nice. So a niced sweep gives its
-    autogroup the same nice (best effort) and records the lower of the two."""
-    nice = os.nice(0)
-    try:
-        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
-            if f.read().strip() != "1":
-                return nice
-        if nice > 0:
-            with open("/proc/self/autogroup", "w") as f:
-                f.write(str(nice))
-        with open("/proc/self/autogroup") as f:  # "/autogroup-89 nice 19"
-            return min(nice, int(f.read().split()[-1]))
-    except (OSError, ValueError):
-        return nice
+    """``BenchRun.meta()`` plus this process's niceness (a niced sweep yields the CPU to other work)."""
+    return {**run.meta(), "nice": os.nice(0)}
 
 
 def sweep(args: argparse.Namespace) -> None:
@@ -386,7 +367,7 @@ def sweep(args: argparse.Namespace) -> None:
     todo = [(n, s) for n in names for s in seeds if not done(measured, n, rhash, args.holdout, s)]
     print(
         f"ucr_archive: recipe hash {rhash}; {len(names) * len(seeds) - len(todo)} runs already measured, "
-        f"{len(todo)} to go (nice {effective_nice()}, load {run.load_start})",
+        f"{len(todo)} to go (nice {os.nice(0)}, load {run.load_start})",
         flush=True,
     )
     if not todo:
@@ -412,7 +393,7 @@ def sweep(args: argparse.Namespace) -> None:
             rule=rule,
             cpu_s=round(meter.total() - cpu_start, 1),
             load_average_1m={"start": load_start, "end": load_average_1m()},
-            nice=effective_nice(),
+            nice=os.nice(0),
             session=run.started,
         )
         append_result(results_path, record, session_meta(run))
@@ -641,9 +622,8 @@ def timing_lines(agg: dict[str, dict], sessions: list[dict[str, Any]]) -> list[s
             "",
             f"Timings were taken on a shared {cores}-CPU machine"
             + (
-                f", the sweep niced ({len(niced)} of {n} sets at nice > 0; sets measured before 2026-12-02 "
-                "14:50 UTC were niced within their own session only, which under the kernel's "
-                "autogroup scheduling still shared the CPU evenly with other sessions' work)"
+                f", the sweep niced ({len(niced)} of {n} sets at nice > 0: it yields the CPU to other "
+                "work, which inflates these sets' times)"
                 if niced
                 else ""
             )

@@ -95,7 +95,9 @@ def test_interrupted_dvc_repro_finishes_on_the_next_run(
         return subprocess.Popen(
             [str(BIN / "dvc"), "repro"],
             cwd=proj,
-            env=env,
+            # unbuffered: DVC's "Running stage" line reaches the log when printed, not at a later
+            # buffer flush (once after the whole repro had finished, so Ctrl-C landed on nothing)
+            env={**env, "PYTHONUNBUFFERED": "1"},
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,

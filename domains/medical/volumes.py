@@ -7,6 +7,7 @@ Everything that touches a whole volume lives here; the rows that leave a reader 
 from __future__ import annotations
 
 import base64
+import gzip
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,15 @@ class VolumeError(ValueError):
 
 
 # ---------------------------------------------------------------- loading
+
+
+def check_gzip(path: str) -> None:
+    """Raise if a ``.gz`` file is truncated or corrupt. nibabel stops at the last voxel it needs, so
+    a file cut inside gzip's trailer (its CRC and length) loads whole voxels and would pass; reading
+    to the end of the stream checks both (one extra decompression pass)."""
+    with gzip.open(path, "rb") as f:
+        while f.read(1 << 22):
+            pass
 
 
 def load_volumes(
@@ -46,6 +56,8 @@ def load_volumes(
     for key in keys:
         try:
             # One key at a time, so the reason names the file that failed.
+            if str(files[key]).endswith(".gz"):
+                check_gzip(files[key])
             loaded = LoadImaged(keys=key, reader=reader, image_only=True)({key: files[key]})
             data[key] = EnsureChannelFirstd(keys=key)(loaded)[key]
         except VolumeError:

@@ -95,12 +95,14 @@ def test_interrupted_dvc_repro_finishes_on_the_next_run(
         return subprocess.Popen(
             [str(BIN / "dvc"), "repro"],
             cwd=proj,
-            # unbuffered: DVC's "Running stage" line reaches the log when printed, not at a later
-            # buffer flush (once after the whole repro had finished, so Ctrl-C landed on nothing)
-            env={**env, "PYTHONUNBUFFERED": "1"},
+            env=env,
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Ctrl-C must reach DVC as it does from a terminal: a test run started in the background
+            # of a non-interactive shell (`make test &`) inherits SIGINT ignored, and DVC, its stages
+            # and Python keep it ignored (the fresh-clone check failed on this)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
     def wait_for(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> None:

@@ -87,7 +87,7 @@ def test_interrupted_dvc_repro_finishes_on_the_next_run(
     proj, env, _ = project
     recipe = proj / f"pipelines/{RECIPE}.yaml"
     cfg = yaml.safe_load(recipe.read_text())
-    cfg["pretrain"]["temperature"] = 0.5
+    cfg["pretrain"]["lr"] = 0.002
     cfg["scales"]["tiny"]["pretrain"].update(epochs=20, checkpoint_every=5)
     recipe.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
@@ -167,17 +167,17 @@ def test_dvc_experiment_varies_a_recipe_key_and_diffs_its_metrics(project: tuple
     before = json.loads((proj / f"metrics/{RECIPE}/pretrain.json").read_text())
 
     log = _run(
-        [dvc, "exp", "run", "-n", "t025", "-S", f"pipelines/{RECIPE}.yaml:pretrain.temperature=0.25"],
+        [dvc, "exp", "run", "-n", "lr5e-4", "-S", f"pipelines/{RECIPE}.yaml:pretrain.lr=0.0005"],
         proj,
         env,
         timeout=900,
     )
     assert _ran(log) == {"configure", "pretrain", "finetune", "evaluate"}
     assert "up to date" in _run([dvc, "status"], proj, env).lower()
-    assert "t025" in _run([dvc, "exp", "show", "--csv"], proj, env)
+    assert "lr5e-4" in _run([dvc, "exp", "show", "--csv"], proj, env)
     params = json.loads(_run([dvc, "params", "diff", "--json"], proj, env))
-    change = params[f"pipelines/{RECIPE}.yaml"]["pretrain.temperature"]
-    assert (change["old"], change["new"]) == (0.5, 0.25)
+    change = params[f"pipelines/{RECIPE}.yaml"]["pretrain.lr"]
+    assert (change["old"], change["new"]) == (0.002, 0.0005)
     diff = json.loads(_run([dvc, "metrics", "diff", "--json"], proj, env))
     pre = diff[f"metrics/{RECIPE}/pretrain.json"]["final_loss"]
     assert pre["old"] == before["final_loss"] and pre["new"] != pre["old"]

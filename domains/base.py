@@ -13,7 +13,7 @@ Stages only ever talk to a domain through this protocol; domains never import st
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -84,6 +84,12 @@ class EvalContext:
     models_dir: str = ""
     data_dir: str = ""
     seed: int = 0
+    #: ``map_runs(fn, shared, items)`` -> ``[fn(shared, item) for item in items]``, in order, for
+    #: independent runs of a protocol (e.g. one fine-tune per label budget, seed and init; ``fn``
+    #: module-level). The stage may run them as parallel Ray tasks; by default one after another.
+    map_runs: Callable[[Callable[[Any, Any], Any], Any, Sequence[Any]], list[Any]] = field(
+        default=lambda fn, shared, items: [fn(shared, item) for item in items]
+    )
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,31 @@ def finetune_dice(
     return metric.aggregate().cpu().numpy()
 
 
+@dataclass(frozen=True)
+class _DiceData:
+    """What every Dice fine-tune reads (sent once to Ray's object store when runs are tasks)."""
+
+    encoders: dict[str, torch.nn.Module]
+    n_classes: int
+    xs: np.ndarray
+    ys: np.ndarray
+    test_xs: np.ndarray
+    test_ys: np.ndarray
+    opts: dict[str, Any]
+
+
+def _dice_run(d: _DiceData, run: tuple[int, int, str, np.ndarray]) -> tuple[np.ndarray, float]:
+    """One (budget, seed, init, picked patches) fine-tune: its per-class test Dice and seconds."""
+    _, seed, init, pick = run
+    t0 = time.perf_counter()
+    o = d.opts
+    dice = finetune_dice(
+        d.encoders[init], d.n_classes, d.xs[pick], d.ys[pick], d.test_xs, d.test_ys,
+        int(o["steps"]), int(o["batch_size"]), float(o["lr"]), seed,
+    )  # fmt: skip
+    return dice, time.perf_counter() - t0
+
+
 def segmentation_dice(ctx: EvalContext, options: dict[str, Any]) -> DomainResult | None:
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
@@ -95,41 +121,27 @@ def segmentation_dice(ctx: EvalContext, options: dict[str, Any]) -> DomainResult
     names = list(train[0]["meta"].get("seg_classes") or [])
     n_classes = max(len(names), int(max(ys.max(), test_ys.max())) + 1)
     names = names or [f"class{i}" for i in range(n_classes)]
+    plan = [
+        (budget, seed, init, np.random.default_rng([seed, budget]).choice(len(xs), budget, replace=False))
+        for budget in opts["budgets"]
+        if budget <= len(xs)
+        for seed in opts["seeds"]
+        for init in ("pretrained", "random_init")
+    ]
+    shared = _DiceData(ctx.encoders, n_classes, xs, ys, test_xs, test_ys, opts)
     results: list[dict[str, Any]] = []
-    for budget in opts["budgets"]:
-        if budget > len(xs):
-            continue
-        for seed in opts["seeds"]:
-            pick = np.random.default_rng([seed, budget]).choice(len(xs), budget, replace=False)
-            for init in ("pretrained", "random_init"):
-                t0 = time.perf_counter()
-                dice = finetune_dice(
-                    ctx.encoders[init],
-                    n_classes,
-                    xs[pick],
-                    ys[pick],
-                    test_xs,
-                    test_ys,
-                    int(opts["steps"]),
-                    int(opts["batch_size"]),
-                    float(opts["lr"]),
-                    seed,
-                )
-                per = {names[c + 1]: float(d) for c, d in enumerate(dice)}
-                results.append(
-                    {
-                        "init": init,
-                        "budget": int(budget),
-                        "seed": seed,
-                        "dice": per,
-                        "mean": float(np.nanmean(dice)),
-                    }
-                )
-                print(
-                    f"evaluate: dice {init} {budget} patches seed {seed}: mean {np.nanmean(dice):.4f} "
-                    f"{per} ({time.perf_counter() - t0:.0f}s)",
-                    flush=True,
-                )
+    for (budget, seed, init, _), (dice, seconds) in zip(
+        plan, ctx.map_runs(_dice_run, shared, plan), strict=True
+    ):
+        per = {names[c + 1]: float(d) for c, d in enumerate(dice)}
+        results.append(
+            {"init": init, "budget": int(budget), "seed": seed, "dice": per, "mean": float(np.nanmean(dice))}
+        )
+        print(
+            f"evaluate: dice {init} {budget} patches seed {seed}: mean {np.nanmean(dice):.4f} "
+            f"{per} ({seconds:.0f}s)",
+            flush=True,
+        )
     if not results:
         return None
     summary: dict[str, dict[str, float]] = {}

@@ -18,9 +18,14 @@ def init_ray(cfg: RayCfg) -> None:
     """
     import ray
 
-    if ray.is_initialized():
-        configure_ray_data()
-        return
+    if not ray.is_initialized():
+        _start_or_connect(cfg)
+    configure_ray_data()
+
+
+def _start_or_connect(cfg: RayCfg) -> None:
+    import ray
+
     # Workers must import `domains` and `stages`: on a local instance point them at this checkout;
     # under `ray job submit --working-dir .` the job's working dir already provides them.
     runtime_env = {
@@ -42,7 +47,6 @@ def init_ray(cfg: RayCfg) -> None:
         # find the cluster by auto-detection, which fails when a machine runs several Ray instances.
         runtime_env["env_vars"]["RAY_ADDRESS"] = address
         ray.init(address=address, **common)
-        configure_ray_data()
         return
     ray.init(
         # "local": a new instance even when `ray start` left another one on this machine (Ray's
@@ -53,7 +57,6 @@ def init_ray(cfg: RayCfg) -> None:
         dashboard_host=cfg.dashboard_host,
         **common,
     )
-    configure_ray_data()
 
 
 def local_num_cpus(cfg: RayCfg) -> int:

@@ -19,6 +19,7 @@ labels: ...``); the label-free section (``representation.py``) is always in the 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -40,6 +41,7 @@ from stages.common.progress import progress
 from stages.common.rows import table_to_rows
 from stages.common.schema import Recipe
 from stages.common.storage import exists, join, read_bytes, read_json, read_table, write_bytes, write_json
+from stages.common.tasks import map_runs, tasks_wanted
 from stages.evaluate import report, representation
 from stages.evaluate.probes import evaluate_probes
 
@@ -267,6 +269,9 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     metrics["representation"] = free.metrics
     train_rows, test_rows = _domain_rows(domain_rows, data)
     encoders = {name: enc.cpu() for name, enc in encoders.items()}
+    as_tasks = tasks_wanted(recipe.finetune.ray_tasks, recipe.scale)  # the domain's own runs too
+    if as_tasks:
+        print("evaluate: the domain protocol's runs go to Ray tasks of one CPU each", flush=True)
     ctx = EvalContext(
         recipe=recipe.model_dump(),
         train_rows=train_rows,
@@ -277,6 +282,9 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         models_dir=dirs.models,
         data_dir=dirs.data,
         seed=cfg.seeds[0],
+        map_runs=functools.partial(
+            map_runs, ray_cfg=recipe.ray, enabled=as_tasks, desc="evaluate: domain runs"
+        ),
     )
     extra = domain.evaluate(ctx)
     if extra is not None:

@@ -23,6 +23,7 @@ import itertools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -41,10 +42,10 @@ from stages.common.encoders import (
     state_to_bytes,
 )
 from stages.common.labelled import Labelled, NoLabels, load_labelled
-from stages.common.progress import progress
 from stages.common.schema import FinetuneCfg, Recipe
 from stages.common.splits import stratified_fraction, validation_split
 from stages.common.storage import atomic_dir, join, read_bytes, write_bytes, write_json
+from stages.common.tasks import map_runs, tasks_wanted
 from stages.finetune.core_tuning import core_loss
 
 INITS = ("pretrained", "random_init")
@@ -298,41 +299,34 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     print(f"finetune: {data.describe()}", flush=True)
     pretrained_dir = join(dirs.models, "pretrained")
     enc_config = json.loads(read_bytes(join(pretrained_dir, "config.json")))
-    results: list[dict] = []
-    device = pick_device(recipe.ray.use_gpu)
-    budgets: dict[tuple[int, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    shared = _Shared(recipe, data, enc_config, *_pretrained(recipe, pretrained_dir))
     plan = list(itertools.product(cfg.seeds, cfg.fractions, INITS, cfg.modes))
-    for seed, fraction, init, mode in progress(plan, "finetune: runs"):
-        if (seed, fraction) not in budgets:  # one label budget per seed and fraction, shared by all runs
-            budgets[seed, fraction] = label_budget(data, fraction, cfg.val_fraction, seed)
-        sub, fit_idx, val_idx = budgets[seed, fraction]
-        encoder, head = _starting_point(recipe, init, mode, pretrained_dir, enc_config, seed)
-        model, acc, epoch = finetune_one(
-            recipe.domain, encoder, data, fit_idx, val_idx, mode, cfg, seed, head, device
-        )
-        tag = f"{init}-{mode}-{fraction:g}-seed{seed}"
-        results.append(
-            {
-                "init": init,
-                "mode": mode,
-                "fraction": fraction,
-                "seed": seed,
-                "labels": int(len(sub)),
-                "n_fit": int(len(fit_idx)),
-                "n_val": int(len(val_idx)),
-                "early_stopping": bool(len(val_idx)),
-                "test_accuracy": acc,
-                "best_epoch": epoch,
-                "tag": tag,
-            }
-        )
+    budgets = {  # one label budget per seed and fraction, shared by all runs
+        (seed, fraction): label_budget(data, fraction, cfg.val_fraction, seed)
+        for seed, fraction in dict.fromkeys((seed, fraction) for seed, fraction, _, _ in plan)
+    }
+    items = [
+        _Run(seed, fraction, init, mode, *budgets[seed, fraction], keep=_keeps_model(cfg, seed, fraction))
+        for seed, fraction, init, mode in plan
+    ]
+
+    def log(_: int, out: tuple[dict, Classifier | None]) -> None:
+        r = out[0]
         print(
-            f"finetune: {tag}: {len(fit_idx)} fit + {len(val_idx)} validation labels, "
-            f"test accuracy {acc:.4f}",
+            f"finetune: {r['tag']}: {r['n_fit']} fit + {r['n_val']} validation labels, "
+            f"test accuracy {r['test_accuracy']:.4f}",
             flush=True,
         )
-        if fraction == max(cfg.fractions) and seed == cfg.seeds[0]:
-            _save_finetuned(dirs, model, enc_config, data.classes, init, mode)
+
+    tasks = tasks_wanted(recipe.finetune.ray_tasks, recipe.scale)
+    print(f"finetune: {len(items)} runs" + (", as Ray tasks of one CPU each" if tasks else ""), flush=True)
+    outs = map_runs(
+        _one_run, shared, items, ray_cfg=recipe.ray, enabled=tasks, desc="finetune: runs", on_done=log
+    )
+    results = [r for r, _ in outs]
+    for r, model in outs:
+        if model is not None:
+            _save_finetuned(dirs, model, enc_config, data.classes, r["init"], r["mode"])
     summary = summarise(results)
     if data.source is not None:  # which training rows the runs drew their labels from
         summary["probe_rows"] = data.source.metrics()
@@ -340,23 +334,80 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     write_json(join(dirs.metrics, "label_efficiency.json"), _curve(results))
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """What every fine-tune run reads: sent to Ray's object store once when runs are tasks."""
+
+    recipe: Recipe
+    data: Labelled
+    enc_config: dict
+    encoder: nn.Module  # the pretrained encoder, loaded once; each run trains a copy
+    head: nn.Module | None  # its projection head, when saved (Core-tuning starts from it)
+
+
+@dataclass(frozen=True)
+class _Run:
+    seed: int
+    fraction: float
+    init: str
+    mode: str
+    subset: np.ndarray
+    fit_idx: np.ndarray
+    val_idx: np.ndarray
+    keep: bool  # return the trained classifier (the stage saves one per init and mode)
+
+
+def _pretrained(recipe: Recipe, pretrained_dir: str) -> tuple[nn.Module, nn.Module | None]:
+    head = load_head(pretrained_dir) if "core" in recipe.finetune.modes else None
+    if "core" in recipe.finetune.modes and head is None:
+        print("finetune: no pretrained projection head saved; core uses a fresh one")
+    return load_encoder(pretrained_dir), head
+
+
+def _keeps_model(cfg: FinetuneCfg, seed: int, fraction: float) -> bool:
+    return fraction == max(cfg.fractions) and seed == cfg.seeds[0]
+
+
+def _one_run(shared: _Shared, run: _Run) -> tuple[dict, Classifier | None]:
+    """One fine-tune: its result row, and the trained classifier (on the CPU) when ``run.keep``."""
+    recipe, cfg = shared.recipe, shared.recipe.finetune
+    device = pick_device(recipe.ray.use_gpu)
+    encoder, head = _starting_point(recipe, run.init, run.mode, shared, run.seed)
+    model, acc, epoch = finetune_one(
+        recipe.domain, encoder, shared.data, run.fit_idx, run.val_idx, run.mode, cfg, run.seed, head, device
+    )
+    row = {
+        "init": run.init,
+        "mode": run.mode,
+        "fraction": run.fraction,
+        "seed": run.seed,
+        "labels": int(len(run.subset)),
+        "n_fit": int(len(run.fit_idx)),
+        "n_val": int(len(run.val_idx)),
+        "early_stopping": bool(len(run.val_idx)),
+        "test_accuracy": acc,
+        "best_epoch": epoch,
+        "tag": f"{run.init}-{run.mode}-{run.fraction:g}-seed{run.seed}",
+    }
+    return row, (model.cpu() if run.keep else None)
+
+
 def _starting_point(
-    recipe: Recipe, init: str, mode: str, pretrained_dir: str, enc_config: dict, seed: int
+    recipe: Recipe, init: str, mode: str, shared: _Shared, seed: int
 ) -> tuple[nn.Module, nn.Module | None]:
-    """The encoder a run starts from (pretrained, or random init seeded by ``seed``) and, for
-    Core-tuning, the projection head (the pretrained one when saved, else a fresh one of its shape)."""
+    """The encoder a run starts from (a copy of the pretrained one, or random init seeded by
+    ``seed``) and, for Core-tuning, the projection head (the pretrained one when saved, else a fresh
+    one of its shape)."""
     head = None
     if init == "pretrained":
-        encoder = load_encoder(pretrained_dir)
-        if mode == "core":
-            head = load_head(pretrained_dir)
-            if head is None:
-                print("finetune: no pretrained projection head saved; core uses a fresh one")
+        encoder = copy.deepcopy(shared.encoder)
+        if mode == "core" and shared.head is not None:
+            head = copy.deepcopy(shared.head)
     else:
         torch.manual_seed(seed)
-        encoder = build_encoder(recipe.domain, enc_config["encoder"])
+        encoder = build_encoder(recipe.domain, shared.enc_config["encoder"])
     if mode == "core" and head is None:
-        head = build_projection_head(encoder.embedding_dim, enc_config.get("head"))
+        head = build_projection_head(encoder.embedding_dim, shared.enc_config.get("head"))
     return encoder, head
 
 

@@ -111,7 +111,9 @@ def test_domain_objectives_refuse_a_bank() -> None:
 )
 def test_a_bank_too_small_or_with_small_crops_is_a_one_line_error(sets: list[str]) -> None:
     with pytest.raises(ConfigError) as err:
-        load_recipe(REPO / "pipelines/timeseries-gunpoint.yaml", REPO / "params.yaml", ["pretrain.loss=ntxent", *sets])
+        load_recipe(
+            REPO / "pipelines/timeseries-gunpoint.yaml", REPO / "params.yaml", ["pretrain.loss=ntxent", *sets]
+        )
     assert ": views.materialize:" in str(err.value) and "\n" not in str(err.value)
 
 

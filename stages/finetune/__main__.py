@@ -318,7 +318,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
             flush=True,
         )
 
-    tasks = tasks_wanted(recipe.finetune.ray_tasks, recipe.scale)
+    tasks = tasks_wanted(recipe.finetune.ray_tasks, recipe.scale) and len(items) > 1
     print(f"finetune: {len(items)} runs" + (", as Ray tasks of one CPU each" if tasks else ""), flush=True)
     outs = map_runs(
         _one_run, shared, items, ray_cfg=recipe.ray, enabled=tasks, desc="finetune: runs", on_done=log

@@ -85,16 +85,23 @@ def map_runs(
     threads: int = 1,
     desc: str = "runs",
     on_done: Callable[[int, R], None] | None = None,
+    cost: Callable[[I], float] | None = None,
 ) -> list[R]:
     """``[fn(shared, item) for item in items]``, as Ray tasks of ``threads`` CPUs when enabled and a
     session is at hand (``shared`` is put in the object store once), else in this process.
 
     ``fn`` must be a module-level function (tasks import it by name). Progress is reported under
     ``desc``; ``on_done(index, result)`` is called in this process as each run finishes (in
-    completion order), e.g. to log it.
+    completion order), e.g. to log it. ``cost(item)``, a rough relative run time, makes tasks start
+    longest first, so the longest runs do not start last and leave one core working alone.
     """
     as_tasks = enabled and len(items) > 1 and ray_session_at_hand()
-    runs = _as_tasks(fn, shared, items, ray_cfg, threads) if as_tasks else _in_process(fn, shared, items)
+    order = list(range(len(items)))
+    if cost is not None:
+        order.sort(key=lambda k: -cost(items[k]))
+    runs = (
+        _as_tasks(fn, shared, items, order, ray_cfg, threads) if as_tasks else _in_process(fn, shared, items)
+    )
     results: dict[int, R] = {}
     for k, result in progress(runs, desc, total=len(items)):
         results[k] = result
@@ -109,7 +116,7 @@ def _in_process(fn: Callable[[S, I], R], shared: S, items: Sequence[I]) -> Itera
 
 
 def _as_tasks(
-    fn: Callable[[S, I], R], shared: S, items: Sequence[I], ray_cfg: RayCfg, threads: int
+    fn: Callable[[S, I], R], shared: S, items: Sequence[I], order: list[int], ray_cfg: RayCfg, threads: int
 ) -> Iterator[tuple[int, R]]:
     import ray
 
@@ -120,11 +127,11 @@ def _as_tasks(
     shared_ref, remote_fn = ray.put(shared), importable(fn)
     slots = _slots(threads)
     pending: dict[Any, int] = {}
-    next_item = 0
-    while next_item < len(items) or pending:
-        while next_item < len(items) and len(pending) < slots:  # keep the cores, and only them, busy
-            pending[task.remote(remote_fn, shared_ref, items[next_item], threads)] = next_item
-            next_item += 1
+    queue = list(order)
+    while queue or pending:
+        while queue and len(pending) < slots:  # keep the cores, and only them, busy
+            k = queue.pop(0)
+            pending[task.remote(remote_fn, shared_ref, items[k], threads)] = k
         done, _ = ray.wait(list(pending), num_returns=1)
         k = pending.pop(done[0])
         yield k, ray.get(done[0])

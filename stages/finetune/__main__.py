@@ -321,7 +321,14 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     tasks = tasks_wanted(recipe.finetune.ray_tasks, recipe.scale) and len(items) > 1
     print(f"finetune: {len(items)} runs" + (", as Ray tasks of one CPU each" if tasks else ""), flush=True)
     outs = map_runs(
-        _one_run, shared, items, ray_cfg=recipe.ray, enabled=tasks, desc="finetune: runs", on_done=log
+        _one_run,
+        shared,
+        items,
+        ray_cfg=recipe.ray,
+        enabled=tasks,
+        desc="finetune: runs",
+        on_done=log,
+        cost=_cost,
     )
     results = [r for r, _ in outs]
     for r, model in outs:
@@ -362,6 +369,12 @@ def _pretrained(recipe: Recipe, pretrained_dir: str) -> tuple[nn.Module, nn.Modu
     if "core" in recipe.finetune.modes and head is None:
         print("finetune: no pretrained projection head saved; core uses a fresh one")
     return load_encoder(pretrained_dir), head
+
+
+def _cost(run: _Run) -> float:
+    """Relative run time, for starting tasks longest first: labels seen, and a frozen encoder's linear
+    head (features embedded once) far cheaper than training the encoder."""
+    return len(run.fit_idx) * (1.0 if run.mode == "linear" else 10.0)
 
 
 def _keeps_model(cfg: FinetuneCfg, seed: int, fraction: float) -> bool:

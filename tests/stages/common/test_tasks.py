@@ -33,7 +33,13 @@ def test_with_a_session_runs_are_tasks_and_come_back_in_order(ray_session, capsy
     seen: list[int] = []
     items = list(range(7))
     out = map_runs(
-        square_with_pid, 1, items, ray_cfg=RayCfg(), desc="t: runs", on_done=lambda k, _: seen.append(k)
+        square_with_pid,
+        1,
+        items,
+        ray_cfg=RayCfg(),
+        desc="t: runs",
+        on_done=lambda k, _: seen.append(k),
+        cost=lambda x: x,  # started largest first: still returned in input order
     )
     assert [v for v, _ in out] == [x * x + 1 for x in items]  # input order, whatever order they finished in
     assert os.getpid() not in {pid for _, pid in out}

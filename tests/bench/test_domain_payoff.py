@@ -130,3 +130,38 @@ def test_pointcloud_headline_is_the_linear_svm_and_its_goal_is_judged() -> None:
     assert dp.goal_status("pointcloud", low).startswith("missed by 5.0 points")  # 0.85 - 0.80
     under = dp.aggregate(payoff, [_pointcloud_evaluate(0.86, 0.74, 0.90)])
     assert dp.goal_status("pointcloud", under).startswith("missed by 4.0 points")  # below supervised
+
+
+def _medical_evaluate(pre: dict[str, float], rand: dict[str, float]) -> dict[str, Any]:
+    return {"domain": {"dice": {"pretrained": pre, "random_init": rand}}}
+
+
+def test_medical_goal_is_judged_at_the_smallest_and_largest_label_budget() -> None:
+    payoff = dp.PAYOFFS["medical"]
+    budgets = lambda a, b, c: {"4_patches": a, "16_patches": b, "64_patches": c}  # noqa: E731
+    figs = dp.aggregate(payoff, [_medical_evaluate(budgets(0.80, 0.82, 0.85), budgets(0.76, 0.83, 0.84))])
+    assert figs["Dice (smallest label budget)"]["pretrained"]["mean"] == 0.8  # 4 patches, not 16
+    assert figs["Dice (largest label budget)"]["random_init"]["mean"] == 0.84
+    assert dp.goal_status("medical", figs).startswith("met")  # +4.0 at 4, +1.0 at 64
+    short = dp.aggregate(payoff, [_medical_evaluate(budgets(0.78, 0.82, 0.85), budgets(0.76, 0.83, 0.84))])
+    assert dp.goal_status("medical", short).startswith("missed")  # +2.0 at the smallest
+
+
+def test_rl_goal_names_each_state_dimension_below_the_supervised_encoder() -> None:
+    def probe(r2: dict[str, float]) -> dict[str, Any]:
+        return {"r2": r2, "state_r2_mean": sum(r2.values()) / 4}
+
+    dims = ("theta", "theta_dot", "x", "x_dot")
+    pre, sup = (
+        dict(zip(dims, (0.7, 0.1, 0.7, 0.5), strict=True)),
+        dict(zip(dims, (0.7, 0.3, 0.6, 0.2), strict=True)),
+    )
+    metrics = {
+        "domain": {
+            "state_probe": {"pretrained": probe(pre), "random_init": probe(pre), "supervised": probe(sup)}
+        }
+    }
+    figs = dp.aggregate(dp.PAYOFFS["rl"], [metrics])
+    assert dp.goal_status("rl", figs) == "missed on theta_dot 0.10 < 0.30 (pretrained < supervised)"
+    metrics["domain"]["state_probe"]["supervised"] = probe(dict(zip(dims, (0.1,) * 4, strict=True)))
+    assert dp.goal_status("rl", dp.aggregate(dp.PAYOFFS["rl"], [metrics])) == "met on every dimension"

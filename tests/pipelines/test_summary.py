@@ -117,3 +117,8 @@ def test_broken_metrics_name_the_file(project: Path) -> None:
     (project / "metrics" / "audio-digits" / "evaluate.json").write_text("{not json")
     with pytest.raises(SystemExit, match=r"metrics/audio-digits/evaluate.json is not valid JSON"):
         summary_rows(project)
+
+
+def test_at_min_picks_the_smallest_numbered_key() -> None:
+    m = {"dice": {"16_patches": 0.8, "4_patches": 0.7, "64_patches": 0.9}}
+    assert figure(m, "dice.@min") == (0.7, None) and figure(m, "dice.@max") == (0.9, None)

@@ -168,6 +168,9 @@ def _fit_linear_head(
 ) -> tuple[float, int]:
     """Frozen encoder: embed once, fit ``model.fc`` on standardised cached features; returns (test
     accuracy, best epoch) and leaves ``model.fc`` taking raw encoder output."""
+    # writable copies: index arrays shipped through Ray's object store are read-only, which torch
+    # warns about when it indexes with them
+    train_idx, val_idx = np.array(train_idx), np.array(val_idx)
     feats = torch.from_numpy(embed(model.encoder, domain_name, data.train.xs)).to(device)
     test_feats = torch.from_numpy(embed(model.encoder, domain_name, data.test.xs)).to(device)
     # Standardise with statistics of the labelled training subset only (as TS2Vec's fit_lr does

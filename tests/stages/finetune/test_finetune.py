@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -131,3 +133,17 @@ def test_finetune_keeps_every_tensor_on_the_model_device(mode: str, monkeypatch:
             "timeseries", enc, _data(), np.arange(30), np.arange(30, 40), mode, cfg, seed=0, head=head
         )
     assert 0.0 <= acc <= 1.0
+
+
+@pytest.mark.parametrize("mode", ["linear", "full"])
+def test_read_only_split_indices_as_ray_ships_them_give_no_warning(mode: str) -> None:
+    data = _data()
+    train_idx, val_idx = np.arange(30), np.arange(30, 40)
+    for a in (train_idx, val_idx):
+        a.setflags(write=False)  # arrays from Ray's object store are read-only
+    enc = build_encoder("timeseries", {"in_channels": 1, "hidden_dim": 8, "out_dim": 16, "depth": 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        finetune_one(
+            "timeseries", enc, data, train_idx, val_idx, mode, FinetuneCfg(epochs=1, batch_size=8), seed=0
+        )

@@ -33,6 +33,20 @@ from domains.rl.views import apply_policy
 ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 
+def _ridge(alpha: float, x: np.ndarray, y: np.ndarray) -> Any:
+    """Standardised ridge fit, quiet about conditioning.
+
+    The smallest alphas are ill-conditioned on wide features (pixels: more columns than rows) and
+    a collapsed encoder's features are rank-deficient; that is what the alpha grid is for, and the
+    fold score judges it (sklearn falls back to least squares on a singular system). Without this,
+    one probe prints dozens of scipy and sklearn warnings into the DVC log.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LinAlgWarning)
+        warnings.filterwarnings("ignore", message="Singular matrix in solving dual problem")
+        return make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x, y)
+
+
 def ridge_probe(
     f_tr: np.ndarray, y_tr: np.ndarray, g_tr: np.ndarray, f_te: np.ndarray, y_te: np.ndarray
 ) -> tuple[np.ndarray, float]:
@@ -51,18 +65,11 @@ def ridge_probe(
         for alpha in ALPHAS:
             scores = []
             for tr, va in folds:
-                # The smallest alphas are ill-conditioned on wide features (pixels: more columns
-                # than rows); that is what the grid is for, and the fold score judges them. Without
-                # this, one probe prints dozens of scipy warnings into the DVC log.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", LinAlgWarning)
-                    model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(f_tr[tr], y_tr[tr])
-                pred = model.predict(f_tr[va])
+                pred = _ridge(alpha, f_tr[tr], y_tr[tr]).predict(f_tr[va])
                 scores.append(-np.mean((pred - y_tr[va]) ** 2))
             if np.mean(scores) > best:
                 best, best_alpha = float(np.mean(scores)), alpha
-    model = make_pipeline(StandardScaler(), Ridge(alpha=best_alpha)).fit(f_tr, y_tr)
-    pred = model.predict(f_te)
+    pred = _ridge(best_alpha, f_tr, y_tr).predict(f_te)
     r2 = np.array(
         [
             r2_score(y_te[:, j], pred[:, j]) if np.std(y_te[:, j]) > 1e-9 else np.nan

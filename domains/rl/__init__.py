@@ -109,7 +109,8 @@ class RLDomain(Domain):
             "## State probe (ridge from frozen embeddings; R² on held-out test episodes)\n",
             f"{len(ctx.train_rows)} training / {len(ctx.test_rows)} test steps from "
             f"{len({r['group'] for r in ctx.train_rows})} / {len({r['group'] for r in ctx.test_rows})} episodes. "
-            "`supervised`: the same encoder trained end to end to regress the state from pixels; "
+            "`supervised`: the same encoder trained end to end to regress the state from pixels (its epoch "
+            "chosen on held-out training episodes); "
             "`raw_pixels`: ridge on the current frame stack's pixels. `n/a`: constant target.\n",
             "| encoder | " + " | ".join([*names, "reward", "state mean"]) + " |",
             "|" + "---|" * (len(names) + 3),

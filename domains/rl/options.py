@@ -28,7 +28,8 @@ class AgentOptions(Options):
 class EvaluateOptions(Options):
     #: one name per state dimension, for the R² table (default s0, s1...)
     state_names: list[str] | None = None
-    #: epochs of the supervised pixels-to-state baseline
+    #: most epochs of the supervised pixels-to-state baseline (the best on held-out training
+    #: episodes is kept)
     supervised_epochs: int = Field(20, ge=1)
     #: also probe the raw pixels of the current frame stack
     pixel_ridge: bool = True

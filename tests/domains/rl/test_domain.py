@@ -184,3 +184,31 @@ def test_ridge_probe_is_quiet_on_a_singular_system(monkeypatch: pytest.MonkeyPat
         warnings.simplefilter("error")
         r2, _ = ridge_probe(state[:80], state[:80], groups[:80], state[80:], state[80:])
     assert (r2 > 0.99).all()
+
+
+def test_supervised_baseline_holds_out_whole_training_episodes_to_choose_its_epoch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import domains.rl.tasks as tasks
+
+    xs, states = _blob_rows(60)
+    groups = np.repeat(np.arange(12), 5)
+    row_of = {x.__array_interface__["data"][0]: i for i, x in enumerate(xs)}
+    trained: set[int] = set()
+    real = tasks.apply_policy
+
+    def recording(x, rng, steps):  # noqa: ANN001, ANN202
+        trained.add(row_of[x.__array_interface__["data"][0]])
+        return real(x, rng, steps)
+
+    monkeypatch.setattr(tasks, "apply_policy", recording)
+    enc = D.build_encoder(D.data_args(xs[0]))
+    out = tasks.train_supervised(enc, xs, states, epochs=2, batch_size=8, groups=groups)
+    assert not out.training
+    held_out = set(range(60)) - trained
+    held_groups = {groups[i] for i in held_out}
+    assert held_out and {i for i in range(60) if groups[i] in held_groups} == held_out  # whole episodes
+    assert len(held_groups) == 3  # ceil(0.2 x 12 episodes)
+    trained.clear()
+    tasks.train_supervised(D.build_encoder(D.data_args(xs[0])), xs, states, epochs=1, batch_size=4)
+    assert trained == set(range(60))  # without episodes: every row trains (nothing to hold out by)

@@ -155,6 +155,23 @@ PAYOFFS: dict[str, Payoff] = {
         "ours: 13 classes, 377 labelled training and 94 test models, ~830 models for pretraining",
         goal="linear SVM >= 0.85 and above supervised",
     ),
+    "timeseries": Payoff(
+        # the demo recipe, which takes the one UCR configuration (bench/ucr_archive.py runs it at
+        # breadth); TS2Vec's protocol: RBF SVM on frozen features, C by CV on the training split
+        recipe="pipelines/timeseries-gunpoint.yaml",
+        figures=(
+            Figure(
+                "GunPoint RBF SVM (frozen features)",
+                "pretrained.svm",
+                "random_init.svm",
+                "supervised.accuracy",
+                "supervised",
+            ),
+        ),
+        reference="TS2Vec (Yue et al., 2022) on GunPoint: 0.980 at batch 8, 0.987 best of batch sizes 4/8/16; "
+        "over the 93 offline UCR sets see bench/results/ucr_archive.md",
+        goal="above random init and TS2Vec B=8 (0.980)",
+    ),
     "rl": Payoff(
         recipe="pipelines/rl-cartpole.yaml",
         figures=(

@@ -69,7 +69,7 @@ def test_run_merges_with_other_domains(tmp_path: Path, monkeypatch: pytest.Monke
         "pretrain,finetune,evaluate",
     ]
     for s, c in enumerate(calls):
-        assert f"pretrain.seed={s}" in c and f"evaluate.seeds=[{s}]" in c
+        assert f"pretrain.seed={s}" in c and f"evaluate.seeds=[{s}]" in c and f"finetune.seeds=[{s}]" in c
         assert f"paths.models={tmp_path / 'runs' / 'audio' / f'seed{s}' / 'models'}" in c
         assert f"paths.data={tmp_path / 'runs' / 'audio' / 'data'}" in c
     assert entry["pretrained"]["seeds"] == [0.62, 0.58, 0.6] and entry["random_init"]["mean"] == 0.31
@@ -165,3 +165,8 @@ def test_rl_goal_names_each_state_dimension_below_the_supervised_encoder() -> No
     assert dp.goal_status("rl", figs) == "missed on theta_dot 0.10 < 0.30 (pretrained < supervised)"
     metrics["domain"]["state_probe"]["supervised"] = probe(dict(zip(dims, (0.1,) * 4, strict=True)))
     assert dp.goal_status("rl", dp.aggregate(dp.PAYOFFS["rl"], [metrics])) == "met on every dimension"
+
+
+def test_medical_seeds_its_dice_fine_tunes_with_the_pretraining_seed(tmp_path: Path) -> None:
+    cmd = dp.seed_command(dp.PAYOFFS["medical"], tmp_path, 2, dp.MODEL_STAGES)
+    assert "evaluate.domain.seeds=[2]" in cmd and "finetune.seeds=[2]" in cmd

@@ -360,7 +360,8 @@ def goal_status(domain: str, figures: dict[str, Any]) -> str:
         verdict = "met" if d_lo >= 3 and d_hi > 0 else "missed"
         return f"{verdict} at the smallest and largest budgets (pretrained − random init {d_lo:+.1f} and {d_hi:+.1f} Dice points)"
     if domain == "rl":
-        dims = {n.rsplit(" ", 1)[1]: m for n, m in means.items() if n.startswith("state-probe R² ")}
+        per_dim = "state-probe R² "  # the per-dimension figures; the mean's name goes on in "("
+        dims = {n[len(per_dim) :]: m for n, m in means.items() if n.startswith(per_dim) and "(" not in n}
         if not dims or any(m["pretrained"] is None or m["baseline"] is None for m in dims.values()):
             return "not measured"
         short = [

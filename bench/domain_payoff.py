@@ -346,6 +346,9 @@ def encoder_size(recipe_path: str, sets: tuple[str, ...] = ()) -> dict[str, int]
     }
 
 
+TS2VEC_B8_GUNPOINT = 0.980  # ../shared/reference/ucr_ts2vec.csv
+
+
 def goal_status(domain: str, figures: dict[str, Any]) -> str:
     """The domain's goal judged on the seed means of its figures."""
     means = {name: {arm: (f[arm] or {}).get("mean") for arm in ARMS} for name, f in figures.items()}
@@ -373,6 +376,18 @@ def goal_status(domain: str, figures: dict[str, Any]) -> str:
             "met on every dimension"
             if not short
             else "missed on " + ", ".join(short) + " (pretrained < supervised)"
+        )
+    if domain == "timeseries":
+        f = next(iter(figures.values()))
+        if not (f["pretrained"] and f["random_init"]):
+            return "not measured"
+        p, r = f["pretrained"], f["random_init"]
+        gain = p["mean"] - r["mean"]
+        inside = " (inside the spread)" if abs(gain) <= max(p["std"], r["std"]) else ""
+        verdict = "met" if gain > 0 and p["mean"] > TS2VEC_B8_GUNPOINT else "missed"
+        return (
+            f"{verdict}: pretrained − random init {100 * gain:+.1f} points{inside}, − TS2Vec B=8 "
+            f"{100 * (p['mean'] - TS2VEC_B8_GUNPOINT):+.1f} points"
         )
     if domain not in ("audio", "pointcloud"):
         return "not judged by the bench"

@@ -173,3 +173,15 @@ def test_rl_goal_names_each_state_dimension_below_the_supervised_encoder() -> No
 def test_medical_seeds_its_dice_fine_tunes_with_the_pretraining_seed(tmp_path: Path) -> None:
     cmd = dp.seed_command(dp.PAYOFFS["medical"], tmp_path, 2, dp.MODEL_STAGES)
     assert "evaluate.domain.seeds=[2]" in cmd and "finetune.seeds=[2]" in cmd
+
+
+def test_timeseries_goal_says_when_the_gain_is_inside_the_spread() -> None:
+    payoff = dp.PAYOFFS["timeseries"]
+
+    def seed(p: float, r: float) -> dict[str, Any]:
+        return {"pretrained": {"svm": p}, "random_init": {"svm": r}, "supervised": {"accuracy": 0.98}}
+
+    figs = dp.aggregate(payoff, [seed(0.98, 0.98), seed(0.98, 0.973), seed(0.993, 0.987)])
+    assert dp.goal_status("timeseries", figs) == (
+        "met: pretrained − random init +0.4 points (inside the spread), − TS2Vec B=8 +0.4 points"
+    )

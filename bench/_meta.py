@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import platform
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,16 @@ def machine() -> dict[str, Any]:
 class BenchRun:
     """One bench run: the machine and the load average at its start, checked when writing."""
 
-    def __init__(self) -> None:
+    def __init__(self, settle_s: float = 0.0) -> None:
+        """``settle_s``: wait up to this long for the load average to fall to the CPU count first.
+        Benches run back to back (one domain after another) otherwise start inside the previous
+        run's 1-minute load average and mark themselves invalid although nothing else is running."""
         self.machine = machine()
+        cores = self.machine["cpu_count"] or 1
+        t0 = time.monotonic()
+        while load_average_1m() > cores and time.monotonic() - t0 < settle_s:
+            time.sleep(5)
+        self.waited_s = round(time.monotonic() - t0, 1)
         self.load_start = load_average_1m()
         self.started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -87,6 +96,7 @@ class BenchRun:
             "started": self.started,
             "load_average_1m": {"start": self.load_start, "end": load_average_1m()},
             "valid": self.valid,
+            **({"waited_for_load_s": self.waited_s} if self.waited_s >= 1 else {}),
         }
 
     def may_write(self, what: str) -> bool:

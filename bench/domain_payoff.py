@@ -409,7 +409,7 @@ def run_domain(
     domain: str, seeds: list[int], run_root: Path, timeout_s: int, extra: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     payoff = PAYOFFS[domain]
-    bench = BenchRun()
+    bench = BenchRun(settle_s=300)  # the previous domain's load average decays first
     run_dir = run_root / domain
     per_seed_metrics, seed_cmds, cpu, wall = [], [], [], []
     recipe_name = Path(payoff.recipe).stem

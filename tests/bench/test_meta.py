@@ -64,5 +64,18 @@ def test_every_bench_writes_through_bench_run() -> None:
     skip = {"__init__.py", "_meta.py"}
     benches = [p for p in BENCH.glob("*.py") if p.name not in skip and not p.name.startswith("ucr_")]
     assert benches
-    missing = [p.name for p in benches if "BenchRun()" not in p.read_text()]
+    missing = [p.name for p in benches if "BenchRun(" not in p.read_text()]
     assert not missing, f"benches without bench._meta.BenchRun: {missing}"
+
+
+def test_a_settling_run_waits_for_the_load_to_fall_and_says_how_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    loads = iter([9.0, 9.0, 9.0, 0.5, 0.5, 0.5])
+    monkeypatch.setattr(os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
+    clock = iter(range(0, 1000, 5))
+    monkeypatch.setattr(_meta.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(_meta.time, "sleep", lambda s: None)
+    run = BenchRun(settle_s=60)
+    assert run.valid and run.load_start == 0.5
+    assert run.meta()["waited_for_load_s"] > 0
+    _load(monkeypatch, 9.0)
+    assert not BenchRun(settle_s=0).valid  # no wait: a busy start stays invalid

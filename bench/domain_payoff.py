@@ -406,10 +406,15 @@ def goal_status(domain: str, figures: dict[str, Any]) -> str:
 
 
 def run_domain(
-    domain: str, seeds: list[int], run_root: Path, timeout_s: int, extra: tuple[str, ...] = ()
+    domain: str,
+    seeds: list[int],
+    run_root: Path,
+    timeout_s: int,
+    extra: tuple[str, ...] = (),
+    settle_s: float = 300.0,
 ) -> dict[str, Any]:
     payoff = PAYOFFS[domain]
-    bench = BenchRun(settle_s=300)  # the previous domain's load average decays first
+    bench = BenchRun(settle_s=settle_s)  # the previous domain's load average decays first
     run_dir = run_root / domain
     per_seed_metrics, seed_cmds, cpu, wall = [], [], [], []
     recipe_name = Path(payoff.recipe).stem

@@ -61,7 +61,7 @@ def test_run_merges_with_other_domains(tmp_path: Path, monkeypatch: pytest.Monke
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(dp.subprocess, "run", fake_run)
-    entry = dp.run_domain("audio", [0, 1, 2], tmp_path / "runs", timeout_s=10)
+    entry = dp.run_domain("audio", [0, 1, 2], tmp_path / "runs", timeout_s=10, settle_s=0)
     # seed s pretrains and evaluates with seed s in its own folders; only the first runs the data stages
     assert [c[c.index("--stages") + 1] for c in calls] == [
         "ingest,curate,views,pretrain,finetune,evaluate",
@@ -100,7 +100,7 @@ def test_run_merges_with_other_domains(tmp_path: Path, monkeypatch: pytest.Monke
 def test_a_failed_seed_stops_naming_its_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dp.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 2))
     with pytest.raises(SystemExit, match="seed 0 failed .*seed0.log"):
-        dp.run_domain("audio", [0], tmp_path, timeout_s=10)
+        dp.run_domain("audio", [0], tmp_path, timeout_s=10, settle_s=0)
 
 
 def _pointcloud_evaluate(pre: float, rand: float, sup: float) -> dict[str, Any]:

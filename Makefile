@@ -24,6 +24,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
+	@# librosa's numba kernels, compiled once here instead of by every Ray worker of the first audio stage
+	$(BIN)/python -m domains.audio.warm_cache
 	@touch $(STAMP)
 
 system-deps:

@@ -35,7 +35,8 @@ def _start_or_connect(cfg: RayCfg) -> None:
             # Ray Train's print patch both tees a worker's print to its stderr and logs it, so every
             # progress line reached the driver (and DVC's log) twice
             "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
-        }
+        },
+        "worker_process_setup_hook": "stages.common.ray_session.quiet_worker_logs",
     }
     # Ray Train's controller collects reports when it polls the workers (every 2 s by default);
     # a shorter poll keeps short epochs from waiting on it.
@@ -57,6 +58,20 @@ def _start_or_connect(cfg: RayCfg) -> None:
         dashboard_host=cfg.dashboard_host,
         **common,
     )
+
+
+#: Ray Train's placement-group cleaner: a detached actor that asks the state API every second
+#: whether the Train controller still lives, to remove its placement group if it died ungracefully.
+#: The state API comes with the dashboard, which is off by default, so every ask logged a warning:
+#: hundreds per pretraining stage on `make repro`'s screen (347 in one demo). Ray still removes a
+#: job's placement groups when the job ends.
+PG_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+
+
+def quiet_worker_logs() -> None:
+    """Every Ray worker of a stage runs this first (``runtime_env``'s ``worker_process_setup_hook``):
+    the placement-group cleaner's warnings only, down to errors."""
+    logging.getLogger(PG_CLEANER_LOGGER).setLevel(logging.ERROR)
 
 
 def local_num_cpus(cfg: RayCfg) -> int:

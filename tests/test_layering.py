@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.parsed_sources import parsed
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("domains", "stages", "pipelines")
 
@@ -25,7 +27,7 @@ def _module_name(path: Path) -> str:
 
 def _imports(path: Path) -> Iterator[tuple[int, str]]:
     """(line, absolute module name) for every import in ``path``, relative ones resolved."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = parsed(path)
     package = _module_name(path).split(".")
     if path.name != "__init__.py":
         package = package[:-1]

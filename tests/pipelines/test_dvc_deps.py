@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import BIN, REPO, copy_project
+from tests.parsed_sources import parsed
 
 LOCAL = ("domains", "stages", "pipelines")
 
@@ -34,7 +35,7 @@ def _local_imports(path: Path) -> set[str]:
     package = path.relative_to(REPO).with_suffix("").parts
     package = package[:-1] if path.name != "__init__.py" else package[:-1]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parsed(path)):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):

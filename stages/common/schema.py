@@ -200,6 +200,11 @@ class FinetuneCfg(Section):
     patience: int = Field(10, ge=1)
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     seeds: list[int] = Field(default_factory=lambda: [0])
+    #: mode ``linear``: inverse L2 strengths of the logistic-regression head, one chosen per run on
+    #: its validation labels (C = 1 when the label budget holds none; finetune/linear_head.py)
+    linear_c_grid: list[float] = Field(
+        default_factory=lambda: [1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0], min_length=1
+    )
     #: Core-tuning (mode ``core``): weight eta of the supervised contrastive term in CE + eta * L_con
     core_eta: float = Field(0.1, ge=0.0, le=100.0)
     #: Core-tuning: SupCon temperature (the official code's 0.07)

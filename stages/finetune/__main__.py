@@ -1,16 +1,18 @@
 """Finetune: pretrained encoder + labels → ``models/<recipe>/finetuned/`` + ``finetune.json``.
 
 For each label fraction (1%, 10%, 100% by default) and seed, a classifier is trained on that
-fraction of the training labels in up to three modes — ``linear`` (frozen encoder, linear head),
+fraction of the training labels in up to three modes — ``linear`` (frozen encoder, a logistic-
+regression head fitted to convergence, its L2 strength chosen on validation labels: ``linear_head.py``),
 ``full`` (encoder and head trained end to end) and ``core`` (Core-tuning: full fine-tuning with a
 supervised contrastive regulariser on the projection head and mixup-mined hard pairs, see
 ``core_tuning.py``) — starting from the pretrained encoder and from a random-init one. Random-init + full is the supervised baseline on the same labels.
 
 Label budgets are honest: a run at fraction ``f`` sees ``f`` of the training labels in total. Its
-early-stopping validation part is carved from those labels (by group, stratified); a subset too
-small to hold one (see ``splits.validation_split``) trains ``epochs`` epochs without early
-stopping and records ``n_val: 0``. The test split is only scored. Every (init, mode, fraction) is
-run once per ``finetune.seeds`` and reported as mean, std and per-seed values.
+validation part (early stopping; the linear head's C) is carved from those labels (by group,
+stratified); a subset too small to hold one (see ``splits.validation_split``) trains ``epochs``
+epochs without early stopping, or the linear head with C = 1, and records ``n_val: 0``. The test
+split is only scored. Every (init, mode, fraction) is run once per ``finetune.seeds`` and reported
+as mean, std and per-seed values.
 
 With no labels at all (see ``stages/common/labelled.py``) the stage logs ``no labels: ...`` and
 writes its declared outputs as explicit skips.
@@ -47,6 +49,7 @@ from stages.common.splits import stratified_fraction, validation_split
 from stages.common.storage import atomic_dir, join, read_bytes, write_bytes, write_json
 from stages.common.tasks import map_runs, tasks_wanted
 from stages.finetune.core_tuning import core_loss
+from stages.finetune.linear_head import fit_linear_head
 
 INITS = ("pretrained", "random_init")
 CPU = torch.device("cpu")
@@ -134,8 +137,11 @@ def finetune_one(
     seed: int,
     head: nn.Module | None = None,
     device: torch.device = CPU,
-) -> tuple[nn.Module, float, int]:
-    """Train one classifier; return (model, test accuracy, best epoch).
+) -> tuple[nn.Module, float, dict]:
+    """Train one classifier; return (model, test accuracy, how it was fitted).
+
+    The last is ``{"best_epoch": e}`` for ``full`` and ``core``; for ``linear`` the chosen
+    regularisation ``linear_C``, its ``val_accuracy`` and the solver's ``lbfgs_iterations``.
 
     ``head`` is the projection head Core-tuning's contrastive term uses (mode ``core``; a fresh
     default head when None); it is trained along but not part of the returned classifier.
@@ -146,14 +152,14 @@ def finetune_one(
     torch.manual_seed(seed)
     model = Classifier(encoder, len(data.classes)).to(device)
     if mode == "linear":
-        acc, epoch = _fit_linear_head(model, domain_name, data, train_idx, val_idx, cfg, seed, device)
-        return model, acc, epoch
+        acc, info = _fit_linear_head(model, domain_name, data, train_idx, val_idx, cfg, seed)
+        return model, acc, info
     if mode == "core" and head is None:
         head = build_projection_head(encoder.embedding_dim)
     epoch = _fit_end_to_end(
         model, domain_name, data, train_idx, val_idx, cfg, seed, head if mode == "core" else None, device
     )
-    return model, _test_accuracy(model, domain_name, data, device), epoch
+    return model, _test_accuracy(model, domain_name, data, device), {"best_epoch": epoch}
 
 
 def _fit_linear_head(
@@ -164,47 +170,16 @@ def _fit_linear_head(
     val_idx: np.ndarray,
     cfg: FinetuneCfg,
     seed: int,
-    device: torch.device,
-) -> tuple[float, int]:
-    """Frozen encoder: embed once, fit ``model.fc`` on standardised cached features; returns (test
-    accuracy, best epoch) and leaves ``model.fc`` taking raw encoder output."""
-    # writable copies: index arrays shipped through Ray's object store are read-only, which torch
-    # warns about when it indexes with them
-    train_idx, val_idx = np.array(train_idx), np.array(val_idx)
-    feats = torch.from_numpy(embed(model.encoder, domain_name, data.train.xs)).to(device)
-    test_feats = torch.from_numpy(embed(model.encoder, domain_name, data.test.xs)).to(device)
-    # Standardise with statistics of the labelled training subset only (as TS2Vec's fit_lr does
-    # with StandardScaler): raw max-pooled features differ in scale by orders of magnitude.
-    mean, std = feats[train_idx].mean(0), feats[train_idx].std(0, unbiased=False).clamp_min(1e-6)
-    feats, test_feats = (feats - mean) / std, (test_feats - mean) / std
-
-    def fwd(inputs: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
-        return model.fc(inputs[torch.as_tensor(idx, device=inputs.device)])
-
-    y = data.train.y
-    _, epoch = _fit(
-        fwd,
-        list(model.fc.parameters()),
-        [model.fc],
-        feats[train_idx],
-        y[train_idx],
-        feats[val_idx],
-        y[val_idx],
-        cfg,
-        seed,
-        device=device,
-    )
+) -> tuple[float, dict]:
+    """Frozen encoder: embed once, fit ``model.fc`` by convex logistic regression (``linear_head``);
+    returns (test accuracy, the fit's chosen C, validation accuracy and L-BFGS iterations)."""
+    feats = embed(model.encoder, domain_name, data.train.xs)
+    fit = fit_linear_head(feats, data.train.y, train_idx, val_idx, len(data.classes), cfg.linear_c_grid, seed)
+    fit.copy_into(model.fc)
+    test_feats = torch.from_numpy(embed(model.encoder, domain_name, data.test.xs)).to(model.fc.weight.device)
     with torch.no_grad():
         acc = _accuracy(model.fc(test_feats), data.test.y)
-        _fold_standardisation(model.fc, mean, std)
-    return acc, epoch
-
-
-@torch.no_grad()
-def _fold_standardisation(fc: nn.Linear, mean: torch.Tensor, std: torch.Tensor) -> None:
-    """Make ``fc((h - mean) / std)`` a plain ``fc(h)``, so the saved model takes raw encoder output."""
-    fc.bias -= fc.weight @ (mean / std)
-    fc.weight /= std
+    return acc, {"linear_C": fit.C, "val_accuracy": fit.val_accuracy, "lbfgs_iterations": fit.n_iter}
 
 
 def _fit_end_to_end(
@@ -389,7 +364,7 @@ def _one_run(shared: _Shared, run: _Run) -> tuple[dict, Classifier | None]:
     recipe, cfg = shared.recipe, shared.recipe.finetune
     device = pick_device(recipe.ray.use_gpu)
     encoder, head = _starting_point(shared, run)
-    model, acc, epoch = finetune_one(
+    model, acc, fitted = finetune_one(
         recipe.domain, encoder, shared.data, run.fit_idx, run.val_idx, run.mode, cfg, run.seed, head, device
     )
     row = {
@@ -402,7 +377,7 @@ def _one_run(shared: _Shared, run: _Run) -> tuple[dict, Classifier | None]:
         "n_val": int(len(run.val_idx)),
         "early_stopping": bool(len(run.val_idx)),
         "test_accuracy": acc,
-        "best_epoch": epoch,
+        **fitted,
         "tag": f"{run.init}-{run.mode}-{run.fraction:g}-seed{run.seed}",
     }
     return row, (model.cpu() if run.keep else None)

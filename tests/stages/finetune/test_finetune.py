@@ -89,12 +89,14 @@ def test_a_one_percent_run_validates_only_on_its_own_share_of_the_labels() -> No
     assert 0 < len(val) <= 0.25 * len(sub)
 
 
-def test_without_validation_labels_the_fit_runs_the_whole_epoch_budget() -> None:
+def test_without_validation_labels_full_runs_the_whole_epoch_budget_and_linear_uses_c_1() -> None:
     data = _data()
     cfg = FinetuneCfg(epochs=7, batch_size=8, patience=1)
     enc = build_encoder("timeseries", {"in_channels": 1, "hidden_dim": 8, "out_dim": 16, "depth": 2})
-    _, acc, epoch = finetune_one("timeseries", enc, data, np.arange(6), np.arange(0), "linear", cfg, seed=0)
-    assert epoch == 6 and 0.0 <= acc <= 1.0
+    _, acc, fitted = finetune_one("timeseries", enc, data, np.arange(6), np.arange(0), "full", cfg, seed=0)
+    assert fitted == {"best_epoch": 6} and 0.0 <= acc <= 1.0
+    _, acc, fitted = finetune_one("timeseries", enc, data, np.arange(6), np.arange(0), "linear", cfg, seed=0)
+    assert fitted["linear_C"] == 1.0 and fitted["val_accuracy"] is None and 0.0 <= acc <= 1.0
 
 
 @pytest.mark.parametrize("mode", ["linear", "full", "core"])

@@ -42,7 +42,7 @@ class IngestCfg(Section):
 
 
 class NearDedupCfg(Section):
-    """SimHash (random hyperplanes) + banded LSH over domain fingerprints; candidates verified exactly."""
+    """Banded LSH (p-stable or SimHash) over domain fingerprints; candidates verified exactly."""
 
     enabled: bool = True
     #: cosine similarity of fingerprints at or above which two rows are near duplicates; None: the
@@ -51,9 +51,13 @@ class NearDedupCfg(Section):
     #: training rows near a test row: only reported by default (near is not equal: in small UCR sets
     #: most training series have a test series of the same class above 0.99)
     leakage: Literal["drop_train", "report"] = "report"
-    #: LSH bands; a pair is a candidate when all bits of any one band agree
+    #: LSH family (stages/curate/near.py): p-stable projections quantised into buckets (Datar et al.
+    #: 2004; 13 per band) or SimHash sign bits (Charikar 2002; 97 per band at 0.999): both find the
+    #: same pairs up to LSH's recall, p-stable hashes 7.5x fewer projections
+    hash: Literal["pstable", "simhash"] = "pstable"
+    #: LSH bands; a pair is a candidate when all hash values of any one band agree
     bands: int = Field(20, ge=1, le=256)
-    #: bits per band; None: chosen from the threshold so that a pair exactly at it shares a given band
+    #: hash values per band; None: chosen so that a pair exactly at the threshold shares a given band
     #: with probability 1/4 (it then becomes a candidate with probability 1 - 0.75^bands: 99.7 %)
     rows_per_band: int | None = Field(None, ge=1, le=256)
 

@@ -1,7 +1,7 @@
 """Curate: ``ingested/`` → ``curated/`` (+ ``curation_report.json``, ``similarity.png``) + ``removed.jsonl``.
 
 Rules run in order — quality filter, exact dedup and content leakage (content hash), group leakage,
-near dedup (SimHash/LSH over domain fingerprints), SemDeDup and cluster balancing (encoder
+near dedup (banded LSH over domain fingerprints), SemDeDup and cluster balancing (encoder
 embeddings, k-means on training rows) — and each removed row is recorded with the rule and reason
 that removed it. The test split is never altered: dedup and leakage rules only ever remove training
 rows, and a test row that fails the quality filter stops the stage with a one-line error naming it

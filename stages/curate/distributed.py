@@ -29,7 +29,7 @@ from stages.common.schema import Recipe
 from stages.common.storage import atomic_dir, join, write_json
 from stages.curate import cache
 from stages.curate.dedup import content_hash, hash_group
-from stages.curate.near import HIST_BINS, band_keys, bits_per_band, bucket_pairs, hyperplanes, resolve
+from stages.curate.near import HIST_BINS, BandHash, band_hash, band_keys, bits_per_band, bucket_pairs, resolve
 from stages.curate.rules import Decisions, add_quality, near_cfg, prune_args, wants_embeddings
 from stages.curate.semantic import assign, build_embedder, fit_kmeans, in_fit_sample, prune_cluster
 
@@ -107,11 +107,11 @@ def _iter_records(ds: Any) -> Any:
         yield from zip(*(t.column(c).to_pylist() for c in RECORDS.names), strict=True)
 
 
-def explode_keys(batch: pa.Table, planes: np.ndarray, bands: int, keep: np.ndarray | None) -> pa.Table:
+def explode_keys(batch: pa.Table, lsh: BandHash, keep: np.ndarray | None) -> pa.Table:
     """One row per (row, band): its bucket key; with ``keep``, only colliding keys, with the fingerprint."""
     fps = batch.column("fp").combine_chunks().flatten().to_numpy().reshape(len(batch), -1)
-    keys = band_keys(fps, planes, bands).reshape(-1)
-    idx = np.repeat(np.arange(len(batch)), bands)
+    keys = band_keys(fps, lsh).reshape(-1)
+    idx = np.repeat(np.arange(len(batch)), lsh.bands)
     if keep is None:
         return pa.table({"key": keys})
     m = np.isin(keys, keep)
@@ -277,13 +277,13 @@ def group_leakage_rule(st: RayRules) -> None:
 
 
 def near_rule(st: RayRules) -> None:
-    """Near duplicates (and near leaks) of fingerprints: SimHash LSH in two passes, then ``resolve``."""
+    """Near duplicates (and near leaks) of fingerprints: LSH in two passes, then ``resolve``."""
     nd = near_cfg(st.recipe)
     live = st.alive(st.feats).materialize()
     dim = len(live.take(1)[0]["fp"]) if live.count() else 0
     if not dim:
         return
-    kw = {"planes": hyperplanes(dim, nd.bands, bits_per_band(nd), st.recipe.curate.seed), "bands": nd.bands}
+    kw = {"lsh": band_hash(dim, nd.threshold, nd.bands, bits_per_band(nd), st.recipe.curate.seed, nd.hash)}
     hot = colliding_keys(live, kw, _parts(st.n_rows * nd.bands))
     if not len(hot):
         return

@@ -137,7 +137,9 @@ def decide(recipe: Recipe, rows: list[Row], embeddings: str | None = None) -> De
             ids = np.array([r["id"] for r in live], dtype=object)
             splits = np.array([r.get("split") or "" for r in live], dtype=object)
             # exact all-pairs for small inputs, LSH above (stages.curate.near.EXACT_MAX_ROWS)
-            pairs, hist = near_pairs(ids, splits, fps, nd.threshold, nd.bands, bits_per_band(nd), cfg.seed)
+            pairs, hist = near_pairs(
+                ids, splits, fps, nd.threshold, nd.bands, bits_per_band(nd), cfg.seed, kind=nd.hash
+            )
             d.hist_near += hist
             removed, d.near_leakage_found = resolve(pairs, nd.leakage == "drop_train")
             d.add(removed)

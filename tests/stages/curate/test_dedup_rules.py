@@ -12,7 +12,7 @@ from stages.common.config import load_recipe
 from stages.common.rows import rows_to_table, table_to_rows
 from stages.common.storage import read_table, write_table
 from stages.curate.__main__ import curate, run
-from stages.curate.near import band_keys, hyperplanes
+from stages.curate.near import band_hash, band_keys
 from stages.curate.rules import decide
 from stages.curate.semantic import prune_cluster
 
@@ -50,15 +50,18 @@ def _planted(seed: int = 0) -> list[dict]:
     return rows
 
 
-def test_simhash_band_keys_agree_for_near_vectors_and_differ_for_random_ones() -> None:
+@pytest.mark.parametrize("kind", ["pstable", "simhash"])
+def test_band_keys_agree_for_near_vectors_and_differ_for_random_ones(kind: str) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 32)).astype(np.float32)
-    planes = hyperplanes(32, 16, 12, seed=0)
-    k, k_near = band_keys(x, planes, 16), band_keys(x + 1e-3 * rng.normal(size=x.shape), planes, 16)
-    k_other = band_keys(rng.normal(size=(200, 32)), planes, 16)
+    lsh = band_hash(32, 0.999, 16, 12, seed=0, kind=kind)
+    k, k_near = band_keys(x, lsh), band_keys(x + 1e-3 * rng.normal(size=x.shape), lsh)
+    k_other = band_keys(rng.normal(size=(200, 32)), lsh)
     assert (k == k_near).any(axis=1).all()  # every near copy shares at least one band
     assert (k == k_other).any(axis=1).mean() < 0.1
-    assert np.array_equal(k, band_keys(x, hyperplanes(32, 16, 12, seed=0), 16))
+    assert np.array_equal(k, band_keys(x, band_hash(32, 0.999, 16, 12, seed=0, kind=kind)))
+    # cosine, not scale: a row and a multiple of it land in the same buckets
+    assert np.array_equal(k, band_keys(3.5 * x, lsh))
 
 
 def test_every_rule_finds_its_planted_rows_and_keeps_the_rest() -> None:

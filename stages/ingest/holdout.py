@@ -17,6 +17,7 @@ import numpy as np
 
 from domains.base import TEST_SPLIT, is_test
 from stages.common.cli import StageError
+from stages.common.rows import train_expr
 from stages.common.splits import group_split
 
 #: ``data.holdout`` values: ``none`` keeps the published splits; ``validation`` replaces the test
@@ -59,7 +60,7 @@ def apply(ds: Any, data_cfg: Any) -> tuple[Any, dict[str, Any]]:
     except ValueError as e:
         raise StageError(f"data.holdout=validation: {e}") from None
     n_test = sum(is_test(r) for r in meta)
-    out = ds.filter(lambda r: not is_test(r)).map(lambda r: relabel(r, val))
+    out = ds.filter(expr=train_expr()).map(lambda r: relabel(r, val))
     info = {
         "holdout": data_cfg.holdout,
         "holdout_published_test_dropped": n_test,

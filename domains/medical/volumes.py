@@ -18,6 +18,17 @@ import numpy as np
 TISSUES = ("background", "csf", "gm", "wm")
 
 
+def _reader_for(path: str) -> str | None:
+    """The MONAI reader auto-selection would pick for NIfTI (None: let it choose). Named, because
+    auto-selection constructs every reader first, and the nvImageCodec DICOM one warns in every
+    worker of a machine without its GPU plugin."""
+    return "NibabelReader" if path.lower().endswith((".nii", ".nii.gz")) else None
+
+
+#: axis labels (beginning, end) of the RAS orientation every volume is put in
+RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
+
+
 class VolumeError(ValueError):
     """A volume that cannot be used; the message is the quarantine reason."""
 
@@ -58,7 +69,8 @@ def load_volumes(
             # One key at a time, so the reason names the file that failed.
             if str(files[key]).endswith(".gz"):
                 check_gzip(files[key])
-            loaded = LoadImaged(keys=key, reader=reader, image_only=True)({key: files[key]})
+            chosen = reader or _reader_for(str(files[key]))
+            loaded = LoadImaged(keys=key, reader=chosen, image_only=True)({key: files[key]})
             data[key] = EnsureChannelFirstd(keys=key)(loaded)[key]
         except VolumeError:
             raise
@@ -90,7 +102,9 @@ def load_volumes(
                     f"{first} shape {tuple(data[first].shape[1:])}"
                 )
     modes = ["nearest" if k in nearest else "bilinear" for k in keys]
-    data = Orientationd(keys=keys, axcodes="RAS")(data)
+    # labels given: MONAI's default changes (to the meta-tensor's "space"), and it warns in every
+    # reader worker until it does; these are the labels every figure so far was measured with
+    data = Orientationd(keys=keys, axcodes="RAS", labels=RAS_LABELS)(data)
     if match_to is not None:
         for k in (k for k in keys if k != match_to):
             shifted = _integer_shift(data[k], data[match_to])

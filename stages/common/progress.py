@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TypeVar
 
 T = TypeVar("T")
@@ -31,10 +31,17 @@ def enabled() -> bool:
 
 
 def _lines(
-    items: Iterable[T], desc: str, total: int | None, initial: int, every_percent: float, stream: IO[str]
+    items: Iterable[T],
+    desc: str,
+    total: int | None,
+    initial: int,
+    every_percent: float,
+    stream: IO[str],
+    work: tuple[Callable[[T], float], float] | None = None,
 ) -> Iterator[T]:
     start = time.perf_counter()
     done = initial
+    work_done = [0.0]
     next_report = 1 if total is None else None
     last_bucket = -1 if total is None else int(100 * initial / max(total, 1) // every_percent)
 
@@ -45,7 +52,10 @@ def _lines(
         elapsed = time.perf_counter() - start
         if total:
             pct = 100 * done / total
-            left = elapsed / max(done - initial, 1) * (total - done)
+            if work is not None and work_done[0] > 0:  # items of unequal size: time per unit of work
+                left = elapsed / work_done[0] * max(work[1] - work_done[0], 0.0)
+            else:
+                left = elapsed / max(done - initial, 1) * (total - done)
             tail = f", ~{left:.0f} s left" if done < total else ""
             print(f"{desc} {done}/{total} ({pct:.0f}%) {elapsed:.0f} s{tail}", file=stream, flush=True)
         else:
@@ -55,6 +65,8 @@ def _lines(
         for item in items:
             yield item
             done += 1
+            if work is not None:
+                work_done[0] += work[0](item)
             if total is not None:
                 bucket = int(100 * done / max(total, 1) // every_percent)
                 if bucket > last_bucket or done == total:
@@ -75,10 +87,12 @@ def progress(
     initial: int = 0,
     every_percent: float = 10.0,
     stream: IO[str] | None = None,
+    work: tuple[Callable[[T], float], float] | None = None,
 ) -> Iterator[T]:
     """Iterate ``items`` while showing progress on ``stream`` (stderr): a tqdm bar on a terminal,
     plain lines every ``every_percent`` otherwise. ``total`` defaults to ``len(items)`` when known;
-    ``initial`` counts items already done (a resumed run)."""
+    ``initial`` counts items already done (a resumed run). ``work``, ``(size of an item, size of
+    all)``, makes the time left follow work rather than item counts (runs of unequal length)."""
     stream = stream if stream is not None else sys.stderr
     if total is None and hasattr(items, "__len__"):
         total = initial + len(items)  # type: ignore[arg-type]
@@ -98,4 +112,4 @@ def progress(
                 dynamic_ncols=True,
             )
         )
-    return _lines(items, desc, total, initial, every_percent, stream)
+    return _lines(items, desc, total, initial, every_percent, stream, work)

@@ -103,7 +103,9 @@ def map_runs(
         _as_tasks(fn, shared, items, order, ray_cfg, threads) if as_tasks else _in_process(fn, shared, items)
     )
     results: dict[int, R] = {}
-    for k, result in progress(runs, desc, total=len(items)):
+    # with costs, the time left follows them: longest first, item counts would overstate it
+    work = None if cost is None else (lambda out: cost(items[out[0]]), sum(cost(i) for i in items))
+    for k, result in progress(runs, desc, total=len(items), work=work):
         results[k] = result
         if on_done is not None:
             on_done(k, result)

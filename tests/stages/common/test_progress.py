@@ -47,3 +47,22 @@ def test_a_terminal_gets_a_tqdm_bar_and_the_switch_silences_it(monkeypatch: pyte
     quiet = io.StringIO()
     assert list(progress(range(5), "views", stream=quiet)) == list(range(5))
     assert quiet.getvalue() == ""
+
+
+def test_with_work_sizes_the_time_left_follows_work_not_item_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Longest first (as fine-tune tasks start): one run of 90 s, then ten of 1 s. Counting items,
+    the first line (after 2 of 11) says ~410 s left; by work, 9 s."""
+    import stages.common.progress as prog
+
+    clock = [0.0]
+    monkeypatch.setattr(prog.time, "perf_counter", lambda: clock[0])
+    sizes = [90.0] + [1.0] * 10
+
+    def runs():  # noqa: ANN202
+        for s in sizes:
+            clock[0] += s
+            yield s
+
+    out = io.StringIO()
+    list(progress(runs(), "finetune: runs", total=len(sizes), stream=out, work=(lambda s: s, sum(sizes))))
+    assert out.getvalue().splitlines()[0] == "finetune: runs 2/11 (18%) 91 s, ~9 s left"

@@ -16,11 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("domains", "stages", "pipelines")
 
 
-def _sources() -> list[Path]:
-    return sorted(p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py") if ".venv" not in p.parts)
+def modules(package: str) -> list[Path]:
+    """Every module under ``package`` (a folder of the repository, e.g. ``stages/common``), sorted."""
+    return sorted(p for p in (REPO / package).rglob("*.py") if ".venv" not in p.parts)
 
 
-_TREES: dict[Path, ast.Module] = {p: ast.parse(p.read_text(), filename=str(p)) for p in _sources()}
+_TREES: dict[Path, ast.Module] = {
+    p: ast.parse(p.read_text(), filename=str(p)) for pkg in PACKAGES for p in modules(pkg)
+}
 
 
 def parsed(path: Path) -> ast.Module:

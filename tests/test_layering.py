@@ -12,10 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.parsed_sources import parsed
-
-REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("domains", "stages", "pipelines")
+from tests.parsed_sources import REPO, modules, parsed
 
 
 def _module_name(path: Path) -> str:
@@ -47,13 +44,9 @@ def _imports(path: Path) -> Iterator[tuple[int, str]]:
                 yield node.lineno, f"{module}.{alias.name}"
 
 
-def _modules(package: str) -> list[Path]:
-    return sorted(p for p in (REPO / package).rglob("*.py") if ".venv" not in p.parts)
-
-
 def _violations(package: str, forbidden) -> list[str]:
     found = []
-    for path in _modules(package):
+    for path in modules(package):
         for line, module in _imports(path):
             reason = forbidden(path, module)
             if reason:
@@ -138,7 +131,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 @pytest.mark.parametrize("package", ["stages/common/losses", "stages/common", "domains"])
 def test_no_import_cycle_inside(package: str) -> None:
-    paths = sorted((REPO / package).rglob("*.py"))
+    paths = modules(package)
     names = {_module_name(p): p for p in paths}
     graph: dict[str, set[str]] = {}
     for name, path in names.items():

@@ -41,7 +41,7 @@ def _lines(
 ) -> Iterator[T]:
     start = time.perf_counter()
     done = initial
-    work_done = [0.0]
+    work_done = 0.0
     next_report = 1 if total is None else None
     last_bucket = -1 if total is None else int(100 * initial / max(total, 1) // every_percent)
 
@@ -52,8 +52,8 @@ def _lines(
         elapsed = time.perf_counter() - start
         if total:
             pct = 100 * done / total
-            if work is not None and work_done[0] > 0:  # items of unequal size: time per unit of work
-                left = elapsed / work_done[0] * max(work[1] - work_done[0], 0.0)
+            if work is not None and work_done > 0:  # items of unequal size: time per unit of work
+                left = elapsed / work_done * max(work[1] - work_done, 0.0)
             else:
                 left = elapsed / max(done - initial, 1) * (total - done)
             tail = f", ~{left:.0f} s left" if done < total else ""
@@ -66,7 +66,7 @@ def _lines(
             yield item
             done += 1
             if work is not None:
-                work_done[0] += work[0](item)
+                work_done += work[0](item)
             if total is not None:
                 bucket = int(100 * done / max(total, 1) // every_percent)
                 if bucket > last_bucket or done == total:

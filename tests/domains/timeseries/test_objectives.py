@@ -103,6 +103,33 @@ def test_gradient_flows_to_inputs() -> None:
         assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
 
 
+def _tril_triu_port(z1: torch.Tensor, z2: torch.Tensor, temporal: bool) -> torch.Tensor:
+    """TS2Vec's own formulation (``models/losses.py``), kept to check the cheaper one against it."""
+    n = z1.size(1) if temporal else z1.size(0)
+    z = torch.cat([z1, z2], dim=1) if temporal else torch.cat([z1, z2], dim=0).transpose(0, 1)
+    sim = torch.matmul(z, z.transpose(1, 2))
+    logits = torch.tril(sim, diagonal=-1)[:, :, :-1] + torch.triu(sim, diagonal=1)[:, :, 1:]
+    logits = -torch.nn.functional.log_softmax(logits, dim=-1)
+    i = torch.arange(n)
+    return (logits[:, i, n + i - 1].mean() + logits[:, n + i, i].mean()) / 2
+
+
+@pytest.mark.parametrize("temporal", [False, True])
+def test_losses_and_gradients_equal_ts2vec_formulation(temporal: bool) -> None:
+    # Large logits (scale 3, D 4) so a softmax that kept the anchor's own score would differ.
+    z1, z2 = _pair(5, 7, seed=11, scale=3.0)
+    ours = temporal_contrastive_loss if temporal else instance_contrastive_loss
+    grads = []
+    for fn in (ours, lambda a, b: _tril_triu_port(a, b, temporal)):
+        a, b = z1.clone().requires_grad_(True), z2.clone().requires_grad_(True)
+        value = fn(a, b)
+        value.backward()
+        grads.append((value.item(), a.grad, b.grad))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-10)
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    torch.testing.assert_close(grads[0][2], grads[1][2])
+
+
 def _batch(lengths: list[int], channels: int = 2) -> list[np.ndarray]:
     # Distinct values everywhere: series b, channel c, step t holds 10000 * b + 1000 * c + t.
     return [

@@ -111,7 +111,8 @@ class RLDomain(Domain):
             f"{len({r['group'] for r in ctx.train_rows})} / {len({r['group'] for r in ctx.test_rows})} episodes. "
             "`supervised`: the same encoder trained end to end to regress the state from pixels (its epoch "
             "chosen on held-out training episodes); "
-            "`raw_pixels`: ridge on the current frame stack's pixels. `n/a`: constant target.\n",
+            "`raw_pixels`: ridge on the current frame stack's pixels. `n/a`: constant target. "
+            "[brackets]: 95 % interval over test episodes resampled with replacement.\n",
             "| encoder | " + " | ".join([*names, "reward", "state mean"]) + " |",
             "|" + "---|" * (len(names) + 3),
             *["| " + " | ".join(str(c) for c in row) + " |" for row in table],

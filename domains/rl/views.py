@@ -3,7 +3,10 @@
 * ``shift`` — DrQ's random shift (Kostrikov et al. 2021): replicate-pad by ``pad`` pixels, then crop
   back to ``H x W`` at a random offset; one offset for the whole stack, so motion between the stacked
   frames (velocity) is preserved. CURL's random crop (84 from 100) is the same transformation when
-  frames are rendered at the training size, which is what we store.
+  frames are rendered at the training size, which is what we store. ``axes: y`` shifts vertically
+  only: a horizontal shift of a few pixels is a change of the cart's position ``x`` in CartPole
+  (the whole random-policy range of ``x`` spans about ±5 of 64 pixels), so views that differ by it
+  teach the encoder to ignore ``x``.
 * ``cutout`` — RAD's random cutout (Laskin et al. 2020): one zeroed rectangle, shared by the stack.
 * ``intensity`` — DrQ-v2-style global brightness scaling ``x * (1 + N(0, sigma))``, clipped to [0, 1].
 
@@ -24,15 +27,19 @@ def _as_stack(x: np.ndarray) -> np.ndarray:
     return as_float32(x, "[planes, H, W] frame stack", ndim=3)
 
 
-def shift(x: np.ndarray, rng: np.random.Generator, pad: int = 4) -> np.ndarray:
+def shift(x: np.ndarray, rng: np.random.Generator, pad: int = 4, axes: str = "xy") -> np.ndarray:
     x = _as_stack(x)
     if pad < 0:
         raise ValueError(f"shift: pad must be >= 0, got {pad}")
+    if axes not in ("xy", "x", "y"):
+        raise ValueError(f"shift: axes must be one of xy, x, y, got {axes!r}")
     if pad == 0:
         return x.copy()
     h, w = x.shape[1:]
-    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
-    dy, dx = rng.integers(0, 2 * pad + 1, size=2)
+    pad_y, pad_x = (pad if "y" in axes else 0), (pad if "x" in axes else 0)
+    padded = np.pad(x, ((0, 0), (pad_y, pad_y), (pad_x, pad_x)), mode="edge")
+    dy, dx = rng.integers(0, 2 * pad + 1, size=2)  # both drawn always: one rng stream per axes value
+    dy, dx = (dy if pad_y else 0), (dx if pad_x else 0)
     return np.ascontiguousarray(padded[:, dy : dy + h, dx : dx + w])
 
 

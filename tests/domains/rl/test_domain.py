@@ -12,7 +12,7 @@ import torch
 from domains import get_domain
 from domains.base import ViewPolicy
 from domains.rl.objectives import ATCObjective, CURLObjective
-from domains.rl.tasks import ridge_probe
+from domains.rl.tasks import episode_bootstrap_r2, ridge_probe
 from domains.rl.views import shift
 from stages.common.schema import PretrainCfg
 from stages.pretrain.loop import run_in_process
@@ -66,6 +66,21 @@ def test_shift_moves_the_whole_stack_together() -> None:
     assert view.shape == (3, 24, 24)
     with pytest.raises(KeyError, match="unknown RL view policy"):
         D.augment(xs[0], np.random.default_rng(0), ViewPolicy("nope"))
+
+
+def test_vertical_shift_keeps_every_horizontal_position() -> None:
+    # axes=y: the cart's x (a horizontal position) must survive the views; some seed moves vertically
+    xs, _ = _blob_rows(1)
+    x = xs[0][0]
+    moved = 0
+    for seed in range(10):
+        v = shift(x, np.random.default_rng(seed), pad=4, axes="y")
+        for f, f0 in zip(v, x, strict=True):
+            np.testing.assert_allclose(np.argwhere(f > 0.5)[:, 1].mean(), np.argwhere(f0 > 0.5)[:, 1].mean())
+        moved += not np.array_equal(v, x)
+    assert moved > 0
+    with pytest.raises(ValueError, match="axes must be one of"):
+        shift(x, np.random.default_rng(0), axes="z")
 
 
 def test_encoder_embeds_the_current_stack() -> None:
@@ -155,14 +170,31 @@ def test_ridge_probe_recovers_a_linear_state_and_not_noise() -> None:
     state = rng.normal(size=(400, 3))
     groups = np.repeat(np.arange(40), 10)
     feats = state @ rng.normal(size=(3, 20)) + 0.01 * rng.normal(size=(400, 20))
-    r2, _ = ridge_probe(feats[:300], state[:300], groups[:300], feats[300:], state[300:])
+    r2 = ridge_probe(feats[:300], state[:300], groups[:300], feats[300:], state[300:]).r2
     assert (r2 > 0.99).all()
     noise = rng.normal(size=(400, 20))
-    r2, _ = ridge_probe(noise[:300], state[:300], groups[:300], noise[300:], state[300:])
+    r2 = ridge_probe(noise[:300], state[:300], groups[:300], noise[300:], state[300:]).r2
     assert (r2 < 0.1).all()
     const = np.column_stack([state, np.ones(400)])
-    r2, _ = ridge_probe(feats[:300], const[:300], groups[:300], feats[300:], const[300:])
+    r2 = ridge_probe(feats[:300], const[:300], groups[:300], feats[300:], const[300:]).r2
     assert np.isnan(r2[-1])  # a constant target (CartPole's reward) has no R²
+
+
+def test_r2_interval_resamples_episodes_and_shows_one_outlying_episode() -> None:
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(20), 10)
+    y = rng.normal(size=(200, 2))
+    pred = y + 0.1 * rng.normal(size=(200, 2))
+    pred[:10, 1] += 3.0  # column 1: episode 0 alone is predicted badly
+    ci = episode_bootstrap_r2(y, pred, groups, n=400)
+    assert ci.shape == (2, 2) and (ci[:, 0] <= ci[:, 1]).all()
+    assert ci[0, 0] > 0.97  # every episode good: a tight interval near 1
+    assert ci[1, 1] - ci[1, 0] > 0.4  # the interval spans samples with and without episode 0
+    # ridge_probe reports it only when told the test rows' episodes
+    feats = y @ rng.normal(size=(2, 8))
+    res = ridge_probe(feats[:150], y[:150], groups[:150], feats[150:], y[150:], groups[150:])
+    assert res.ci95.shape == (2, 2) and (res.ci95[:, 0] <= res.r2 + 1e-9).all()
+    assert ridge_probe(feats[:150], y[:150], groups[:150], feats[150:], y[150:]).ci95 is None
 
 
 def test_ridge_probe_is_quiet_on_a_singular_system(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,7 +214,7 @@ def test_ridge_probe_is_quiet_on_a_singular_system(monkeypatch: pytest.MonkeyPat
     state, groups = rng.normal(size=(100, 2)), np.repeat(np.arange(10), 10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        r2, _ = ridge_probe(state[:80], state[:80], groups[:80], state[80:], state[80:])
+        r2 = ridge_probe(state[:80], state[:80], groups[:80], state[80:], state[80:]).r2
     assert (r2 > 0.99).all()
 
 

@@ -17,6 +17,7 @@ from torch import nn
 from domains import register_domain
 from domains.base import Domain, DomainResult, EvalContext, Row, ViewPolicy
 from domains.medical.encoders import ENCODERS
+from domains.medical.objectives import OBJECTIVES
 from domains.medical.options import ENCODER_OPTIONS, EVALUATE_OPTIONS, SOURCE_OPTIONS
 from domains.medical.readers import SOURCES
 from domains.medical.tasks import segmentation_dice
@@ -74,6 +75,9 @@ class MedicalDomain(Domain):
         if len(shapes) != 1:
             raise ValueError(f"patches of different shapes in one batch: {sorted(shapes)[:3]}")
         return torch.from_numpy(np.stack(xs).astype(np.float32, copy=False))
+
+    def objectives(self) -> dict[str, Any]:
+        return dict(OBJECTIVES)
 
     def evaluate(self, ctx: EvalContext) -> DomainResult | None:
         """Tissue segmentation Dice (CSF/GM/WM) after fine-tuning with a few labelled patches."""

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from domains.medical.objectives import FeaturePyramid, SkipDecoder
+
 
 class ResNetEncoder(nn.Module):
     """MONAI ``ResNet`` (basic blocks, ``layers`` per stage) without its classifier; a 3³ stem
@@ -29,6 +31,7 @@ class ResNetEncoder(nn.Module):
         from monai.networks.nets import ResNet
 
         self.widths = [int(w) for w in widths]
+        self.in_channels = in_channels
         self.net = ResNet(
             block="basic",
             layers=list(layers),
@@ -51,37 +54,32 @@ class ResNetEncoder(nn.Module):
         x4 = n.layer4(x3)
         return [x0, x1, x2, x3, x4]
 
+    @property
+    def pyramid_channels(self) -> list[int]:
+        """Channels of :meth:`features`' maps, fine to coarse (a decoder's skip inputs)."""
+        return [self.widths[0], *self.widths]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)[-1].mean(dim=(2, 3, 4))
 
+    def forward_timestamps(self, x: torch.Tensor) -> tuple[FeaturePyramid, None]:
+        """Dense output for dense objectives (the pretrain loop's ``timestamps=True``): every scale."""
+        return FeaturePyramid(self.features(x)), None
+
     def segmenter(self, n_classes: int) -> nn.Module:
-        return _SkipDecoderSegmenter(self, [self.widths[0], *self.widths], n_classes)
+        return _SkipDecoderSegmenter(self, self.pyramid_channels, n_classes)
 
 
 class _SkipDecoderSegmenter(nn.Module):
-    """A UNet-style decoder (MONAI ``UnetUpBlock``s) over an encoder's multi-scale features."""
+    """The encoder and a UNet-style decoder over its multi-scale features."""
 
-    def __init__(self, encoder: nn.Module, channels: Sequence[int], n_classes: int) -> None:
+    def __init__(self, encoder: ResNetEncoder, channels: Sequence[int], n_classes: int) -> None:
         super().__init__()
-        from monai.networks.blocks import UnetOutBlock, UnetUpBlock
-
         self.encoder = encoder
-        ups = []
-        for deep, skip in zip(channels[:0:-1], channels[-2::-1], strict=True):
-            ups.append(
-                UnetUpBlock(
-                    3, deep, skip, kernel_size=3, stride=1, upsample_kernel_size=2, norm_name="instance"
-                )
-            )
-        self.ups = nn.ModuleList(ups)
-        self.out = UnetOutBlock(3, channels[0], n_classes)
+        self.decoder = SkipDecoder(list(channels), n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.encoder.features(x)
-        h = feats[-1]
-        for up, skip in zip(self.ups, feats[-2::-1], strict=True):
-            h = up(h, skip)
-        return self.out(h)
+        return self.decoder(self.encoder.features(x))
 
 
 class BasicUNetEncoder(nn.Module):

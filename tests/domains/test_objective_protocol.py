@@ -19,7 +19,14 @@ from stages.common.losses import build_loss
 
 
 @pytest.mark.parametrize(
-    ("domain", "name"), [("timeseries", "ts2vec"), ("timeseries", "autotcl"), ("rl", "curl"), ("rl", "atc")]
+    ("domain", "name"),
+    [
+        ("timeseries", "ts2vec"),
+        ("timeseries", "autotcl"),
+        ("rl", "curl"),
+        ("rl", "atc"),
+        ("medical", "ssl_recon"),
+    ],
 )
 def test_every_domain_objective_satisfies_the_protocol(domain: str, name: str) -> None:
     obj = check_objective(name, get_domain(domain).objectives()[name]())

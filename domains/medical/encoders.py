@@ -14,7 +14,42 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from domains.medical.objectives import FeaturePyramid, SkipDecoder
+
+class FeaturePyramid:
+    """An encoder's feature maps, fine to coarse, each ``[B, C_l, ...]``; slicing takes rows of every
+    level, so the pretrain loop can split the two views' batch as it splits a tensor."""
+
+    def __init__(self, levels: list[torch.Tensor]) -> None:
+        self.levels = levels
+
+    def __getitem__(self, rows: slice) -> FeaturePyramid:
+        if not isinstance(rows, slice):
+            raise TypeError("FeaturePyramid: index rows with a slice")
+        return FeaturePyramid([level[rows] for level in self.levels])
+
+    def __len__(self) -> int:
+        return len(self.levels[0])
+
+
+class SkipDecoder(nn.Module):
+    """A UNet-style decoder (MONAI ``UnetUpBlock``s, then ``UnetOutBlock``) over a feature pyramid
+    whose levels have ``channels`` (fine to coarse)."""
+
+    def __init__(self, channels: list[int], n_out: int) -> None:
+        super().__init__()
+        from monai.networks.blocks import UnetOutBlock, UnetUpBlock
+
+        self.ups = nn.ModuleList(
+            UnetUpBlock(3, deep, skip, kernel_size=3, stride=1, upsample_kernel_size=2, norm_name="instance")
+            for deep, skip in zip(channels[:0:-1], channels[-2::-1], strict=True)
+        )
+        self.out = UnetOutBlock(3, channels[0], n_out)
+
+    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        h = levels[-1]
+        for up, skip in zip(self.ups, levels[-2::-1], strict=True):
+            h = up(h, skip)
+        return self.out(h)
 
 
 class ResNetEncoder(nn.Module):

@@ -29,48 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from domains.medical.encoders import FeaturePyramid, SkipDecoder
+
 #: the MONAI tutorial's corruption sizes, in voxels of its 96³ crops
 TUTORIAL_SIDE = 96
 INPAINT = {"holes": 6, "spatial_size": 5, "max_spatial_size": 32}
 OUTPAINT = {"holes": 6, "spatial_size": 20, "max_spatial_size": 64}
 SHUFFLE = {"holes": 10, "spatial_size": 8, "prob": 0.8}
-
-
-class FeaturePyramid:
-    """An encoder's feature maps, fine to coarse, each ``[B, C_l, ...]``; slicing takes rows of every
-    level, so the pretrain loop can split the two views' batch as it splits a tensor."""
-
-    def __init__(self, levels: list[torch.Tensor]) -> None:
-        self.levels = levels
-
-    def __getitem__(self, rows: slice) -> FeaturePyramid:
-        if not isinstance(rows, slice):
-            raise TypeError("FeaturePyramid: index rows with a slice")
-        return FeaturePyramid([level[rows] for level in self.levels])
-
-    def __len__(self) -> int:
-        return len(self.levels[0])
-
-
-class SkipDecoder(nn.Module):
-    """A UNet-style decoder (MONAI ``UnetUpBlock``s, then ``UnetOutBlock``) over a feature pyramid
-    whose levels have ``channels`` (fine to coarse)."""
-
-    def __init__(self, channels: list[int], n_out: int) -> None:
-        super().__init__()
-        from monai.networks.blocks import UnetOutBlock, UnetUpBlock
-
-        self.ups = nn.ModuleList(
-            UnetUpBlock(3, deep, skip, kernel_size=3, stride=1, upsample_kernel_size=2, norm_name="instance")
-            for deep, skip in zip(channels[:0:-1], channels[-2::-1], strict=True)
-        )
-        self.out = UnetOutBlock(3, channels[0], n_out)
-
-    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
-        h = levels[-1]
-        for up, skip in zip(self.ups, levels[-2::-1], strict=True):
-            h = up(h, skip)
-        return self.out(h)
 
 
 def _scaled(params: dict[str, int], side: int) -> dict[str, int]:
@@ -115,7 +80,10 @@ class ReconContrastObjective(nn.Module):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"pretrain.loss_options.temperature must be > 0, got {temperature}")
+        from monai.losses import ContrastiveLoss
+
         self.temperature = temperature
+        self.contrast = ContrastiveLoss(temperature=temperature)  # no parameters: built once
         self.decoder: SkipDecoder | None = None
         self._corrupt: dict[int, Any] = {}
 
@@ -145,13 +113,11 @@ class ReconContrastObjective(nn.Module):
         return views[0], views[1], np.stack(clean)
 
     def loss(self, p1: FeaturePyramid, p2: FeaturePyramid, _side: int, clean: np.ndarray) -> torch.Tensor:
-        from monai.losses import ContrastiveLoss
-
         assert self.decoder is not None, "call bind(encoder) first"
         target = torch.as_tensor(clean, device=p1.levels[0].device)
         rec1, rec2 = self.decoder(p1.levels), self.decoder(p2.levels)
         recon = (nn.functional.l1_loss(rec1, target) + nn.functional.l1_loss(rec2, target)) / 2
-        contrast = ContrastiveLoss(temperature=self.temperature)(rec1.flatten(1), rec2.flatten(1))
+        contrast = self.contrast(rec1.flatten(1), rec2.flatten(1))
         return recon + contrast * recon
 
     def instance_embeddings(

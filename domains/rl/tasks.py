@@ -56,6 +56,15 @@ def _ridge(alpha: float, x: np.ndarray, y: np.ndarray) -> Any:
         return make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x, y)
 
 
+def r2_columns(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """R² per column (sklearn's ``r2_score``); NaN for a constant column, which has none."""
+    out = np.full(y.shape[1], np.nan)
+    ok = y.std(0) > 1e-9
+    if ok.any():
+        out[ok] = r2_score(y[:, ok], pred[:, ok], multioutput="raw_values")
+    return out
+
+
 def episode_bootstrap_r2(
     y: np.ndarray, pred: np.ndarray, groups: np.ndarray, n: int = N_BOOTSTRAP, seed: int = 0
 ) -> np.ndarray:
@@ -73,10 +82,7 @@ def episode_bootstrap_r2(
     samples = np.full((n, y.shape[1]), np.nan)
     for b in range(n):
         idx = np.concatenate([members[i] for i in rng.integers(len(episodes), size=len(episodes))])
-        yb, pb = y[idx], pred[idx]
-        var = ((yb - yb.mean(0)) ** 2).sum(0)
-        ok = var > 1e-12
-        samples[b, ok] = 1.0 - ((yb - pb) ** 2).sum(0)[ok] / var[ok]
+        samples[b] = r2_columns(y[idx], pred[idx])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: a constant target
         return np.nanpercentile(samples, [2.5, 97.5], axis=0).T
@@ -111,12 +117,7 @@ def ridge_probe(
             if np.mean(scores) > best:
                 best, best_alpha = float(np.mean(scores)), alpha
     pred = _ridge(best_alpha, f_tr, y_tr).predict(f_te)
-    r2 = np.array(
-        [
-            r2_score(y_te[:, j], pred[:, j]) if np.std(y_te[:, j]) > 1e-9 else np.nan
-            for j in range(y_te.shape[1])
-        ]
-    )
+    r2 = r2_columns(y_te, pred)
     ci = None if g_te is None else episode_bootstrap_r2(y_te, pred, g_te)
     return ProbeResult(r2, best_alpha, ci)
 
@@ -209,9 +210,9 @@ def state_probe(
         )
     metrics: dict[str, Any] = {"supervised_train_s": round(sup_s, 1)}
     table = []
+    names = [*state_names, "reward"]
     for name, (f_tr, f_te) in feats.items():
         r2, alpha, ci = ridge_probe(f_tr, y_tr, g_tr, f_te, y_te, g_te)
-        names = [*state_names, "reward"]
         per_dim = {n: _num(v) for n, v in zip(names, r2, strict=True)}
         state_mean = float(np.nanmean(r2[:-1]))
         metrics[name] = {

@@ -4,7 +4,7 @@ Runs ``pipelines/timeseries-ucr.yaml`` unchanged on every set through the projec
 (ingest → curate → views → pretrain → finetune → evaluate, in this process, one Ray session). The
 only per-set values are derived from the data by :func:`budget` (TS2Vec's iteration rule). Per set
 it records the pretrained and random-init RBF-SVM accuracy (evaluate.json), a 1-NN on the raw
-z-normalised series (a label-only floor, :func:`nn1_raw`), pretraining and total seconds.
+series as ingest normalises them (a label-only floor, :func:`nn1_raw`), pretraining and total seconds.
 
 Resumable: every finished set is appended atomically to ``bench/results/ucr_archive.json``; a set
 already measured with the same recipe hash, holdout and seed is skipped. ``--report`` writes
@@ -106,28 +106,45 @@ def set_bytes(name: str) -> int:
 
 
 def load_set(name: str) -> list[dict[str, Any]]:
-    """The rows ingest would keep (``ucr_archive`` source, domain validation, z-normalisation)."""
+    """The rows ingest would keep (``ucr_archive`` source, domain validation), not yet normalised."""
     from domains import get_domain
     from domains.timeseries.readers import read_source
 
     domain = get_domain("timeseries")
-    rows = []
-    for row in read_source("ucr_archive", name=name):
-        if domain.validate(row) is None:
-            rows.append({**row, "x": domain.normalise(row["x"])})
-    return rows
+    return [row for row in read_source("ucr_archive", name=name) if domain.validate(row) is None]
 
 
 def fit_and_score_rows(
-    rows: list[dict[str, Any]], holdout: str, val_fraction: float, val_seed: int
-) -> tuple[list[dict], list[dict]]:
-    """(rows the encoder and probes fit on, rows they are scored on), as the stages will see them."""
+    rows: list[dict[str, Any]], holdout: str, val_fraction: float, val_seed: int, normalise: str = "auto"
+) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """(rows the encoder and probes fit on, rows they are scored on, the normalisation chosen), as
+    the stages will see them: split first, then normalised as ``data.normalise`` says, fitted on
+    the fit rows only (``domains/timeseries/normalise.py``)."""
+    from domains import get_domain
     from domains.base import is_test
     from stages.ingest.holdout import apply_rows
 
     if holdout == "validation":
         rows = apply_rows(rows, val_fraction, val_seed)
-    return [r for r in rows if not is_test(r)], [r for r in rows if is_test(r)]
+    fit, scored = [r for r in rows if not is_test(r)], [r for r in rows if is_test(r)]
+    if normalise == "none":
+        return fit, scored, {"chosen": "none"}
+    domain = get_domain("timeseries")
+    if normalise == "per_row":
+        norm: Any = domain.normalise
+        described: dict[str, Any] = {"chosen": "per_row", "reason": "data.normalise=per_row"}
+    else:
+        norm = domain.fit_normaliser((r["x"] for r in fit), normalise)
+        described = norm.describe()
+    return [{**r, "x": norm(r["x"])} for r in fit], [{**r, "x": norm(r["x"])} for r in scored], described
+
+
+def normalisation_hash(rhash: str, chosen: str | None) -> str:
+    """A set's recipe hash: the recipe's when ingest normalises it series by series (as every set
+    was before the data-derived rule, so their results stand), else one that names the rule's choice."""
+    if chosen in (None, "per_row"):
+        return rhash
+    return hashlib.sha256(f"{rhash}|normalise={chosen}".encode()).hexdigest()[:12]
 
 
 def budget(n_rows: int, length: int, channels: int = 1, rule: dict[str, int] = RULE) -> dict[str, int]:
@@ -272,6 +289,22 @@ class CpuMeter:
         self._stop.set()
 
 
+def normalisations(names: list[str], mode: str, path: Path) -> dict[str, str]:
+    """What ``data.normalise`` (``mode``) chooses for each set on its published training split:
+    ``auto`` is decided by the data (``domains/timeseries/normalise.py``), so each decision is
+    computed once (a read of the set) and kept in the results file under ``normalisation``."""
+    if mode != "auto":
+        return dict.fromkeys(names, mode)
+    body = _load(path)
+    cache = body.setdefault("normalisation", {})
+    missing = [n for n in names if n not in cache]
+    for name in missing:
+        _, _, cache[name] = fit_and_score_rows(load_set(name), "none", 0.2, 0, mode)
+    if missing:
+        _write(path, body)
+    return {n: cache[n]["chosen"] for n in names}
+
+
 def _key(r: dict[str, Any]) -> tuple:
     return (r["set"], r["recipe_hash"], r.get("holdout", "none"), r.get("seed", 0))
 
@@ -305,7 +338,9 @@ def run_set(
     start = time.perf_counter()
     base = load_recipe(recipe_path, ROOT / "params.yaml", overrides)
     rows = load_set(name)
-    fit, scored = fit_and_score_rows(rows, holdout, base.data.val_fraction, base.data.val_seed)
+    fit, scored, _ = fit_and_score_rows(
+        rows, holdout, base.data.val_fraction, base.data.val_seed, base.data.normalise
+    )
     b = budget(len(fit), max(r["x"].shape[1] for r in fit), fit[0]["x"].shape[0], rule)
     out = work / f"{holdout}-s{seed}"
     per_set = [
@@ -322,8 +357,11 @@ def run_set(
     dirs = Dirs.of(recipe)
     ev = read_json(join(dirs.metrics, "evaluate.json"))
     pre = read_json(join(dirs.metrics, "pretrain.json"))
+    ingest = read_json(join(dirs.metrics, "ingest.json"))
     return {
         "set": name,
+        # what ingest chose (data.normalise), with its reason and statistics
+        "normalise": ingest.get("normalise", {}),
         "holdout": holdout,
         "seed": seed,
         "pretrained_svm": score(ev["pretrained"]["svm"]),
@@ -379,8 +417,15 @@ def sweep(args: argparse.Namespace) -> None:
     rule = {**RULE, "batch": args.batch}
     rhash = recipe_hash(args.recipe, args.set, rule)
     results_path = Path(args.results)
+    base = load_recipe(args.recipe, ROOT / "params.yaml", args.set)
+    chosen = normalisations(names, base.data.normalise, results_path)
     measured = load_results(results_path)
-    todo = [(n, s) for n in names for s in seeds if not done(measured, n, rhash, args.holdout, s)]
+    todo = [
+        (n, s)
+        for n in names
+        for s in seeds
+        if not done(measured, n, normalisation_hash(rhash, chosen[n]), args.holdout, s)
+    ]
     print(
         f"ucr_archive: recipe hash {rhash}; {len(names) * len(seeds) - len(todo)} runs already measured, "
         f"{len(todo)} to go (nice {os.nice(0)}, load {run.load_start})",
@@ -389,7 +434,7 @@ def sweep(args: argparse.Namespace) -> None:
     if not todo:
         return
     meter = CpuMeter()
-    init_ray(load_recipe(args.recipe, ROOT / "params.yaml", args.set).ray)  # one Ray session for all sets
+    init_ray(base.ray)  # one Ray session for all sets
     # a log file (nohup) gets a line per set, a terminal a live bar
     bar = tqdm(todo, unit="set", file=sys.stdout, dynamic_ncols=True, mininterval=5.0)
     failed = []
@@ -403,7 +448,8 @@ def sweep(args: argparse.Namespace) -> None:
             print(f"ucr_archive: FAILED {failed[-1]}", flush=True)
             continue
         record.update(
-            recipe_hash=rhash,
+            recipe_hash=normalisation_hash(rhash, record.get("normalise", {}).get("chosen")),
+            base_hash=rhash,
             recipe=args.recipe,
             overrides=args.set,
             rule=rule,
@@ -433,13 +479,15 @@ def load_reference(path: Path = REFERENCE) -> dict[str, dict[str, float | None]]
 
 
 def aggregate(
-    runs: list[dict[str, Any]], holdout: str, rhash: str | None
+    runs: list[dict[str, Any]], holdout: str, rhash: str | None, chosen: dict[str, str] | None = None
 ) -> tuple[str | None, dict[str, dict]]:
-    """Per set: mean and std over seeds of the latest recipe hash (or ``rhash``)."""
+    """Per set: mean and std over seeds of the latest recipe hash (or ``rhash``), as ``chosen``
+    normalises the set (:func:`normalisations`; a set without a decision: series by series)."""
     runs = [r for r in runs if r.get("holdout", "none") == holdout]
     if rhash is None and runs:
-        rhash = runs[-1]["recipe_hash"]
-    runs = [r for r in runs if r["recipe_hash"] == rhash]
+        rhash = runs[-1].get("base_hash", runs[-1]["recipe_hash"])
+    chosen = chosen or {}
+    runs = [r for r in runs if r["recipe_hash"] == normalisation_hash(rhash, chosen.get(r["set"]))]
     per: dict[str, list[dict]] = {}
     for r in runs:
         per.setdefault(r["set"], []).append(r)
@@ -535,7 +583,16 @@ def _f(v: float | None, nd: int = 3) -> str:
 
 def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash: str | None = None) -> str:
     ref = load_reference()
-    rhash, agg = aggregate(load_results(results_path), holdout, rhash)
+    runs = load_results(results_path)
+    decisions = _load(results_path).get("normalisation", {})
+    chosen = {n: d["chosen"] for n, d in decisions.items()}
+    rhash, agg = aggregate(runs, holdout, rhash, chosen)
+    # sets measured before the normalisation rule whose data the rule z-scores with training statistics
+    stale = sorted(
+        {r["set"] for r in runs if r["recipe_hash"] == rhash and r.get("holdout", "none") == holdout}
+        - set(agg)
+    )
+    z_train = sorted(n for n, c in chosen.items() if c == "train")
     # validation figures are never set beside published test figures: only candidates compare
     published = holdout != "validation"
     s = summarise(agg, ref) if agg and published else None
@@ -553,6 +610,18 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
         f"`python -m bench.ucr_archive --report{'' if published else ' --holdout validation'}`.",
         "",
         f"**{len(agg)} of {N_SETS} sets measured.**",
+        "",
+        "Normalisation (`data.normalise: auto`, `domains/timeseries/normalise.py`): a set whose every "
+        "training series is already z-normalised keeps the archive's per-series convention; any other "
+        "is z-scored per channel with its training rows' mean and std (TS2Vec's treatment of the "
+        "unnormalised sets, decided from the data, no list). "
+        + (f"Z-scored with training statistics ({len(z_train)}): {', '.join(z_train)}. " if z_train else "")
+        + (
+            f"Measured before this rule and awaiting a rerun under it, so not counted here "
+            f"({len(stale)}): {', '.join(stale)}."
+            if stale
+            else ""
+        ),
         "",
     ]
     if s:
@@ -739,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)  # recipes, params.yaml and relative outputs resolve from the repository
     if args.print_overrides:
         ensure_archive()
-        fit, _ = fit_and_score_rows(load_set(args.print_overrides), args.holdout, 0.2, 0)
+        fit, _, _ = fit_and_score_rows(load_set(args.print_overrides), args.holdout, 0.2, 0)
         b = budget(
             len(fit), max(r["x"].shape[1] for r in fit), fit[0]["x"].shape[0], {**RULE, "batch": args.batch}
         )

@@ -13,7 +13,7 @@ Stages only ever talk to a domain through this protocol; domains never import st
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -195,6 +195,9 @@ class Domain(ABC):
     #: cosine of two fingerprints at or above which curation calls the rows near duplicates, when the
     #: recipe leaves ``curate.near_dedup.threshold`` unset: it depends on what the fingerprint resolves
     near_threshold: ClassVar[float] = 0.999
+    #: whether ``data.normalise: auto`` fits the normalisation on the training rows
+    #: (``fit_normaliser``, after the split) instead of normalising each row as it is read
+    normalise_from_train: ClassVar[bool] = False
 
     @abstractmethod
     def validate(self, row: Row) -> str | None:
@@ -234,6 +237,12 @@ class Domain(ABC):
     def normalise(self, x: np.ndarray) -> np.ndarray:
         """Deterministic normalisation applied before hashing and encoding (identity by default)."""
         return x
+
+    def fit_normaliser(self, train_xs: Iterable[np.ndarray], mode: str) -> Callable[[np.ndarray], np.ndarray]:
+        """For ``data.normalise`` ``auto`` or ``train`` in a domain with ``normalise_from_train``:
+        the normalisation to apply to every row (test rows too), fitted on the training rows' ``x``
+        only. Its ``describe()``, if it has one, goes into ``ingest.json``."""
+        raise NotImplementedError(f"the {self.name} domain has no normalisation fitted on training rows")
 
     def data_args(self, x: np.ndarray) -> dict[str, Any]:
         """Encoder arguments implied by the data (e.g. input channels), merged into the recipe's."""

@@ -6,6 +6,7 @@ when batched, which the encoder treats as missing).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import nn
 from domains import register_domain
 from domains.base import Domain, Row, ViewPolicy
 from domains.options import build_named
+from domains.timeseries import normalise as znorm
 from domains.timeseries.autotcl import AutoTCLObjective
 from domains.timeseries.encoders import ENCODERS
 from domains.timeseries.objectives import TS2VecObjective
@@ -47,6 +49,16 @@ def _segment_means(x: np.ndarray, points: int) -> np.ndarray:
     return np.diff(at, axis=1) * (points / length)
 
 
+def _as_encoded(x: np.ndarray, normalise: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The series as the fingerprint compares it (float64): z-normalised when it is (to 1e-3) z-normalised
+    already, since ingest normalised it series by series; else as stored, level and scale included,
+    because ingest kept them (``data.normalise`` chose training statistics) and the encoder sees them.
+    """
+    x64 = x.astype(np.float64)
+    dev = max(float(np.abs(x64.mean(axis=1)).max()), float(np.abs(x64.std(axis=1) - 1.0).max()))
+    return normalise(x).astype(np.float64) if dev <= 1e-3 else x64
+
+
 @register_domain("timeseries")
 class TimeSeriesDomain(Domain):
     sources = SOURCES
@@ -55,6 +67,7 @@ class TimeSeriesDomain(Domain):
     evaluate_options = EVALUATE_OPTIONS
     tasks = ("classification",)
     min_length = 2
+    normalise_from_train = True
 
     def validate(self, row: Row) -> str | None:
         x = row["x"]
@@ -69,10 +82,12 @@ class TimeSeriesDomain(Domain):
 
     def normalise(self, x: np.ndarray) -> np.ndarray:
         """Per-series, per-channel z-normalisation (the UCR convention); constant channels → 0."""
-        x = x.astype(np.float64)  # float32 overflows squaring values near its maximum (~3e38)
-        mean = x.mean(axis=1, keepdims=True)
-        std = x.std(axis=1, keepdims=True)
-        return ((x - mean) / np.where(std > 1e-8, std, 1.0)).astype(np.float32)
+        return znorm.znormalise_rows(x)
+
+    def fit_normaliser(self, train_xs: Iterable[np.ndarray], mode: str) -> znorm.Normaliser:
+        """``auto``: series already z-normalised at the source stay per series; any other set is
+        z-scored with its training rows' per-channel statistics (``normalise.py`` says why)."""
+        return znorm.fit(train_xs, mode)
 
     #: near duplicate = the same series up to noise of ~0.3 % of its std (RMS difference
     #: sqrt(2 (1 - 0.99999)) = 0.0045 std). Looser thresholds flag distinct real series: UCR ACSF1's
@@ -83,10 +98,10 @@ class TimeSeriesDomain(Domain):
     def fingerprint(self, xs: list[np.ndarray]) -> np.ndarray:
         """Shape at high resolution plus a length code, one fixed-size vector per series.
 
-        Shape: each channel z-normalised (the UCR convention, as ingest stores it: level and scale
-        are not in the data curation sees — UCR files are z-normalised at the source — nor in what
-        the encoder is trained on, so rows differing only in them are the same training input), then
-        segment means at ``FINGERPRINT_POINTS`` points per channel (fewer with many channels, at
+        Shape: each channel z-normalised when ingest stored it so (the UCR convention: level and
+        scale are then not in what the encoder is trained on, so rows differing only in them are the
+        same training input), else the series as stored, whose level and scale the encoder sees too
+        (``data.normalise`` kept them: ``normalise.py``); then segment means at ``FINGERPRINT_POINTS`` points per channel (fewer with many channels, at
         most ``FINGERPRINT_MAX`` in all): series up to 256 points keep every point, longer ones are
         averaged over segments, never point-sampled (sampling 32 points of ACSF1's spiky power
         curves skipped the spikes and made distinct series look alike). Length: one-hot hash
@@ -98,7 +113,7 @@ class TimeSeriesDomain(Domain):
         points = max(32, min(FINGERPRINT_POINTS, FINGERPRINT_MAX // xs[0].shape[0]))
         out = []
         for x in xs:
-            shape = _segment_means(self.normalise(x).astype(np.float64), points).reshape(-1)
+            shape = _segment_means(_as_encoded(x, self.normalise), points).reshape(-1)
             shape /= max(float(np.linalg.norm(shape)), 1e-12)  # all-zero (constant series) stays zero
             code = np.zeros((len(LENGTH_HASHES), LENGTH_BUCKETS))
             for i, h in enumerate(LENGTH_HASHES):

@@ -28,6 +28,12 @@ class DataCfg(Section):
     holdout: Literal["none", "validation"] = "none"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     val_seed: int = 0
+    #: how ingest normalises ``x``. "auto": the domain's rule (time series: rows already
+    #: z-normalised at the source stay per series, other data is z-scored with the training rows'
+    #: statistics, after the holdout split; other domains: each row on its own); "per_row": the
+    #: domain's per-row normalisation; "train": statistics of the training rows (time series only);
+    #: "none": as read
+    normalise: Literal["auto", "per_row", "train", "none"] = "auto"
 
 
 class IngestCfg(Section):

@@ -30,7 +30,7 @@ from domains.base import TEST_SPLIT
 from stages.common.cli import Dirs, StageError, main
 from stages.common.config import list_source_units
 from stages.common.ray_session import init_ray
-from stages.common.rows import encode_row
+from stages.common.rows import decode_x, encode_row, train_expr
 from stages.common.schema import Recipe
 from stages.common.storage import atomic_dir, join, write_bytes, write_json
 from stages.ingest import holdout
@@ -46,8 +46,13 @@ class ShardNames(FilenameProvider):
         return f"part-{task_index:05d}-{block_index:05d}.parquet"
 
 
-def read_unit(record: dict[str, Any], domain_name: str, source_name: str) -> list[dict[str, Any]]:
-    """Read one unit; return encoded rows, each with ``reason`` None (kept) or why it was rejected."""
+def read_unit(
+    record: dict[str, Any], domain_name: str, source_name: str, normalise: bool = True
+) -> list[dict[str, Any]]:
+    """Read one unit; return encoded rows, each with ``reason`` None (kept) or why it was rejected.
+
+    ``normalise``: apply the domain's per-row normalisation (false when ingest fits it on the
+    training rows later, or ``data.normalise`` is ``none``)."""
     domain = get_domain(domain_name)
     unit = json.loads(record["unit"])
     # a unit that declares split "test" is a published test file: its rows count towards its size
@@ -70,7 +75,7 @@ def read_unit(record: dict[str, Any], domain_name: str, source_name: str) -> lis
     for row in rows:
         try:
             reason = domain.validate(row)
-            if reason is None:
+            if reason is None and normalise:
                 row = {**row, "x": domain.normalise(row["x"])}
                 if not np.isfinite(row["x"]).all():  # normalisation must never invent NaN/Inf
                     reason = "normalisation produced non-finite values"
@@ -86,6 +91,30 @@ def read_unit(record: dict[str, Any], domain_name: str, source_name: str) -> lis
             }
         )
     return out
+
+
+def fit_and_apply_normaliser(ds: Any, domain: Any, mode: str) -> tuple[Any, dict[str, Any]]:
+    """Fit the domain's normaliser on the training rows of ``ds`` (encoded rows) and apply it to
+    every row; return the dataset and ``{"normalise": ...}`` for ``ingest.json``."""
+    train = ds.filter(expr=train_expr()).select_columns(["x", "shape"])
+    norm = domain.fit_normaliser((decode_x(r["x"], r["shape"]) for r in train.iter_rows()), mode)
+
+    def apply(t: pa.Table) -> pa.Table:
+        # Arrow in, Arrow out, the column type kept: a row-wise map returning numpy arrays would
+        # turn ``x`` into Ray's tensor extension type, not the list column every stage reads.
+        col = t.column("x").combine_chunks()
+        values = col.values.to_numpy(zero_copy_only=False)
+        offsets = col.offsets.to_numpy()
+        out = values.copy()
+        for i, shape in enumerate(t.column("shape").to_pylist()):
+            a, b = offsets[i], offsets[i + 1]
+            out[a:b] = norm(decode_x(values[a:b], shape)).reshape(-1)
+        x = type(col).from_arrays(col.offsets, pa.array(out, type=col.type.value_type))
+        return t.set_column(t.schema.get_field_index("x"), "x", x)
+
+    described = norm.describe() if hasattr(norm, "describe") else {}
+    print(f"ingest: normalise={mode}: {described.get('chosen', '?')} ({described.get('reason', '')})")
+    return ds.map_batches(apply, batch_format="pyarrow"), {"normalise": {"mode": mode, **described}}
 
 
 def scan(ds: Any) -> tuple[list[dict[str, Any]], dict[str, int], int]:
@@ -140,7 +169,14 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     ctx.execution_options.preserve_order = True  # deterministic output for identical input
     items = [{"unit": json.dumps(u, sort_keys=True)} for u in units]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), 64))
-    ds = ds.flat_map(read_unit, fn_kwargs={"domain_name": recipe.domain, "source_name": recipe.data.source})
+    domain = get_domain(recipe.domain)
+    mode = recipe.data.normalise
+    from_train = domain.normalise_from_train and mode in ("auto", "train")
+    per_row = mode == "per_row" or (mode == "auto" and not from_train)
+    ds = ds.flat_map(
+        read_unit,
+        fn_kwargs={"domain_name": recipe.domain, "source_name": recipe.data.source, "normalise": per_row},
+    )
     ds = ds.materialize()
 
     rejected, counts, n_kept = scan(ds)
@@ -153,6 +189,10 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     frac = len(rejected) / max(total, 1)
     # validation mode (data.holdout): published test rows dropped, part of the training rows -> test
     kept, holdout_metrics = holdout.apply(kept, recipe.data)
+    # after the split: statistics come from training rows only (validation rows are not training)
+    normalise_metrics = {"normalise": {"mode": mode, "chosen": "per_row" if per_row else "none"}}
+    if from_train and n_kept:
+        kept, normalise_metrics = fit_and_apply_normaliser(kept, domain, mode)
 
     out_dir = join(dirs.data, "ingested")
     with atomic_dir(out_dir) as tmp:
@@ -178,6 +218,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         "test_rows_rejected": test_lost,
         "test_rows_policy": recipe.ingest.test_rows,
         **holdout_metrics,
+        **normalise_metrics,
     }
     if published_units:
         metrics["test_rows_published"] = counts["test_rows_published"]

@@ -28,6 +28,10 @@ def _run(name: str, svm: float, seed: int = 0, rhash: str = "h1", holdout: str =
     }
 
 
+def _per_row(names: list[str], mode: str, path: Path) -> dict[str, str]:
+    return dict.fromkeys(names, "per_row")
+
+
 def test_report_means_wins_ties_losses_and_ranks(tmp_path: Path) -> None:
     # TS2Vec B=8: ArrowHead 0.857, GunPoint 0.980, DodgerLoopDay 0.562 (T-Loss/TNC/TS-TCC: none)
     runs = [
@@ -75,6 +79,7 @@ def test_resume_skips_sets_measured_with_the_same_hash(tmp_path: Path, monkeypat
     monkeypatch.setattr(ua, "ensure_archive", lambda: None)
     monkeypatch.setattr(ua, "archive_sets", lambda: ["ECG200", "GunPoint"])
     monkeypatch.setattr(rs, "init_ray", lambda cfg: None)
+    monkeypatch.setattr(ua, "normalisations", _per_row)
     ua.main(["--results", str(results), "--work", str(tmp_path / "w")])
     assert calls == [("ECG200", 0)]  # GunPoint skipped; ECG200's record was another recipe's
     assert sorted((r["set"], r["recipe_hash"]) for r in ua.load_results(results)) == sorted(
@@ -132,6 +137,7 @@ def test_a_failing_set_is_reported_and_the_sweep_goes_on(tmp_path: Path, monkeyp
     monkeypatch.setattr(ua, "ensure_archive", lambda: None)
     monkeypatch.setattr(ua, "archive_sets", lambda: ["ECG200", "GunPoint"])
     monkeypatch.setattr(rs, "init_ray", lambda cfg: None)
+    monkeypatch.setattr(ua, "normalisations", _per_row)
     results = tmp_path / "r.json"
     with pytest.raises(SystemExit, match="1 run.*ECG200 s0: RuntimeError: boom"):
         ua.main(["--results", str(results), "--work", str(tmp_path / "w")])
@@ -154,6 +160,7 @@ def test_sweep_records_the_machine_load_and_cpu_time_and_the_report_states_them(
     monkeypatch.setattr(ua, "ensure_archive", lambda: None)
     monkeypatch.setattr(ua, "archive_sets", lambda: ["ECG200", "GunPoint"])
     monkeypatch.setattr(rs, "init_ray", lambda cfg: None)
+    monkeypatch.setattr(ua, "normalisations", _per_row)
     results = tmp_path / "r.json"
     ua.main(["--results", str(results), "--work", str(tmp_path / "w")])
     body = json.loads(results.read_text())
@@ -190,3 +197,65 @@ def test_a_records_note_is_shown_and_a_missing_cpu_time_is_left_out_not_summed_a
     text = ua.write_report(results, tmp_path / "r.md", "none", "h1")
     assert "- ECG200: rerun." in text
     assert "over the 1 sets that record it" in text
+
+
+def test_a_set_the_normalisation_rule_z_scores_is_rerun_and_reported_under_its_own_hash(
+    tmp_path: Path,
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    """Sets measured before ``data.normalise: auto`` stand where the rule keeps them per series;
+    a set it z-scores with training statistics is rerun, and the report never mixes the two."""
+    import stages.common.ray_session as rs
+
+    results = tmp_path / "r.json"
+    rhash = ua.recipe_hash(ua.RECIPE, [])
+    for name in ("GunPoint", "Chinatown"):  # both measured per series, before the rule
+        ua.append_result(results, {**_run(name, 0.9), "recipe_hash": rhash})
+    body = json.loads(results.read_text())
+    body["normalisation"] = {"GunPoint": {"chosen": "per_row"}, "Chinatown": {"chosen": "train"}}
+    results.write_text(json.dumps(body))
+    text = ua.write_report(results, tmp_path / "r.md", "none", rhash)
+    assert (
+        "1 of 93 sets measured" in text
+        and "awaiting a rerun under it, so not counted here (1): Chinatown" in text
+    )
+    calls = []
+
+    def fake_run_set(name, *args):  # noqa: ANN001, ANN002, ANN202
+        calls.append(name)
+        return {**_run(name, 0.95), "normalise": {"chosen": "train"}}
+
+    monkeypatch.setattr(ua, "run_set", fake_run_set)
+    monkeypatch.setattr(ua, "ensure_archive", lambda: None)
+    monkeypatch.setattr(ua, "archive_sets", lambda: ["Chinatown", "GunPoint"])
+    monkeypatch.setattr(rs, "init_ray", lambda cfg: None)
+    ua.main(["--results", str(results), "--work", str(tmp_path / "w")])  # decisions from the file
+    assert calls == ["Chinatown"]
+    new = [r for r in ua.load_results(results) if r["set"] == "Chinatown" and r["recipe_hash"] != rhash]
+    assert len(new) == 1 and new[0]["recipe_hash"] == ua.normalisation_hash(rhash, "train") != rhash
+    assert new[0]["base_hash"] == rhash
+    text = ua.write_report(results, tmp_path / "r.md", "none", None)  # the base hash, found from records
+    assert "2 of 93 sets measured" in text and "awaiting a rerun" not in text
+    assert "Z-scored with training statistics (1): Chinatown" in text
+    _, agg = ua.aggregate(ua.load_results(results), "none", rhash, {"Chinatown": "train"})
+    assert agg["Chinatown"]["ours"] == pytest.approx(0.95)
+
+
+def test_the_bench_normalises_as_ingest_does_fitted_on_the_fit_rows() -> None:
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "id": f"t{i}",
+            "x": (5.0 * (i % 2) + rng.normal(size=(1, 20))).astype(np.float32),
+            "label": str(i % 2),
+            "split": "train",
+            "group": None,
+        }
+        for i in range(10)
+    ] + [{"id": "s0", "x": np.full((1, 20), 50.0, np.float32), "label": "0", "split": "test", "group": None}]
+    fit, scored, chosen = ua.fit_and_score_rows(rows, "none", 0.2, 0)
+    assert chosen["chosen"] == "train" and len(fit) == 10 and len(scored) == 1
+    level = np.mean(np.concatenate([r["x"] for r in rows[:10]], axis=1))
+    assert scored[0]["x"].mean() > 5.0 and abs(level - chosen["mean"][0]) < 1e-4
+    _, _, per_row = ua.fit_and_score_rows(rows, "none", 0.2, 0, "per_row")
+    assert per_row["chosen"] == "per_row"

@@ -120,3 +120,63 @@ def test_ingest_stops_with_exit_code_2_on_a_bad_test_row_and_records_the_publish
     metrics = json.loads((tmp_path / "metrics/timeseries-gunpoint/ingest.json").read_text())
     assert metrics["test_rows_published"] == 3 and metrics["test_rows"] == 2
     assert metrics["test_rows_rejected"] == 1 and metrics["test_rows_policy"] == "drop_and_report"
+
+
+@pytest.mark.e2e
+def test_unnormalised_series_are_z_scored_with_statistics_of_the_training_rows_only(
+    tmp_path: Path, ray_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data.normalise: auto`` on series with a level: ingest keeps the level, fitted on the
+    training rows after the split (validation rows and published test rows never count)."""
+    import pyarrow.parquet as pq
+    import ray
+
+    from stages.common.cli import main
+    from stages.common.rows import table_to_rows
+    from stages.ingest.__main__ import run
+
+    repo = Path(__file__).resolve().parents[3]
+    rng = np.random.default_rng(0)
+    root = tmp_path / "Lvl"
+    root.mkdir()
+
+    def lines(n: int, offset: float) -> str:
+        out = []
+        for i in range(n):
+            label = i % 2
+            x = 10.0 * label + offset + rng.normal(size=12)
+            out.append("\t".join([str(label), *(f"{v:.6f}" for v in x)]))
+        return "\n".join(out) + "\n"
+
+    (root / "Lvl_TRAIN.tsv").write_text(lines(20, 0.0))
+    (root / "Lvl_TEST.tsv").write_text(lines(6, 1000.0))  # far off: would move any statistic it entered
+    monkeypatch.setenv("RAY_ADDRESS", ray_address)
+    sets = [f"paths.{k}={tmp_path / k}" for k in ("data", "models", "metrics", "runs", "reports")]
+    sets += ["data.source=ucr_tsv", f"data.options={{root: {tmp_path}, name: Lvl}}"]
+    argv = [
+        "--recipe",
+        str(repo / "pipelines/timeseries-gunpoint.yaml"),
+        "--params",
+        str(repo / "params.yaml"),
+    ]
+    argv += [f"--set={s}" for s in sets]
+    metrics_path = tmp_path / "metrics/timeseries-gunpoint/ingest.json"
+    connected = ray.is_initialized()
+    try:
+        assert main("ingest", run, argv) == 0
+        published = json.loads(metrics_path.read_text())["normalise"]
+        rows = table_to_rows(pq.read_table(tmp_path / "data/timeseries-gunpoint/ingested"))
+        assert main("ingest", run, [*argv, "--set=data.holdout=validation"]) == 0
+        validation = json.loads(metrics_path.read_text())["normalise"]
+    finally:
+        if not connected:  # leave a session another test opened alone
+            ray.shutdown()
+    assert published["mode"] == "auto" and published["chosen"] == "train"
+    assert 4.0 < published["mean"][0] < 6.0  # the 20 training rows' level, not the test rows' 1000
+    train = [r["x"] for r in rows if r["split"] != "test"]
+    test = [r["x"] for r in rows if r["split"] == "test"]
+    assert abs(np.concatenate(train, axis=1).mean()) < 1e-5  # z-scored as a whole...
+    assert np.mean([abs(x.mean()) for x in train]) > 0.5  # ...each series keeps its level
+    assert min(x.mean() for x in test) > 50.0  # test rows mapped with the training statistics
+    # validation mode: fitted on the rows left for training, not on the carved validation rows
+    assert validation["chosen"] == "train" and validation["mean"] != published["mean"]

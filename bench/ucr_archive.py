@@ -478,6 +478,12 @@ def load_reference(path: Path = REFERENCE) -> dict[str, dict[str, float | None]]
     return out
 
 
+def stale(record: dict[str, Any], chosen: dict[str, str]) -> bool:
+    """A record measured before ``data.normalise`` existed (every set then normalised series by
+    series) for a set that the rule now z-scores with training statistics: not the recipe any more."""
+    return "normalise" not in record and chosen.get(record["set"]) == "train"
+
+
 def aggregate(
     runs: list[dict[str, Any]], holdout: str, rhash: str | None, chosen: dict[str, str] | None = None
 ) -> tuple[str | None, dict[str, dict]]:
@@ -486,8 +492,7 @@ def aggregate(
     runs = [r for r in runs if r.get("holdout", "none") == holdout]
     if rhash is None and runs:
         rhash = runs[-1].get("base_hash", runs[-1]["recipe_hash"])
-    chosen = chosen or {}
-    runs = [r for r in runs if r["recipe_hash"] == normalisation_hash(rhash, chosen.get(r["set"]))]
+    runs = [r for r in runs if r.get("base_hash", r["recipe_hash"]) == rhash and not stale(r, chosen or {})]
     per: dict[str, list[dict]] = {}
     for r in runs:
         per.setdefault(r["set"], []).append(r)
@@ -588,7 +593,7 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
     chosen = {n: d["chosen"] for n, d in decisions.items()}
     rhash, agg = aggregate(runs, holdout, rhash, chosen)
     # sets measured before the normalisation rule whose data the rule z-scores with training statistics
-    stale = sorted(
+    awaiting = sorted(
         {r["set"] for r in runs if r["recipe_hash"] == rhash and r.get("holdout", "none") == holdout}
         - set(agg)
     )
@@ -618,8 +623,8 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
         + (f"Z-scored with training statistics ({len(z_train)}): {', '.join(z_train)}. " if z_train else "")
         + (
             f"Measured before this rule and awaiting a rerun under it, so not counted here "
-            f"({len(stale)}): {', '.join(stale)}."
-            if stale
+            f"({len(awaiting)}): {', '.join(awaiting)}."
+            if awaiting
             else ""
         ),
         "",
@@ -734,17 +739,26 @@ def timing_lines(agg: dict[str, dict], sessions: list[dict[str, Any]]) -> list[s
     return lines
 
 
+def _seed_spread(runs: list[dict[str, Any]], rhash: str, sets: list[str]) -> str:
+    """Std over seeds of the mean over ``sets`` (seeds that every one of the sets measured)."""
+    runs = [r for r in runs if r.get("base_hash", r["recipe_hash"]) == rhash and r["set"] in sets]
+    by_seed: dict[int, dict[str, float]] = {}
+    for r in runs:
+        by_seed.setdefault(r.get("seed", 0), {})[r["set"]] = r["pretrained_svm"]
+    means = [np.mean(list(v.values())) for v in by_seed.values() if len(v) == len(sets)]
+    return f"{np.std(means):.4f} ({len(means)} seeds)" if len(means) > 1 else "—"
+
+
 def candidates_section(runs: list[dict[str, Any]]) -> list[str]:
     """Every configuration measured on validation splits, side by side: per-set mean ± std over
     seeds and the mean over the sets all of them measured (how the recipe was chosen)."""
     runs = [r for r in runs if r.get("holdout") == "validation"]
-    hashes = list(dict.fromkeys(r["recipe_hash"] for r in runs))
+    hashes = list(dict.fromkeys(r.get("base_hash", r["recipe_hash"]) for r in runs))
     label = {}
     for r in runs:
         extra = ", ".join(r.get("overrides") or [])
-        label[r["recipe_hash"]] = f"`{r['recipe_hash']}` batch {r.get('rule', RULE)['batch']}" + (
-            f", {extra}" if extra else ""
-        )
+        h = r.get("base_hash", r["recipe_hash"])
+        label[h] = f"`{h}` batch {r.get('rule', RULE)['batch']}" + (f", {extra}" if extra else "")
     aggs = {h: aggregate(runs, "validation", h)[1] for h in hashes}
     sets = sorted(set.intersection(*(set(a) for a in aggs.values()))) if aggs else []
     lines = [
@@ -764,6 +778,9 @@ def candidates_section(runs: list[dict[str, Any]]) -> list[str]:
             "| **mean** | "
             + " | ".join(f"**{np.mean([aggs[h][n]['ours'] for n in sets]):.4f}**" for h in hashes)
             + " |"
+        )
+        lines.append(
+            "| std over seeds of the mean | " + " | ".join(_seed_spread(runs, h, sets) for h in hashes) + " |"
         )
         lines.append(
             "| seconds per run | "

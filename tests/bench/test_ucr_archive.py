@@ -259,3 +259,18 @@ def test_the_bench_normalises_as_ingest_does_fitted_on_the_fit_rows() -> None:
     assert scored[0]["x"].mean() > 5.0 and abs(level - chosen["mean"][0]) < 1e-4
     _, _, per_row = ua.fit_and_score_rows(rows, "none", 0.2, 0, "per_row")
     assert per_row["chosen"] == "per_row"
+
+
+def test_validation_candidates_are_compared_with_the_spread_of_their_mean_over_seeds(tmp_path: Path) -> None:
+    runs = []
+    for seed, (a, b) in enumerate([(0.8, 0.7), (0.9, 0.7), (1.0, 0.7)]):
+        for name in ("ECG200", "GunPoint"):
+            runs.append({**_run(name, a, seed=seed, rhash="v1", holdout="validation"), "base_hash": "base"})
+            runs.append(_run(name, b, seed=seed, rhash="other", holdout="validation"))
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"runs": runs}))
+    text = ua.write_report(results, tmp_path / "r.md", "validation", "base")
+    row = next(line for line in text.splitlines() if line.startswith("| std over seeds of the mean"))
+    assert row.split("|")[2].strip() == f"{np.std([0.8, 0.9, 1.0]):.4f} (3 seeds)"
+    assert row.split("|")[3].strip() == "0.0000 (3 seeds)"
+    assert "`base` batch 8" in text and "**0.9000**" in text  # a variant hash is grouped by its base

@@ -115,7 +115,7 @@ def load_set(name: str) -> list[dict[str, Any]]:
 
 
 def fit_and_score_rows(
-    rows: list[dict[str, Any]], holdout: str, val_fraction: float, val_seed: int, normalise: str = "auto"
+    rows: list[dict[str, Any]], holdout: str, val_fraction: float, val_seed: int, normalise: str = "per_row"
 ) -> tuple[list[dict], list[dict], dict[str, Any]]:
     """(rows the encoder and probes fit on, rows they are scored on, the normalisation chosen), as
     the stages will see them: split first, then normalised as ``data.normalise`` says, fitted on
@@ -137,14 +137,6 @@ def fit_and_score_rows(
         norm = domain.fit_normaliser((r["x"] for r in fit), normalise)
         described = norm.describe()
     return [{**r, "x": norm(r["x"])} for r in fit], [{**r, "x": norm(r["x"])} for r in scored], described
-
-
-def normalisation_hash(rhash: str, chosen: str | None) -> str:
-    """A set's recipe hash: the recipe's when ingest normalises it series by series (as every set
-    was before the data-derived rule, so their results stand), else one that names the rule's choice."""
-    if chosen in (None, "per_row"):
-        return rhash
-    return hashlib.sha256(f"{rhash}|normalise={chosen}".encode()).hexdigest()[:12]
 
 
 def budget(n_rows: int, length: int, channels: int = 1, rule: dict[str, int] = RULE) -> dict[str, int]:
@@ -289,22 +281,6 @@ class CpuMeter:
         self._stop.set()
 
 
-def normalisations(names: list[str], mode: str, path: Path) -> dict[str, str]:
-    """What ``data.normalise`` (``mode``) chooses for each set on its published training split:
-    ``auto`` is decided by the data (``domains/timeseries/normalise.py``), so each decision is
-    computed once (a read of the set) and kept in the results file under ``normalisation``."""
-    if mode != "auto":
-        return dict.fromkeys(names, mode)
-    body = _load(path)
-    cache = body.setdefault("normalisation", {})
-    missing = [n for n in names if n not in cache]
-    for name in missing:
-        _, _, cache[name] = fit_and_score_rows(load_set(name), "none", 0.2, 0, mode)
-    if missing:
-        _write(path, body)
-    return {n: cache[n]["chosen"] for n in names}
-
-
 def _key(r: dict[str, Any]) -> tuple:
     return (r["set"], r["recipe_hash"], r.get("holdout", "none"), r.get("seed", 0))
 
@@ -418,14 +394,8 @@ def sweep(args: argparse.Namespace) -> None:
     rhash = recipe_hash(args.recipe, args.set, rule)
     results_path = Path(args.results)
     base = load_recipe(args.recipe, ROOT / "params.yaml", args.set)
-    chosen = normalisations(names, base.data.normalise, results_path)
     measured = load_results(results_path)
-    todo = [
-        (n, s)
-        for n in names
-        for s in seeds
-        if not done(measured, n, normalisation_hash(rhash, chosen[n]), args.holdout, s)
-    ]
+    todo = [(n, s) for n in names for s in seeds if not done(measured, n, rhash, args.holdout, s)]
     print(
         f"ucr_archive: recipe hash {rhash}; {len(names) * len(seeds) - len(todo)} runs already measured, "
         f"{len(todo)} to go (nice {os.nice(0)}, load {run.load_start})",
@@ -448,8 +418,7 @@ def sweep(args: argparse.Namespace) -> None:
             print(f"ucr_archive: FAILED {failed[-1]}", flush=True)
             continue
         record.update(
-            recipe_hash=normalisation_hash(rhash, record.get("normalise", {}).get("chosen")),
-            base_hash=rhash,
+            recipe_hash=rhash,
             recipe=args.recipe,
             overrides=args.set,
             rule=rule,
@@ -478,21 +447,14 @@ def load_reference(path: Path = REFERENCE) -> dict[str, dict[str, float | None]]
     return out
 
 
-def stale(record: dict[str, Any], chosen: dict[str, str]) -> bool:
-    """A record measured before ``data.normalise`` existed (every set then normalised series by
-    series) for a set that the rule now z-scores with training statistics: not the recipe any more."""
-    return "normalise" not in record and chosen.get(record["set"]) == "train"
-
-
 def aggregate(
-    runs: list[dict[str, Any]], holdout: str, rhash: str | None, chosen: dict[str, str] | None = None
+    runs: list[dict[str, Any]], holdout: str, rhash: str | None
 ) -> tuple[str | None, dict[str, dict]]:
-    """Per set: mean and std over seeds of the latest recipe hash (or ``rhash``), as ``chosen``
-    normalises the set (:func:`normalisations`; a set without a decision: series by series)."""
+    """Per set: mean and std over seeds of the latest recipe hash (or ``rhash``)."""
     runs = [r for r in runs if r.get("holdout", "none") == holdout]
     if rhash is None and runs:
-        rhash = runs[-1].get("base_hash", runs[-1]["recipe_hash"])
-    runs = [r for r in runs if r.get("base_hash", r["recipe_hash"]) == rhash and not stale(r, chosen or {})]
+        rhash = runs[-1]["recipe_hash"]
+    runs = [r for r in runs if r["recipe_hash"] == rhash]
     per: dict[str, list[dict]] = {}
     for r in runs:
         per.setdefault(r["set"], []).append(r)
@@ -518,6 +480,8 @@ def aggregate(
             ),
             "nice": max((r.get("nice", 0) for r in rs), default=0),
             "iterations": rs[0]["iterations"],
+            # how ingest normalised the set (data.normalise; absent in records older than the option)
+            "normalise": rs[0].get("normalise", {}).get("chosen", "per_row"),
             # what a record says about itself (e.g. a time that includes a failed first run)
             "notes": [r["note"] for r in rs if r.get("note")],
         }
@@ -588,16 +552,8 @@ def _f(v: float | None, nd: int = 3) -> str:
 
 def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash: str | None = None) -> str:
     ref = load_reference()
-    runs = load_results(results_path)
-    decisions = _load(results_path).get("normalisation", {})
-    chosen = {n: d["chosen"] for n, d in decisions.items()}
-    rhash, agg = aggregate(runs, holdout, rhash, chosen)
-    # sets measured before the normalisation rule whose data the rule z-scores with training statistics
-    awaiting = sorted(
-        {r["set"] for r in runs if r["recipe_hash"] == rhash and r.get("holdout", "none") == holdout}
-        - set(agg)
-    )
-    z_train = sorted(n for n, c in chosen.items() if c == "train")
+    rhash, agg = aggregate(load_results(results_path), holdout, rhash)
+    z_train = sorted(n for n, a in agg.items() if a["normalise"] == "train")
     # validation figures are never set beside published test figures: only candidates compare
     published = holdout != "validation"
     s = summarise(agg, ref) if agg and published else None
@@ -616,16 +572,12 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
         "",
         f"**{len(agg)} of {N_SETS} sets measured.**",
         "",
-        "Normalisation (`data.normalise: auto`, `domains/timeseries/normalise.py`): a set whose every "
-        "training series is already z-normalised keeps the archive's per-series convention; any other "
-        "is z-scored per channel with its training rows' mean and std (TS2Vec's treatment of the "
-        "unnormalised sets, decided from the data, no list). "
-        + (f"Z-scored with training statistics ({len(z_train)}): {', '.join(z_train)}. " if z_train else "")
+        "Normalisation: as ingest chose it (`data.normalise`, recorded per set); "
         + (
-            f"Measured before this rule and awaiting a rerun under it, so not counted here "
-            f"({len(awaiting)}): {', '.join(awaiting)}."
-            if awaiting
-            else ""
+            f"z-scored per channel with the training rows' statistics ({len(z_train)}): {', '.join(z_train)}; "
+            "every other set z-normalised series by series."
+            if z_train
+            else "every set z-normalised series by series (the UCR convention)."
         ),
         "",
     ]
@@ -741,7 +693,7 @@ def timing_lines(agg: dict[str, dict], sessions: list[dict[str, Any]]) -> list[s
 
 def _seed_spread(runs: list[dict[str, Any]], rhash: str, sets: list[str]) -> str:
     """Std over seeds of the mean over ``sets`` (seeds that every one of the sets measured)."""
-    runs = [r for r in runs if r.get("base_hash", r["recipe_hash"]) == rhash and r["set"] in sets]
+    runs = [r for r in runs if r["recipe_hash"] == rhash and r["set"] in sets]
     by_seed: dict[int, dict[str, float]] = {}
     for r in runs:
         by_seed.setdefault(r.get("seed", 0), {})[r["set"]] = r["pretrained_svm"]
@@ -753,11 +705,11 @@ def candidates_section(runs: list[dict[str, Any]]) -> list[str]:
     """Every configuration measured on validation splits, side by side: per-set mean ± std over
     seeds and the mean over the sets all of them measured (how the recipe was chosen)."""
     runs = [r for r in runs if r.get("holdout") == "validation"]
-    hashes = list(dict.fromkeys(r.get("base_hash", r["recipe_hash"]) for r in runs))
+    hashes = list(dict.fromkeys(r["recipe_hash"] for r in runs))
     label = {}
     for r in runs:
         extra = ", ".join(r.get("overrides") or [])
-        h = r.get("base_hash", r["recipe_hash"])
+        h = r["recipe_hash"]
         label[h] = f"`{h}` batch {r.get('rule', RULE)['batch']}" + (f", {extra}" if extra else "")
     aggs = {h: aggregate(runs, "validation", h)[1] for h in hashes}
     sets = sorted(set.intersection(*(set(a) for a in aggs.values()))) if aggs else []

@@ -13,6 +13,11 @@ with the training rows' statistics, applied unchanged to every row, test rows in
 offline UCR sets, archive-normalised sets deviate by at most 0.021 (ItalyPowerDemand: ddof 1 on 24
 steps) and each of TS2Vec's unnormalised sets by 0.66 or more; the three DodgerLoop sets (about 25)
 are unnormalised too, though TS2Vec leaves them raw.
+
+Ingest applies this with ``data.normalise: auto`` (or ``train``); the default stays ``per_row``,
+because on validation splits of 7 of those unnormalised sets per-series z-normalisation scored
+higher (0.820 vs 0.790, 3 seeds; ``bench/results/ucr_normalise_validation.md``): the level helps on
+some sets (MelbournePedestrian, InsectEPG) and drowns the shape on others (GestureMidAirD1).
 """
 
 from __future__ import annotations

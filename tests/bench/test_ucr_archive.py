@@ -28,10 +28,6 @@ def _run(name: str, svm: float, seed: int = 0, rhash: str = "h1", holdout: str =
     }
 
 
-def _per_row(names: list[str], mode: str, path: Path) -> dict[str, str]:
-    return dict.fromkeys(names, "per_row")
-
-
 def test_report_means_wins_ties_losses_and_ranks(tmp_path: Path) -> None:
     # TS2Vec B=8: ArrowHead 0.857, GunPoint 0.980, DodgerLoopDay 0.562 (T-Loss/TNC/TS-TCC: none)
     runs = [
@@ -79,7 +75,6 @@ def test_resume_skips_sets_measured_with_the_same_hash(tmp_path: Path, monkeypat
     monkeypatch.setattr(ua, "ensure_archive", lambda: None)
     monkeypatch.setattr(ua, "archive_sets", lambda: ["ECG200", "GunPoint"])
     monkeypatch.setattr(rs, "init_ray", lambda cfg: None)
-    monkeypatch.setattr(ua, "normalisations", _per_row)
     ua.main(["--results", str(results), "--work", str(tmp_path / "w")])
     assert calls == [("ECG200", 0)]  # GunPoint skipped; ECG200's record was another recipe's
     assert sorted((r["set"], r["recipe_hash"]) for r in ua.load_results(results)) == sorted(
@@ -137,7 +132,6 @@ def test_a_failing_set_is_reported_and_the_sweep_goes_on(tmp_path: Path, monkeyp
     monkeypatch.setattr(ua, "ensure_archive", lambda: None)
     monkeypatch.setattr(ua, "archive_sets", lambda: ["ECG200", "GunPoint"])
     monkeypatch.setattr(rs, "init_ray", lambda cfg: None)
-    monkeypatch.setattr(ua, "normalisations", _per_row)
     results = tmp_path / "r.json"
     with pytest.raises(SystemExit, match="1 run.*ECG200 s0: RuntimeError: boom"):
         ua.main(["--results", str(results), "--work", str(tmp_path / "w")])
@@ -160,7 +154,6 @@ def test_sweep_records_the_machine_load_and_cpu_time_and_the_report_states_them(
     monkeypatch.setattr(ua, "ensure_archive", lambda: None)
     monkeypatch.setattr(ua, "archive_sets", lambda: ["ECG200", "GunPoint"])
     monkeypatch.setattr(rs, "init_ray", lambda cfg: None)
-    monkeypatch.setattr(ua, "normalisations", _per_row)
     results = tmp_path / "r.json"
     ua.main(["--results", str(results), "--work", str(tmp_path / "w")])
     body = json.loads(results.read_text())
@@ -199,46 +192,15 @@ def test_a_records_note_is_shown_and_a_missing_cpu_time_is_left_out_not_summed_a
     assert "over the 1 sets that record it" in text
 
 
-def test_a_set_the_normalisation_rule_z_scores_is_rerun_and_reported_under_its_own_hash(
-    tmp_path: Path,
-    monkeypatch,  # noqa: ANN001
-) -> None:
-    """Sets measured before ``data.normalise: auto`` stand where the rule keeps them per series;
-    a set it z-scores with training statistics is rerun, and the report never mixes the two."""
-    import stages.common.ray_session as rs
-
+def test_the_report_names_the_sets_ingest_z_scored_with_training_statistics(tmp_path: Path) -> None:
+    runs = [
+        _run("GunPoint", 0.98) | {"normalise": {"chosen": "per_row"}},
+        _run("Chinatown", 0.97) | {"normalise": {"chosen": "train"}},
+    ]
     results = tmp_path / "r.json"
-    rhash = ua.recipe_hash(ua.RECIPE, [])
-    for name in ("GunPoint", "Chinatown"):  # both measured per series, before the rule
-        ua.append_result(results, {**_run(name, 0.9), "recipe_hash": rhash})
-    body = json.loads(results.read_text())
-    body["normalisation"] = {"GunPoint": {"chosen": "per_row"}, "Chinatown": {"chosen": "train"}}
-    results.write_text(json.dumps(body))
-    text = ua.write_report(results, tmp_path / "r.md", "none", rhash)
-    assert (
-        "1 of 93 sets measured" in text
-        and "awaiting a rerun under it, so not counted here (1): Chinatown" in text
-    )
-    calls = []
-
-    def fake_run_set(name, *args):  # noqa: ANN001, ANN002, ANN202
-        calls.append(name)
-        return {**_run(name, 0.95), "normalise": {"chosen": "train"}}
-
-    monkeypatch.setattr(ua, "run_set", fake_run_set)
-    monkeypatch.setattr(ua, "ensure_archive", lambda: None)
-    monkeypatch.setattr(ua, "archive_sets", lambda: ["Chinatown", "GunPoint"])
-    monkeypatch.setattr(rs, "init_ray", lambda cfg: None)
-    ua.main(["--results", str(results), "--work", str(tmp_path / "w")])  # decisions from the file
-    assert calls == ["Chinatown"]
-    new = [r for r in ua.load_results(results) if r["set"] == "Chinatown" and r["recipe_hash"] != rhash]
-    assert len(new) == 1 and new[0]["recipe_hash"] == ua.normalisation_hash(rhash, "train") != rhash
-    assert new[0]["base_hash"] == rhash
-    text = ua.write_report(results, tmp_path / "r.md", "none", None)  # the base hash, found from records
-    assert "2 of 93 sets measured" in text and "awaiting a rerun" not in text
-    assert "Z-scored with training statistics (1): Chinatown" in text
-    _, agg = ua.aggregate(ua.load_results(results), "none", rhash, {"Chinatown": "train"})
-    assert agg["Chinatown"]["ours"] == pytest.approx(0.95)
+    results.write_text(json.dumps({"runs": runs}))
+    text = ua.write_report(results, tmp_path / "r.md", "none", "h1")
+    assert "training rows' statistics (1): Chinatown; every other set z-normalised series by series" in text
 
 
 def test_the_bench_normalises_as_ingest_does_fitted_on_the_fit_rows() -> None:
@@ -253,11 +215,11 @@ def test_the_bench_normalises_as_ingest_does_fitted_on_the_fit_rows() -> None:
         }
         for i in range(10)
     ] + [{"id": "s0", "x": np.full((1, 20), 50.0, np.float32), "label": "0", "split": "test", "group": None}]
-    fit, scored, chosen = ua.fit_and_score_rows(rows, "none", 0.2, 0)
+    fit, scored, chosen = ua.fit_and_score_rows(rows, "none", 0.2, 0, "auto")
     assert chosen["chosen"] == "train" and len(fit) == 10 and len(scored) == 1
     level = np.mean(np.concatenate([r["x"] for r in rows[:10]], axis=1))
     assert scored[0]["x"].mean() > 5.0 and abs(level - chosen["mean"][0]) < 1e-4
-    _, _, per_row = ua.fit_and_score_rows(rows, "none", 0.2, 0, "per_row")
+    _, _, per_row = ua.fit_and_score_rows(rows, "none", 0.2, 0)  # the recipe default
     assert per_row["chosen"] == "per_row"
 
 
@@ -265,12 +227,12 @@ def test_validation_candidates_are_compared_with_the_spread_of_their_mean_over_s
     runs = []
     for seed, (a, b) in enumerate([(0.8, 0.7), (0.9, 0.7), (1.0, 0.7)]):
         for name in ("ECG200", "GunPoint"):
-            runs.append({**_run(name, a, seed=seed, rhash="v1", holdout="validation"), "base_hash": "base"})
+            runs.append(_run(name, a, seed=seed, rhash="v1", holdout="validation"))
             runs.append(_run(name, b, seed=seed, rhash="other", holdout="validation"))
     results = tmp_path / "r.json"
     results.write_text(json.dumps({"runs": runs}))
-    text = ua.write_report(results, tmp_path / "r.md", "validation", "base")
+    text = ua.write_report(results, tmp_path / "r.md", "validation", "v1")
     row = next(line for line in text.splitlines() if line.startswith("| std over seeds of the mean"))
     assert row.split("|")[2].strip() == f"{np.std([0.8, 0.9, 1.0]):.4f} (3 seeds)"
     assert row.split("|")[3].strip() == "0.0000 (3 seeds)"
-    assert "`base` batch 8" in text and "**0.9000**" in text  # a variant hash is grouped by its base
+    assert "`v1` batch 8" in text and "**0.9000**" in text

@@ -152,7 +152,7 @@ def test_unnormalised_series_are_z_scored_with_statistics_of_the_training_rows_o
     (root / "Lvl_TEST.tsv").write_text(lines(6, 1000.0))  # far off: would move any statistic it entered
     monkeypatch.setenv("RAY_ADDRESS", ray_address)
     sets = [f"paths.{k}={tmp_path / k}" for k in ("data", "models", "metrics", "runs", "reports")]
-    sets += ["data.source=ucr_tsv", f"data.options={{root: {tmp_path}, name: Lvl}}"]
+    sets += ["data.source=ucr_tsv", f"data.options={{root: {tmp_path}, name: Lvl}}", "data.normalise=auto"]
     argv = [
         "--recipe",
         str(repo / "pipelines/timeseries-gunpoint.yaml"),

@@ -50,8 +50,8 @@ def _segment_means(x: np.ndarray, points: int) -> np.ndarray:
 
 
 def _as_encoded(x: np.ndarray, normalise: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """The series as the fingerprint compares it (float64): z-normalised when it is (to 1e-3) z-normalised
-    already, since ingest normalised it series by series; else as stored, level and scale included,
+    """The series as the fingerprint compares it (float64): z-normalised when it already is (to
+    1e-3), since ingest normalised it series by series; else as stored, level and scale included,
     because ingest kept them (``data.normalise`` chose training statistics) and the encoder sees them.
     """
     x64 = x.astype(np.float64)
@@ -101,8 +101,9 @@ class TimeSeriesDomain(Domain):
         Shape: each channel z-normalised when ingest stored it so (the UCR convention: level and
         scale are then not in what the encoder is trained on, so rows differing only in them are the
         same training input), else the series as stored, whose level and scale the encoder sees too
-        (``data.normalise`` kept them: ``normalise.py``); then segment means at ``FINGERPRINT_POINTS`` points per channel (fewer with many channels, at
-        most ``FINGERPRINT_MAX`` in all): series up to 256 points keep every point, longer ones are
+        (``data.normalise`` kept them: ``normalise.py``); then segment means at
+        ``FINGERPRINT_POINTS`` points per channel (fewer with many channels, at most
+        ``FINGERPRINT_MAX`` in all): series up to 256 points keep every point, longer ones are
         averaged over segments, never point-sampled (sampling 32 points of ACSF1's spiky power
         curves skipped the spikes and made distinct series look alike). Length: one-hot hash
         buckets of the length, weighted so that two series of different lengths stay below cosine

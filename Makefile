@@ -44,9 +44,10 @@ repro: $(STAMP) system-deps
 	@# one row per recipe; every metric: `dvc metrics show -R metrics/<recipe>` (or `--md`)
 	$(BIN)/python -m pipelines.summary
 
-# Fast unit tests plus the tiny end-to-end checks (one shared Ray instance per session).
+# Fast unit tests plus the tiny end-to-end checks (one shared Ray instance per session); the 20
+# slowest tests are listed at the end, to see where the 15-minute budget goes.
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q --timeout=900
+	$(BIN)/python -m pytest -q --timeout=900 --durations=20
 
 # The reader-contract fuzz at scale (not in CI, which runs the same tests with a few dozen inputs):
 # CONTRAFLOW_FUZZ_EXAMPLES inputs per fuzz test, then inputs / quarantined / crashed per domain.

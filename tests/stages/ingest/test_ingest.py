@@ -66,6 +66,21 @@ def _recipe(*sets: str):  # noqa: ANN202
     return load_recipe(repo / "pipelines/timeseries-gunpoint.yaml", repo / "params.yaml", list(sets))
 
 
+def _ingest_argv(tmp_path: Path, name: str, *sets: str) -> list[str]:
+    """The ingest stage's command line: the GunPoint recipe reading the UCR TSV set ``name`` under
+    ``tmp_path``, every output under ``tmp_path``, plus ``sets``."""
+    repo = Path(__file__).resolve().parents[3]
+    paths = [f"paths.{k}={tmp_path / k}" for k in ("data", "models", "metrics", "runs", "reports")]
+    source = ["data.source=ucr_tsv", f"data.options={{root: {tmp_path}, name: {name}}}"]
+    argv = [
+        "--recipe",
+        str(repo / "pipelines/timeseries-gunpoint.yaml"),
+        "--params",
+        str(repo / "params.yaml"),
+    ]
+    return argv + [f"--set={s}" for s in [*paths, *source, *sets]]
+
+
 def test_a_rejected_test_row_fails_ingest_naming_it_unless_drop_and_report() -> None:
     from stages.ingest.__main__ import check_test_rows
 
@@ -94,18 +109,9 @@ def test_ingest_stops_with_exit_code_2_on_a_bad_test_row_and_records_the_publish
     from stages.common.cli import main
     from stages.ingest.__main__ import run
 
-    repo = Path(__file__).resolve().parents[3]
     _toy(tmp_path, "1\t1\t2\t3\t5\n2\t1\tnan\t3\t4\n1\t5\t6\t7\t8\n")
     monkeypatch.setenv("RAY_ADDRESS", ray_address)
-    sets = [f"paths.{k}={tmp_path / k}" for k in ("data", "models", "metrics", "runs", "reports")]
-    sets += ["data.source=ucr_tsv", f"data.options={{root: {tmp_path}, name: Toy}}"]
-    argv = [
-        "--recipe",
-        str(repo / "pipelines/timeseries-gunpoint.yaml"),
-        "--params",
-        str(repo / "params.yaml"),
-    ]
-    argv += [f"--set={s}" for s in sets]
+    argv = _ingest_argv(tmp_path, "Toy")
     import ray
 
     connected = ray.is_initialized()
@@ -135,7 +141,6 @@ def test_unnormalised_series_are_z_scored_with_statistics_of_the_training_rows_o
     from stages.common.rows import table_to_rows
     from stages.ingest.__main__ import run
 
-    repo = Path(__file__).resolve().parents[3]
     rng = np.random.default_rng(0)
     root = tmp_path / "Lvl"
     root.mkdir()
@@ -151,15 +156,7 @@ def test_unnormalised_series_are_z_scored_with_statistics_of_the_training_rows_o
     (root / "Lvl_TRAIN.tsv").write_text(lines(20, 0.0))
     (root / "Lvl_TEST.tsv").write_text(lines(6, 1000.0))  # far off: would move any statistic it entered
     monkeypatch.setenv("RAY_ADDRESS", ray_address)
-    sets = [f"paths.{k}={tmp_path / k}" for k in ("data", "models", "metrics", "runs", "reports")]
-    sets += ["data.source=ucr_tsv", f"data.options={{root: {tmp_path}, name: Lvl}}", "data.normalise=auto"]
-    argv = [
-        "--recipe",
-        str(repo / "pipelines/timeseries-gunpoint.yaml"),
-        "--params",
-        str(repo / "params.yaml"),
-    ]
-    argv += [f"--set={s}" for s in sets]
+    argv = _ingest_argv(tmp_path, "Lvl", "data.normalise=auto")
     metrics_path = tmp_path / "metrics/timeseries-gunpoint/ingest.json"
     connected = ray.is_initialized()
     try:

@@ -127,16 +127,12 @@ def fit_and_score_rows(
     if holdout == "validation":
         rows = apply_rows(rows, val_fraction, val_seed)
     fit, scored = [r for r in rows if not is_test(r)], [r for r in rows if is_test(r)]
-    if normalise == "none":
-        return fit, scored, {"chosen": "none"}
-    domain = get_domain("timeseries")
-    if normalise == "per_row":
-        norm: Any = domain.normalise
-        described: dict[str, Any] = {"chosen": "per_row", "reason": "data.normalise=per_row"}
-    else:
-        norm = domain.fit_normaliser((r["x"] for r in fit), normalise)
-        described = norm.describe()
-    return [{**r, "x": norm(r["x"])} for r in fit], [{**r, "x": norm(r["x"])} for r in scored], described
+    norm = get_domain("timeseries").fit_normaliser((r["x"] for r in fit), normalise)
+    return (
+        [{**r, "x": norm(r["x"])} for r in fit],
+        [{**r, "x": norm(r["x"])} for r in scored],
+        norm.describe(),
+    )
 
 
 def budget(n_rows: int, length: int, channels: int = 1, rule: dict[str, int] = RULE) -> dict[str, int]:
@@ -393,7 +389,6 @@ def sweep(args: argparse.Namespace) -> None:
     rule = {**RULE, "batch": args.batch}
     rhash = recipe_hash(args.recipe, args.set, rule)
     results_path = Path(args.results)
-    base = load_recipe(args.recipe, ROOT / "params.yaml", args.set)
     measured = load_results(results_path)
     todo = [(n, s) for n in names for s in seeds if not done(measured, n, rhash, args.holdout, s)]
     print(
@@ -404,7 +399,7 @@ def sweep(args: argparse.Namespace) -> None:
     if not todo:
         return
     meter = CpuMeter()
-    init_ray(base.ray)  # one Ray session for all sets
+    init_ray(load_recipe(args.recipe, ROOT / "params.yaml", args.set).ray)  # one Ray session for all sets
     # a log file (nohup) gets a line per set, a terminal a live bar
     bar = tqdm(todo, unit="set", file=sys.stdout, dynamic_ncols=True, mininterval=5.0)
     failed = []

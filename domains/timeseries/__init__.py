@@ -85,8 +85,9 @@ class TimeSeriesDomain(Domain):
         return znorm.znormalise_rows(x)
 
     def fit_normaliser(self, train_xs: Iterable[np.ndarray], mode: str) -> znorm.Normaliser:
-        """``data.normalise: auto``: series already z-normalised at the source stay per series; any
-        other set is z-scored with its training rows' per-channel statistics (``normalise.py``)."""
+        """What ``data.normalise`` (``mode``) applies; ``auto``: series already z-normalised at the
+        source stay per series, any other set is z-scored with its training rows' per-channel
+        statistics (``normalise.py``)."""
         return znorm.fit(train_xs, mode)
 
     #: near duplicate = the same series up to noise of ~0.3 % of its std (RMS difference

@@ -102,7 +102,10 @@ def znormalise_rows(x: np.ndarray) -> np.ndarray:
 
 
 def fit(train_xs: Iterable[np.ndarray], mode: str) -> Normaliser:
-    """The normaliser ``mode`` (``auto``, ``train``) gives for these training series."""
+    """The normaliser ``data.normalise`` (``mode``) gives for these training series: ``per_row`` and
+    ``none`` need no statistics (the series are not read), ``auto`` and ``train`` are fitted."""
+    if mode in ("per_row", "none"):
+        return Normaliser(mode, f"data.normalise={mode}")
     stats = SeriesStats()
     for x in train_xs:
         stats.add(x)

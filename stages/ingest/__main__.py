@@ -158,6 +158,11 @@ def check_test_rows(
     )
 
 
+def read_tasks(units: int, units_per_task: int) -> int:
+    """Ray tasks that read ``units``: one per ``units_per_task`` units (at least one), at most 64."""
+    return max(1, min(64, units // units_per_task))
+
+
 def run(recipe: Recipe, dirs: Dirs) -> None:
     import ray
 
@@ -168,7 +173,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # deterministic output for identical input
     items = [{"unit": json.dumps(u, sort_keys=True)} for u in units]
-    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 64))
+    ds = ray.data.from_items(items, override_num_blocks=read_tasks(len(items), recipe.ingest.units_per_task))
     domain = get_domain(recipe.domain)
     mode = recipe.data.normalise
     from_train = domain.normalise_from_train and mode in ("auto", "train")

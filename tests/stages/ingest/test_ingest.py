@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from stages.common.rows import decode_row
-from stages.ingest.__main__ import read_unit
+from stages.ingest.__main__ import read_tasks, read_unit
 
 
 def test_corrupt_unit_is_quarantined_with_its_reason(tmp_path: Path) -> None:
@@ -177,3 +177,12 @@ def test_unnormalised_series_are_z_scored_with_statistics_of_the_training_rows_o
     assert min(x.mean() for x in test) > 50.0  # test rows mapped with the training statistics
     # validation mode: fitted on the rows left for training, not on the carved validation rows
     assert validation["chosen"] == "train" and validation["mean"] != published["mean"]
+
+
+def test_a_few_small_units_are_read_by_one_task_and_many_by_at_most_64() -> None:
+    # each read task's worker pays seconds of imports first: a dozen files are not worth a dozen
+    assert read_tasks(1, 8) == 1
+    assert read_tasks(12, 8) == 1
+    assert read_tasks(16, 8) == 2
+    assert read_tasks(920, 8) == 64
+    assert read_tasks(12, 1) == 12  # ingest.units_per_task=1: one task per unit, as for big files

@@ -200,7 +200,7 @@ def single_host() -> bool:
 
 
 def view_streams(
-    recipe: Recipe, config: dict[str, Any], rows: list[dict], storage: str, name: str
+    recipe: Recipe, config: dict[str, Any], rows: list[dict], storage: str, name: str, local: bool
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """The per-rank view streams when views are made by Ray Data (``pretrain.online_views``), else
     None, and the workers' ``view_stream`` settings; one line says where views are made and why."""
@@ -216,7 +216,9 @@ def view_streams(
         cfg.view_workers,
         float(ray.cluster_resources().get("CPU", 0)),
         world * recipe.ray.cpus_per_worker,
-        local=single_host(),
+        local=local,
+        steps=config["steps_per_epoch"] * cfg.epochs,
+        min_steps=cfg.stream_min_steps,
     )
     print(f"pretrain: {why}", flush=True)
     if not workers:
@@ -247,7 +249,13 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     check_gpus(recipe.ray, world)
     storage = join(dirs.runs) if "://" in dirs.runs else os.path.abspath(dirs.runs)
     # made after the run is named: where views are made depends on the cluster, not on the recipe alone
-    streams, stream_spec = view_streams(recipe, config, rows, storage, name)
+    local = single_host()
+    if local:
+        # Ray Train's preemption watcher (an actor polling Ray for nodes being drained, ~2 s of
+        # start-up on 2 cores) has nothing to watch when every node is this machine: no autoscaler
+        # drains it. Read by the controller, to which Ray Train hands this variable.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    streams, stream_spec = view_streams(recipe, config, rows, storage, name, local)
     if streams is not None:
         ds = streams
     elif config["views"]["materialize"]:  # the views stage's bank of training rows' views

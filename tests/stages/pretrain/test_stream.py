@@ -89,3 +89,9 @@ def test_where_views_are_made() -> None:
     workers, _, why = plan_view_workers("stream", "the domain objective ...", None, 10, 2, local=False)
     assert workers == 0 and "domain objective" in why
     assert plan_view_workers("loop", None, None, 10, 2, local=False)[0] == 0
+    # a run shorter than stream_min_steps: auto keeps the loop (the stream's start-up would cost
+    # more) and says so; a forced stream and a long enough run stream
+    workers, _, why = plan_view_workers("auto", None, None, 10, 2, local=False, steps=8, min_steps=100)
+    assert workers == 0 and "8 steps" in why and "pretrain.stream_min_steps=100" in why
+    assert plan_view_workers("stream", None, None, 10, 2, local=False, steps=8, min_steps=100)[0] == 8
+    assert plan_view_workers("auto", None, None, 10, 2, local=False, steps=100, min_steps=100)[0] == 8

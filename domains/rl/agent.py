@@ -132,7 +132,9 @@ def train_and_score(
     model = cls(policy, env, **kwargs)
     model.learn(total_timesteps=steps)
     train_s = time.perf_counter() - t0
-    eval_env = make_env()
+    from stable_baselines3.common.monitor import Monitor
+
+    eval_env = Monitor(make_env())  # sb3 reads the episodes' true returns and lengths from Monitor
     eval_env.reset(seed=10_000 + seed)
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)
     env.close()

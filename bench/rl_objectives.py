@@ -1,0 +1,233 @@
+"""Which pretraining objective recovers CartPole's velocities: ATC's temporal positive vs NT-Xent.
+
+Issue 17 asks for an RL encoder that "sees motion" (state-probe R² on the velocities). This trains
+the demo's pixel encoder in one process with each objective on the *training* episodes of an
+ingested RL data set and scores a ridge state probe on held-out training episodes (20 % of them,
+by episode): validation only, the test episodes are never read. The same encoder, batch, steps,
+optimiser and seeds for every objective:
+
+* ``atc`` — ``domains.rl.objectives.ATCObjective`` (positive: the stack one step later; EMA target,
+  residual predictor, CURL's bilinear logits), as ``pretrain.loss: atc`` trains it;
+* ``curl`` — the same with instance positives (two shifts of one stack);
+* ``ntxent`` — the demo's objective: NT-Xent (temperature 0.1) between two DrQ shifts through the
+  pretraining MLP head.
+
+It logs the loss against chance (ln batch) as it goes, so a plateau at chance is visible. Data: the
+curated rows of a payoff run (``python -m bench.domain_payoff --domains rl --seeds 1 --set
+data.options.episodes=400``)::
+
+    python -m bench.rl_objectives [--data DIR] [--objectives atc,ntxent] [--seeds 0,1,2] [--steps 400]
+
+Writes ``bench/results/rl_objectives.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch import nn
+
+from bench._meta import BenchRun
+from domains.rl.objectives import ATCObjective, CURLObjective
+from domains.rl.tasks import ridge_probe
+from domains.rl.views import apply_policy
+from stages.common.encoders import build_encoder, build_projection_head
+from stages.common.losses.registry import build_loss
+
+RESULTS = Path(__file__).parent / "results"
+DATA = Path(os.environ.get("TMPDIR", "/tmp")) / "domain_payoff" / "rl" / "data" / "rl-cartpole" / "curated"
+ENCODER = {"name": "pixel_cnn", "num_layers": 4, "num_filters": 32, "feature_dim": 50}  # the demo's
+STATE = ("x", "x_dot", "theta", "theta_dot")
+SHIFT = [{"name": "shift", "pad": 4}]  # DrQ's, the demo's views
+
+
+def load_training_rows(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x ``[N, 2, S*C, H, W]``, state ``[N, 4]``, episode ``[N]``) of the rows marked train."""
+    files = sorted(data.rglob("*.parquet"))
+    if not files:
+        raise SystemExit(f"--data: no parquet files under {data} (run the RL payoff bench first)")
+    xs, states, groups = [], [], []
+    for f in files:
+        tab = pq.read_table(f, columns=["x", "shape", "split", "group", "meta"])
+        keep = np.flatnonzero(np.asarray(tab.column("split").to_pylist()) == "train")
+        tab = tab.take(keep)
+        shape = tuple(tab.column("shape")[0].as_py())  # one frame-stack shape per data set
+        # straight from Arrow's buffer: a Python list of 70k floats per row would need ~10x the memory
+        xs.append(tab.column("x").combine_chunks().values.to_numpy().reshape((len(tab), *shape)))
+        states += [json.loads(m)["state"] for m in tab.column("meta").to_pylist()]
+        groups += tab.column("group").to_pylist()
+    return np.concatenate(xs), np.asarray(states, dtype=np.float64), np.asarray(groups)
+
+
+class NTXentPairs(nn.Module):
+    """The demo's objective in the protocol the RL objectives follow (make_views / loss / after_step)."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = build_projection_head(encoder.embedding_dim, {"hidden_dim": 512, "out_dim": 128})
+        self.criterion = build_loss("ntxent", 0.1)
+
+    def make_views(self, batch: list[np.ndarray], rng: np.random.Generator) -> tuple[list, list, np.ndarray]:
+        first = [apply_policy(x[0], rng, SHIFT) for x in batch]
+        second = [apply_policy(x[0], rng, SHIFT) for x in batch]
+        return first, [], np.stack(second)
+
+    def loss(self, q: torch.Tensor, _unused: Any, _length: int, keys: np.ndarray) -> torch.Tensor:  # noqa: ANN401
+        return self.criterion(self.head(q), self.head(self.encoder(torch.as_tensor(keys))))
+
+    def after_step(self, encoder: nn.Module) -> None:
+        pass
+
+
+def make_objective(name: str, encoder: nn.Module) -> nn.Module:
+    if name == "ntxent":
+        return NTXentPairs(encoder)
+    obj = {"atc": ATCObjective, "curl": CURLObjective}[name]()
+    obj.bind(encoder)
+    return obj
+
+
+@torch.no_grad()
+def embed(encoder: nn.Module, x: np.ndarray) -> np.ndarray:
+    encoder.eval()
+    return np.concatenate(
+        [encoder(torch.as_tensor(x[i : i + 256, 0])).numpy() for i in range(0, len(x), 256)]
+    )
+
+
+def rankme(f: np.ndarray) -> float:
+    s = np.linalg.svd(f - f.mean(0), compute_uv=False)
+    p = s / s.sum()
+    return float(np.exp(-(p * np.log(p + 1e-12)).sum()))
+
+
+def train_and_probe(
+    name: str,
+    seed: int,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    fit: np.ndarray,
+    val: np.ndarray,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    x, y, g = data
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    encoder = build_encoder("rl", ENCODER)
+    obj = make_objective(name, encoder)
+    params = {id(p): p for p in [*encoder.parameters(), *obj.parameters()] if p.requires_grad}
+    opt = torch.optim.Adam(params.values(), lr=args.lr)
+    curve, t0 = [], time.perf_counter()
+    for step in range(args.steps):
+        encoder.train()
+        obj.train()
+        batch = list(x[rng.choice(fit, args.batch, replace=False)])
+        anchors, _, keys = obj.make_views(batch, rng)
+        loss = obj.loss(encoder(torch.as_tensor(np.stack(anchors))), None, 0, keys)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        obj.after_step(encoder)
+        if step % 50 == 0 or step == args.steps - 1:
+            curve.append([step, round(loss.item(), 4)])
+            print(f"rl_objectives: {name} seed {seed} step {step} loss {loss.item():.3f}", flush=True)
+    train_s = time.perf_counter() - t0
+    f_fit, f_val = embed(encoder, x[fit]), embed(encoder, x[val])
+    probe = ridge_probe(f_fit, y[fit], g[fit], f_val, y[val])
+    return {
+        "r2": {k: round(float(v), 4) for k, v in zip(STATE, probe.r2, strict=True)},
+        "rankme": round(rankme(f_fit), 2),
+        "loss_curve": curve,
+        "train_s": round(train_s, 1),
+    }
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lines = [
+        "# RL objectives: state-probe R² on validation episodes",
+        "",
+        f"Demo pixel encoder trained in one process for {res['steps']} steps (batch {res['batch']}, "
+        f"Adam {res['lr']}), ridge state probe fitted on {res['fit_rows']} rows of the training "
+        f"episodes, scored on {res['val_rows']} rows of {res['val_episodes']} held-out training "
+        f"episodes (the test episodes are never read); mean ± std over seeds {res['seeds']}. "
+        f"Chance loss for the contrastive objectives: ln {res['batch']} = {np.log(res['batch']):.2f}. "
+        "Written by `python -m bench.rl_objectives`.",
+        "",
+        "| objective | " + " | ".join(STATE) + " | RankMe | final loss |",
+        "|---|" + "---|" * (len(STATE) + 2),
+    ]
+    for name, v in res["objectives"].items():
+        cells = [f"{v['r2'][k]['mean']:.3f} ± {v['r2'][k]['std']:.3f}" for k in STATE]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {v['rankme']:.1f} | {v['final_loss']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.rl_objectives", description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA, help="curated (or ingested) RL rows, parquet")
+    ap.add_argument("--objectives", default="atc,ntxent", help="subset of atc, curl, ntxent")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--val-fraction", type=float, default=0.2, help="training episodes held out")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=RESULTS / "rl_objectives.json")
+    args = ap.parse_args(argv)
+    names = args.objectives.split(",")
+    if set(names) - {"atc", "curl", "ntxent"}:
+        raise SystemExit(f"--objectives: unknown {sorted(set(names) - {'atc', 'curl', 'ntxent'})}")
+    torch.set_num_threads(args.threads)
+    run = BenchRun()
+    x, y, g = load_training_rows(args.data)
+    episodes = np.unique(g)
+    held = set(
+        np.random.default_rng(0).choice(
+            episodes, max(1, int(len(episodes) * args.val_fraction)), replace=False
+        )
+    )
+    val = np.flatnonzero([e in held for e in g])
+    fit = np.flatnonzero([e not in held for e in g])
+    seeds = [int(s) for s in args.seeds.split(",")]
+    res: dict[str, Any] = {
+        "data": str(args.data),
+        "steps": args.steps,
+        "batch": args.batch,
+        "lr": args.lr,
+        "seeds": seeds,
+        "fit_rows": len(fit),
+        "val_rows": len(val),
+        "val_episodes": len(held),
+        "objectives": {},
+    }
+    for name in names:
+        runs = [train_and_probe(name, s, (x, y, g), fit, val, args) for s in seeds]
+        res["objectives"][name] = {
+            "r2": {
+                k: {
+                    "mean": round(float(np.mean([r["r2"][k] for r in runs])), 4),
+                    "std": round(float(np.std([r["r2"][k] for r in runs])), 4),
+                    "seeds": [r["r2"][k] for r in runs],
+                }
+                for k in STATE
+            },
+            "rankme": round(float(np.mean([r["rankme"] for r in runs])), 2),
+            "final_loss": round(float(np.mean([r["loss_curve"][-1][1] for r in runs])), 4),
+            "runs": runs,
+        }
+    if run.write_json(args.out, res):
+        run.write_text(args.out.with_suffix(".md"), markdown(res))
+    print(markdown(res) + run.footer())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

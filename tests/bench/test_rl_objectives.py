@@ -1,0 +1,47 @@
+"""bench/rl_objectives.py: only training episodes are read and split by episode; every objective
+trains and is probed; per-seed R² lands in the JSON with its mean and std."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from bench import rl_objectives
+from domains.rl.readers import _read_rollouts, _rollout_units
+from stages.common.rows import rows_to_table
+
+
+def _data(tmp_path: Path) -> Path:
+    units = _rollout_units(episodes=10, episodes_per_unit=10, max_steps=20, test_every=5)
+    rows = list(_read_rollouts(units[0]))
+    out = tmp_path / "curated"
+    out.mkdir()
+    pq.write_table(rows_to_table(rows), out / "part-00000.parquet")
+    return out
+
+
+def test_reads_training_episodes_only(tmp_path: Path) -> None:
+    x, y, g = rl_objectives.load_training_rows(_data(tmp_path))
+    assert x.shape[1:] == (2, 3, 64, 64) and y.shape == (len(x), 4)
+    assert len(np.unique(g)) == 8  # episodes 4 and 9 of 10 are test episodes (test_every=5)
+    assert not any(e.endswith(("ep00004", "ep00009")) for e in g)
+
+
+def test_writes_r2_per_objective_and_seed(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("BENCH_FORCE", "1")
+    out, data = tmp_path / "objectives.json", _data(tmp_path)
+    n_train = len(rl_objectives.load_training_rows(data)[0])
+    argv = ["--data", str(data), "--objectives", "atc,ntxent", "--seeds", "0,1"]
+    rl_objectives.main([*argv, "--steps", "2", "--batch", "8", "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert res["val_episodes"] == 1 and res["fit_rows"] + res["val_rows"] == n_train
+    for name in ("atc", "ntxent"):
+        r2 = res["objectives"][name]["r2"]
+        assert set(r2) == set(rl_objectives.STATE)
+        assert len(r2["theta"]["seeds"]) == 2
+        assert np.isclose(r2["theta"]["mean"], np.mean(r2["theta"]["seeds"]), atol=1e-4)
+        assert res["objectives"][name]["runs"][0]["loss_curve"][-1][0] == 1  # the last step logged
+    assert "| atc |" in out.with_suffix(".md").read_text()

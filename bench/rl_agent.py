@@ -48,11 +48,10 @@ GOAL = 0.8  # the pretrained agent's return as a fraction of the true-state agen
 
 def encoder_for(observe: str, models: str, seed: int) -> torch.nn.Module | None:
     """The frozen encoder an agent observes through (None for ``state`` and ``pixels``)."""
-    if observe not in ("pretrained", "random_init"):
-        return None
-    pretrained = load_encoder(models.format(seed=seed))
     if observe == "pretrained":
-        return pretrained
+        return load_encoder(models.format(seed=seed))
+    if observe != "random_init":
+        return None
     config = json.loads((Path(models.format(seed=seed)) / "config.json").read_text())
     torch.manual_seed(seed)
     return build_encoder(config["domain"], config["encoder"]).eval()

@@ -36,10 +36,12 @@ import torch
 from torch import nn
 
 from bench._meta import BenchRun
+from bench.domain_payoff import spread
 from domains.rl.objectives import ATCObjective, CURLObjective
 from domains.rl.tasks import ridge_probe
 from domains.rl.views import apply_policy
-from stages.common.encoders import build_encoder, build_projection_head
+from stages.common.diagnostics import effective_rank
+from stages.common.encoders import build_encoder, build_projection_head, embed
 from stages.common.losses.registry import build_loss
 
 RESULTS = Path(__file__).parent / "results"
@@ -96,20 +98,6 @@ def make_objective(name: str, encoder: nn.Module) -> nn.Module:
     return obj
 
 
-@torch.no_grad()
-def embed(encoder: nn.Module, x: np.ndarray) -> np.ndarray:
-    encoder.eval()
-    return np.concatenate(
-        [encoder(torch.as_tensor(x[i : i + 256, 0])).numpy() for i in range(0, len(x), 256)]
-    )
-
-
-def rankme(f: np.ndarray) -> float:
-    s = np.linalg.svd(f - f.mean(0), compute_uv=False)
-    p = s / s.sum()
-    return float(np.exp(-(p * np.log(p + 1e-12)).sum()))
-
-
 def train_and_probe(
     name: str,
     seed: int,
@@ -140,11 +128,12 @@ def train_and_probe(
             curve.append([step, round(loss.item(), 4)])
             print(f"rl_objectives: {name} seed {seed} step {step} loss {loss.item():.3f}", flush=True)
     train_s = time.perf_counter() - t0
-    f_fit, f_val = embed(encoder, x[fit]), embed(encoder, x[val])
+    # the domain's collate keeps the stack at t of each row, as every probe of the project does
+    f_fit, f_val = embed(encoder, "rl", list(x[fit])), embed(encoder, "rl", list(x[val]))
     probe = ridge_probe(f_fit, y[fit], g[fit], f_val, y[val])
     return {
         "r2": {k: round(float(v), 4) for k, v in zip(STATE, probe.r2, strict=True)},
-        "rankme": round(rankme(f_fit), 2),
+        "rankme": round(effective_rank(torch.from_numpy(f_fit)), 2),
         "loss_curve": curve,
         "train_s": round(train_s, 1),
     }
@@ -211,14 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         runs = [train_and_probe(name, s, (x, y, g), fit, val, args) for s in seeds]
         res["objectives"][name] = {
-            "r2": {
-                k: {
-                    "mean": round(float(np.mean([r["r2"][k] for r in runs])), 4),
-                    "std": round(float(np.std([r["r2"][k] for r in runs])), 4),
-                    "seeds": [r["r2"][k] for r in runs],
-                }
-                for k in STATE
-            },
+            "r2": {k: spread([r["r2"][k] for r in runs]) for k in STATE},
             "rankme": round(float(np.mean([r["rankme"] for r in runs])), 2),
             "final_loss": round(float(np.mean([r["loss_curve"][-1][1] for r in runs])), 4),
             "runs": runs,

@@ -117,6 +117,7 @@ def train_and_score(
 ) -> dict[str, float]:
     import stable_baselines3 as sb3
     from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.logger import Logger
 
     cls = getattr(sb3, algo)
     kwargs: dict[str, Any] = {"seed": seed, "verbose": 0, "device": "cpu", **(algo_kwargs or {})}
@@ -130,6 +131,9 @@ def train_and_score(
     env = make_env()
     t0 = time.perf_counter()
     model = cls(policy, env, **kwargs)
+    # a logger with no outputs: sb3's default (verbose 0, no tensorboard) still makes an empty
+    # $TMPDIR/SB3-<date> folder per learn() call, which is litter on a shared machine
+    model.set_logger(Logger(folder=None, output_formats=[]))
     model.learn(total_timesteps=steps)
     train_s = time.perf_counter() - t0
     from stable_baselines3.common.monitor import Monitor

@@ -9,7 +9,8 @@ matrices of shape ``(N, D)`` produced by a frozen encoder.
 
 Deviations from the original code, forced by current scikit-learn or chosen
 for this project, are marked ``deviation:`` below.  In short: seeds replace the
-hard-coded ``random_state=0``; ``n_jobs`` defaults to 1 instead of 5;
+hard-coded ``random_state=0``; ``n_jobs`` is 1 below 2,000 training rows and the
+machine's cores (at most TS2Vec's 5) from there, instead of always 5;
 ``LogisticRegression(multi_class='ovr')`` no longer exists (deprecated in
 scikit-learn 1.5, gone from the 1.9 signature) so the default multinomial loss
 is used; stratified subsampling falls back to a plain random one when a class
@@ -20,6 +21,7 @@ default; the parameter is deprecated since scikit-learn 1.9).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -42,6 +44,7 @@ __all__ = [
     "fit_knn",
     "fit_linear",
     "fit_svm",
+    "svm_grid_jobs",
     "svm_uses_grid_search",
 ]
 
@@ -52,6 +55,10 @@ __all__ = [
 SVM_C_GRID: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.1, 1, 10, 100, 1000, 10000, np.inf)
 
 _SVM_MAX_SAMPLES = 10_000
+#: from this many training rows the C grid's fits run in parallel processes: below it a fit takes
+#: well under a second and starting the pool costs more than it saves; above it (ElectricDevices'
+#: 8,926 rows: 50 fits, each minutes) one process leaves cores idle for hours
+_SVM_PARALLEL_ROWS = 2_000
 _LR_MAX_SAMPLES = 100_000
 
 
@@ -119,8 +126,17 @@ def svm_uses_grid_search(n_samples: int, n_classes: int) -> bool:
     return not (n_samples // n_classes < 5 or n_samples < 50)
 
 
+def svm_grid_jobs(n_samples: int) -> int:
+    """Processes for the ``C`` grid search: 1 below :data:`_SVM_PARALLEL_ROWS` rows, else the
+    cores this process may use, at most TS2Vec's 5.  The fits are deterministic, so this changes
+    the time, never the chosen ``C`` or the predictions."""
+    if n_samples < _SVM_PARALLEL_ROWS:
+        return 1
+    return max(1, min(5, len(os.sched_getaffinity(0))))
+
+
 def _fit_svm(
-    train_x: np.ndarray, train_y: np.ndarray, seed: int, n_jobs: int, max_samples: int
+    train_x: np.ndarray, train_y: np.ndarray, seed: int, n_jobs: int | None, max_samples: int
 ) -> tuple[SVC, GridSearchCV | None]:
     x, y = _check_train(train_x, train_y)
     nb_classes = np.unique(y, return_counts=True)[1].shape[0]
@@ -151,7 +167,8 @@ def _fit_svm(
             "random_state": [None],
         },
         cv=5,
-        n_jobs=n_jobs,  # deviation: 1 by default instead of 5 (small CPU budget)
+        # deviation: TS2Vec always uses 5 processes; see svm_grid_jobs
+        n_jobs=svm_grid_jobs(min(train_size, max_samples)) if n_jobs is None else n_jobs,
     )
     x, y = _subsample(x, y, max_samples, seed)
     grid_search.fit(x, y)
@@ -163,7 +180,7 @@ def fit_svm(
     train_y: np.ndarray,
     seed: int = 0,
     *,
-    n_jobs: int = 1,
+    n_jobs: int | None = None,
     max_samples: int = _SVM_MAX_SAMPLES,
 ) -> SVC:
     """Fit TS2Vec's SVM probe (``tasks/_eval_protocols.py::fit_svm``).
@@ -176,7 +193,8 @@ def fit_svm(
     the refitted best estimator is returned.
 
     ``seed`` only drives that subsampling (TS2Vec hard-codes 0; the SVC itself
-    is deterministic).  ``n_jobs`` is passed to ``GridSearchCV`` (TS2Vec: 5).
+    is deterministic).  ``n_jobs`` is passed to ``GridSearchCV`` (TS2Vec: 5; ``None``:
+    :func:`svm_grid_jobs`).
     """
     estimator, _ = _fit_svm(train_x, train_y, seed, n_jobs, max_samples)
     return estimator

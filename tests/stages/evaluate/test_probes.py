@@ -17,6 +17,7 @@ from stages.evaluate.probes import (
     fit_knn,
     fit_linear,
     fit_svm,
+    svm_grid_jobs,
     svm_uses_grid_search,
 )
 
@@ -119,6 +120,22 @@ def test_fit_svm_subsamples_large_training_sets(grid_spy):
     x, y = blobs(50, 2, seed=4)
     fit_svm(x, y, max_samples=60)
     assert grid_spy == [(60, 8)]
+
+
+def test_svm_grid_runs_in_parallel_only_where_it_pays(monkeypatch):
+    monkeypatch.setattr(probes.os, "sched_getaffinity", lambda _pid: set(range(8)))
+    assert svm_grid_jobs(1_999) == 1  # a pool's start costs more than a small grid
+    assert svm_grid_jobs(8_926) == 5  # TS2Vec's 5 at most
+    monkeypatch.setattr(probes.os, "sched_getaffinity", lambda _pid: {0, 1})
+    assert svm_grid_jobs(8_926) == 2
+
+
+def test_a_parallel_grid_chooses_and_predicts_as_a_serial_one():
+    # overlapping blobs, so C matters and the folds disagree on it
+    x, y = blobs(60, 3, sep=1.5, seed=5)
+    serial, parallel = fit_svm(x, y, n_jobs=1), fit_svm(x, y, n_jobs=2)
+    assert serial.C == parallel.C
+    np.testing.assert_array_equal(serial.predict(x), parallel.predict(x))
 
 
 def test_fit_linear_and_knn_return_pipelines():

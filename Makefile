@@ -44,10 +44,14 @@ repro: $(STAMP) system-deps
 	@# one row per recipe; every metric: `dvc metrics show -R metrics/<recipe>` (or `--md`)
 	$(BIN)/python -m pipelines.summary
 
-# Fast unit tests plus the tiny end-to-end checks (one shared Ray instance per session); the 20
-# slowest tests are listed at the end, to see where the 15-minute budget goes.
+# Fast unit tests plus the tiny end-to-end checks; the 20 slowest tests are listed at the end, to
+# see where the 15-minute budget goes. Two pytest-xdist workers, each a session with its own Ray
+# instance, given whole modules (a module's fixtures, e.g. the cluster test's nodes, are built once):
+# the suite alone keeps 1.2 of 2 cores busy, waiting on process and worker start-up the rest of the
+# time. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q --timeout=900 --durations=20
+	$(BIN)/python -m pytest -q --timeout=900 --durations=20 -n $(TEST_WORKERS) --dist loadscope
 
 # The reader-contract fuzz at scale (not in CI, which runs the same tests with a few dozen inputs):
 # CONTRAFLOW_FUZZ_EXAMPLES inputs per fuzz test, then inputs / quarantined / crashed per domain.

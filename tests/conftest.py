@@ -12,6 +12,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,22 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a multi-node cluster first, then those with end-to-end runs, then the rest, each
+    module kept whole and in place within its group: pytest-xdist hands whole modules out in this
+    order (``--dist loadscope``), so the longest start first and the short ones fill in around them
+    instead of one worker ending the run alone on a long module."""
+
+    def rank(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("cluster") else 1 if item.get_closest_marker("e2e") else 2
+
+    module_rank: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        module_rank[module] = min(module_rank.get(module, 2), rank(item))
+    items.sort(key=lambda item: module_rank[item.nodeid.split("::", 1)[0]])  # stable
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     marker = item.get_closest_marker("data_missing")
     if marker is not None:
@@ -59,32 +77,46 @@ def free_ports(n: int) -> list[int]:
         return [s.getsockname()[1] for s in socks]
 
 
+@contextlib.contextmanager
+def short_temp_dir(name: str) -> Iterator[Path]:
+    """A fresh directory directly under the system temp dir, removed afterwards: the ``--temp-dir``
+    of a Ray node a test starts. Ray's socket paths under it (``<dir>/session_<date>_<pid>/sockets/
+    plasma_store``) must fit AF_UNIX's 107 bytes, which pytest's own temp dirs
+    (``/tmp/pytest-of-<user>/pytest-<n>/popen-gw<k>/<name>0`` under pytest-xdist) can exceed."""
+    path = Path(tempfile.mkdtemp(prefix=f"cf-{name}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def ray_address(tmp_path_factory: pytest.TempPathFactory) -> str:
+def ray_address() -> Iterator[str]:
     (port,) = free_ports(1)
-    temp = tmp_path_factory.mktemp("ray")
     ray = str(BIN / "ray")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run(
-        [
-            ray,
-            "start",
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            f"--port={port}",
-            "--num-cpus=4",
-            "--include-dashboard=false",
-            f"--temp-dir={temp}",
-            "--disable-usage-stats",
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
-        cwd=temp,  # workers must not depend on the stage's working directory (as on a real cluster)
-    )
-    address = f"127.0.0.1:{port}"
-    yield address
-    stop_ray_processes(temp, port)
+    with short_temp_dir("ray") as temp:
+        subprocess.run(
+            [
+                ray,
+                "start",
+                "--head",
+                "--node-ip-address=127.0.0.1",
+                f"--port={port}",
+                "--num-cpus=4",
+                "--include-dashboard=false",
+                f"--temp-dir={temp}",
+                "--disable-usage-stats",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+            cwd=temp,  # workers must not depend on the stage's working directory (as on a real cluster)
+        )
+        try:
+            yield f"127.0.0.1:{port}"
+        finally:
+            stop_ray_processes(temp, port)
 
 
 def stop_ray_processes(

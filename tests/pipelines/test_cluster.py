@@ -25,7 +25,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import BIN, copy_project, free_ports, stop_ray_processes
+from tests.conftest import BIN, copy_project, free_ports, short_temp_dir, stop_ray_processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 RECIPE = "timeseries-gunpoint"
@@ -109,15 +109,16 @@ class LocalCluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("cluster"))
-    c.start()
-    try:
-        c.add_worker()
-        c.add_worker()
-        yield c
-    finally:
-        c.stop()
+def cluster() -> Iterator[LocalCluster]:
+    with short_temp_dir("cluster") as temp:
+        c = LocalCluster(temp)
+        c.start()
+        try:
+            c.add_worker()
+            c.add_worker()
+            yield c
+        finally:
+            c.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,12 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, REPO, copy_project, free_ports, stop_ray_processes
+from tests.conftest import BIN, REPO, copy_project, free_ports, short_temp_dir, stop_ray_processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 RECIPE = "timeseries-gunpoint"
@@ -34,15 +36,24 @@ def readme_cluster_commands() -> list[list[str]]:
     return [shlex.split(line) for line in block.group(1).replace("\\\n", " ").splitlines() if line.strip()]
 
 
-def test_readme_commands_start_submit_and_stop(tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.fixture
+def head_temp() -> Iterator[Path]:
+    """The head's ``--temp-dir``: short, as Ray's socket paths under it are capped."""
+    with short_temp_dir("job") as temp:
+        yield temp
+
+
+def test_readme_commands_start_submit_and_stop(
+    tmp_path_factory: pytest.TempPathFactory, head_temp: Path
+) -> None:
     commands = readme_cluster_commands()
     assert [c[:2] for c in commands] == [["ray", "start"], ["ray", "job"], ["ray", "stop"]], commands
-    tmp_path = tmp_path_factory.mktemp("job")  # short: Ray's socket paths under --temp-dir are capped
+    tmp_path = tmp_path_factory.mktemp("job")
     proj = copy_project(tmp_path / "proj")
     shutil.copy(REPO / ".rayignore", proj / ".rayignore")
     out = tmp_path / "out"
     gcs, dash, client, agent, agent_grpc, runtime_env, metrics = free_ports(7)
-    temp = tmp_path / "ray"
+    temp = head_temp
 
     def local(cmd: list[str]) -> list[str]:
         subs = {"6379": str(gcs), "8265": str(dash), "/tmp/contraflow": str(out)}

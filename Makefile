@@ -44,12 +44,12 @@ repro: $(STAMP) system-deps
 	@# one row per recipe; every metric: `dvc metrics show -R metrics/<recipe>` (or `--md`)
 	$(BIN)/python -m pipelines.summary
 
-# Fast unit tests plus the tiny end-to-end checks; the 20 slowest tests are listed at the end, to
-# see where the 15-minute budget goes. Two pytest-xdist workers, each a session with its own Ray
-# instance, given whole modules (a module's fixtures, e.g. the cluster test's nodes, are built once):
-# the suite alone keeps 1.2 of 2 cores busy, waiting on process and worker start-up the rest of the
-# time. TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 2
+# Fast unit tests plus the tiny end-to-end checks (one shared Ray instance per session); the 20
+# slowest tests are listed at the end, to see where the 15-minute budget goes. TEST_WORKERS=N runs
+# them on N pytest-xdist workers (each a session with its own Ray instance, given whole modules):
+# it may pay with more cores (not measured); on the 2-core CI machine two workers took as long as one (1,048 s
+# against 1,055-1,176 s in one process, fresh clones), so the default is one process.
+TEST_WORKERS ?= 0
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q --timeout=900 --durations=20 -n $(TEST_WORKERS) --dist loadscope
 

@@ -45,22 +45,6 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules with a multi-node cluster first, then those with end-to-end runs, then the rest, each
-    module kept whole and in place within its group: pytest-xdist hands whole modules out in this
-    order (``--dist loadscope``), so the longest start first and the short ones fill in around them
-    instead of one worker ending the run alone on a long module."""
-
-    def rank(item: pytest.Item) -> int:
-        return 0 if item.get_closest_marker("cluster") else 1 if item.get_closest_marker("e2e") else 2
-
-    module_rank: dict[str, int] = {}
-    for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        module_rank[module] = min(module_rank.get(module, 2), rank(item))
-    items.sort(key=lambda item: module_rank[item.nodeid.split("::", 1)[0]])  # stable
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
     marker = item.get_closest_marker("data_missing")
     if marker is not None:

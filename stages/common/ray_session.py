@@ -23,6 +23,14 @@ def init_ray(cfg: RayCfg) -> None:
     configure_ray_data()
 
 
+def worker_pythonpath() -> str:
+    """This checkout first, then the driver's own ``PYTHONPATH``: a runtime_env variable replaces the
+    worker's, so packages the driver finds through ``PYTHONPATH`` (a cluster image's extra site dir,
+    a user's plug-in folder) would otherwise be missing in every worker."""
+    own = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != REPO_ROOT]
+    return os.pathsep.join([REPO_ROOT, *own])
+
+
 def _start_or_connect(cfg: RayCfg) -> None:
     import ray
 
@@ -30,7 +38,7 @@ def _start_or_connect(cfg: RayCfg) -> None:
     # under `ray job submit --working-dir .` the job's working dir already provides them.
     runtime_env = {
         "env_vars": {
-            "PYTHONPATH": REPO_ROOT,
+            "PYTHONPATH": worker_pythonpath(),
             "OMP_NUM_THREADS": "1",
             # Ray Train's print patch both tees a worker's print to its stderr and logs it, so every
             # progress line reached the driver (and DVC's log) twice

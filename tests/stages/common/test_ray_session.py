@@ -1,0 +1,21 @@
+"""The environment Ray workers of a local instance get from the driver."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from stages.common.ray_session import REPO_ROOT, worker_pythonpath
+
+
+def test_workers_see_the_checkout_and_keep_the_drivers_pythonpath(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime_env PYTHONPATH replaces the worker's: packages found through the driver's own
+    PYTHONPATH (an extra site dir, say) must stay importable in the workers."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/opt/site", REPO_ROOT, "/opt/plugins"]))
+    assert worker_pythonpath().split(os.pathsep) == [REPO_ROOT, "/opt/site", "/opt/plugins"]
+
+
+def test_without_a_pythonpath_workers_get_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    assert worker_pythonpath() == REPO_ROOT

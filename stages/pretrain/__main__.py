@@ -219,6 +219,7 @@ def view_streams(
         local=local,
         steps=config["steps_per_epoch"] * cfg.epochs,
         min_steps=cfg.stream_min_steps,
+        gpu=recipe.ray.use_gpu,
     )
     print(f"pretrain: {why}", flush=True)
     if not workers:

@@ -211,11 +211,14 @@ def plan_view_workers(
     local: bool,
     steps: int = 0,
     min_steps: int = 0,
+    gpu: bool = False,
 ) -> tuple[int, float, str]:
     """How many view actors to run, with how many CPUs each, and why (0 actors: views in the loop).
 
     ``auto`` streams when the views can be streamed, the run has at least ``min_steps`` steps per
-    worker (``steps``) and a CPU is left beside the training workers:
+    worker (``steps``; not asked of GPU training workers, whose steps are mostly the views they
+    would make: 49-97 % of a demo-scale step on an H200, bench/results/gpu_smoke.md) and a CPU is
+    left beside the training workers:
     on a cluster by Ray's count; when every node is on this machine (``local``) also by its cores
     (an embedded instance's logical CPUs include two extra for Ray Data, which on a 2-core machine
     are not real: there, views made beside two training workers only take the cores they train on).
@@ -224,7 +227,7 @@ def plan_view_workers(
         return 0, 0.0, "pretrain.online_views=loop"
     if reason is not None:
         return 0, 0.0, f"views made in the training loop: {reason}"
-    if mode == "auto" and steps < min_steps:
+    if mode == "auto" and steps < min_steps and not gpu:
         return (
             0,
             0.0,

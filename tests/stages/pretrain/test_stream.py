@@ -95,3 +95,7 @@ def test_where_views_are_made() -> None:
     assert workers == 0 and "8 steps" in why and "pretrain.stream_min_steps=100" in why
     assert plan_view_workers("stream", None, None, 10, 2, local=False, steps=8, min_steps=100)[0] == 8
     assert plan_view_workers("auto", None, None, 10, 2, local=False, steps=100, min_steps=100)[0] == 8
+    # GPU training workers: the views are most of a step, so a short run streams too
+    assert plan_view_workers("auto", None, None, 10, 2, local=False, steps=8, min_steps=100, gpu=True)[0] == 8
+    # ... but still not without a spare CPU
+    assert plan_view_workers("auto", None, None, 2, 2, local=False, steps=8, min_steps=100, gpu=True)[0] == 0

@@ -23,6 +23,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ def measure(
     warmup: int,
     steps: int,
     precision: str,
-    overrides: list[str] = (),
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     recipe = load_recipe(
         str(REPO / "pipelines" / f"{(RECIPES | HEAVY)[domain]}.yaml"),

@@ -27,8 +27,9 @@ def worker_pythonpath() -> str:
     """This checkout first, then the driver's own ``PYTHONPATH``: a runtime_env variable replaces the
     worker's, so packages the driver finds through ``PYTHONPATH`` (a cluster image's extra site dir,
     a user's plug-in folder) would otherwise be missing in every worker."""
-    own = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != REPO_ROOT]
-    return os.pathsep.join([REPO_ROOT, *own])
+    # relative entries are the driver's (a worker starts elsewhere): made absolute here
+    own = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys([REPO_ROOT, *own]))
 
 
 def _start_or_connect(cfg: RayCfg) -> None:

@@ -16,6 +16,12 @@ def test_workers_see_the_checkout_and_keep_the_drivers_pythonpath(monkeypatch: p
     assert worker_pythonpath().split(os.pathsep) == [REPO_ROOT, "/opt/site", "/opt/plugins"]
 
 
+def test_relative_entries_are_the_drivers(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", "plugins")
+    assert worker_pythonpath().split(os.pathsep) == [REPO_ROOT, str(tmp_path / "plugins")]
+
+
 def test_without_a_pythonpath_workers_get_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTHONPATH", raising=False)
     assert worker_pythonpath() == REPO_ROOT

@@ -17,7 +17,15 @@ import torch
 from stages.common.device import autocast
 from stages.common.losses import list_losses, loss_option_names
 from stages.pretrain.loop import _load_checkpoint, _save_checkpoint, build_training, run_in_process
-from tests.stages.pretrain.test_device import OPTIONS, B, _ts_config, _ts_data
+from tests.stages.pretrain.test_device import (
+    OPTIONS,
+    B,
+    _knn_probe,
+    _rl_config,
+    _rl_data,
+    _ts_config,
+    _ts_data,
+)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -47,26 +55,13 @@ def test_ts2vec_objective_trains_on_cuda(precision: str) -> None:
 
 @pytest.mark.parametrize("loss", ["curl", "atc"])
 def test_rl_objectives_train_on_cuda(loss: str) -> None:
-    from stages.common.schema import PretrainCfg
-
-    rng = np.random.default_rng(0)
-    xs = [rng.random((2, 3, 24, 24), dtype=np.float32) for _ in range(16)]
-    config = {
-        "domain": "rl",
-        "encoder": {"in_channels": 3, "image_size": 24, "num_layers": 2, "num_filters": 4, "feature_dim": 8},
-        "pretrain": PretrainCfg(loss=loss, epochs=1, batch_size=B, online_knn_rows=0).model_dump(),
-        "policy": {"name": "drq", "params": {}},
-        "local_batch": B,
-        "steps_per_epoch": 2,
-    }
-    _, history = run_in_process(_on_cuda(config, "bf16"), xs)
+    _, history = run_in_process(_on_cuda(_rl_config(loss), "bf16"), _rl_data())
     assert np.isfinite(history[-1]["loss"])
 
 
 def test_online_knn_probe_runs_on_cuda() -> None:
     xs = _ts_data(16)
-    knn = {"bank_x": xs[:8], "bank_y": [i % 2 for i in range(8)], "query_x": xs[8:], "query_y": [0, 1] * 4}
-    _, history = run_in_process({**_on_cuda(_ts_config("ntxent")), "online_knn": knn}, xs)
+    _, history = run_in_process({**_on_cuda(_ts_config("ntxent")), "online_knn": _knn_probe(xs)}, xs)
     assert 0.0 <= history[-1]["online_knn"] <= 1.0
 
 

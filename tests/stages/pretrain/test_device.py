@@ -99,11 +99,8 @@ def test_ts2vec_objective_trains_on_the_model_device(fake_device: None) -> None:
     assert np.isfinite(history[-1]["loss"])
 
 
-@pytest.mark.parametrize("loss", ["curl", "atc"])
-def test_rl_objectives_train_on_the_model_device(loss: str, fake_device: None) -> None:
-    rng = np.random.default_rng(0)
-    xs = [rng.random((2, 3, 24, 24), dtype=np.float32) for _ in range(16)]
-    config = {
+def _rl_config(loss: str) -> dict:
+    return {
         "domain": "rl",
         "encoder": {"in_channels": 3, "image_size": 24, "num_layers": 2, "num_filters": 4, "feature_dim": 8},
         "pretrain": PretrainCfg(loss=loss, epochs=1, batch_size=B, online_knn_rows=0).model_dump(),
@@ -111,14 +108,33 @@ def test_rl_objectives_train_on_the_model_device(loss: str, fake_device: None) -
         "local_batch": B,
         "steps_per_epoch": 2,
     }
-    _, history = run_in_process(config, xs)
+
+
+def _rl_data(n: int = 16) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.random((2, 3, 24, 24), dtype=np.float32) for _ in range(n)]
+
+
+def _knn_probe(xs: list[np.ndarray]) -> dict:
+    """The online k-NN probe's bank and queries: the first half of ``xs`` and the second."""
+    half = len(xs) // 2
+    return {
+        "bank_x": xs[:half],
+        "bank_y": [i % 2 for i in range(half)],
+        "query_x": xs[half:],
+        "query_y": [0, 1] * (half // 2),
+    }
+
+
+@pytest.mark.parametrize("loss", ["curl", "atc"])
+def test_rl_objectives_train_on_the_model_device(loss: str, fake_device: None) -> None:
+    _, history = run_in_process(_rl_config(loss), _rl_data())
     assert np.isfinite(history[-1]["loss"])
 
 
 def test_online_knn_probe_runs_on_the_model_device(fake_device: None) -> None:
     xs = _ts_data(16)
-    knn = {"bank_x": xs[:8], "bank_y": [i % 2 for i in range(8)], "query_x": xs[8:], "query_y": [0, 1] * 4}
-    _, history = run_in_process({**_ts_config("ntxent"), "online_knn": knn}, xs)
+    _, history = run_in_process({**_ts_config("ntxent"), "online_knn": _knn_probe(xs)}, xs)
     assert 0.0 <= history[-1]["online_knn"] <= 1.0
 
 

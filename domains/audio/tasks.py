@@ -6,7 +6,11 @@ deviation over time, the classic keyword-spotting baseline):
 
 * ``split`` — the recipe's speaker split (probe fit on the training speakers, scored on the held-out
   test speakers), per test speaker too;
-* ``loso`` — leave one speaker out over every labelled real speaker, the mean over folds;
+* ``loso`` — leave one speaker out over every labelled real speaker, the mean over folds; also split
+  by language (``same_language``: held-out clips in a language some training speaker speaks;
+  ``cross_language``: the rest). A label is a digit *value* whatever the language, so a clip in a
+  language no training speaker speaks can only be recognised through words that sound alike across
+  languages (tre/three/trois): there the probe measures cognates, not the encoder;
 * ``synthetic_to_real`` — probe fit on the labelled synthetic (espeak-ng) clips only, scored on every
   real speaker: no real speech at all is used for fitting.
 """
@@ -56,6 +60,28 @@ def _label(row: Row) -> str | None:
     return row.get("label")
 
 
+def _language(row: Row) -> str:
+    """The clip's language without its region (``fr_CA`` -> ``fr``); ``""`` when unknown."""
+    return str(row.get("meta", {}).get("language", "")).split("_")[0].split("-")[0].lower()
+
+
+def language_split(hits: dict[str, np.ndarray], langs: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """LOSO accuracy over held-out clips whose language a training speaker of that fold speaks
+    (``same_language``) and over the others (``cross_language``), with each one's clip count.
+
+    ``hits[spk]``: per-clip correctness of the fold that held ``spk`` out; ``langs[spk]``: the
+    language of each of those clips (``""``: unknown, counted as cross-language)."""
+    same, cross = [], []
+    for spk, h in hits.items():
+        spoken = {lang for other, ls in langs.items() if other != spk for lang in ls if lang}
+        for ok, lang in zip(h, langs[spk], strict=True):
+            (same if lang in spoken else cross).append(bool(ok))
+    return {
+        name: {"logreg": round(float(np.mean(v)), 4) if v else None, "n": len(v)}
+        for name, v in (("same_language", same), ("cross_language", cross))
+    }
+
+
 def evaluate_speech(ctx: EvalContext) -> DomainResult:
     rows = ctx.train_rows + ctx.test_rows
     real = [r for r in rows if _label(r) is not None and r["meta"].get("source") != "espeak"]
@@ -103,18 +129,22 @@ def evaluate_speech(ctx: EvalContext) -> DomainResult:
             groups = np.array([r["group"] for r in real_test])
             per = {spk: round(float(hit[groups == spk].mean()), 4) for spk in test_speakers}
             metrics["split"][name] = {"logreg": s["logreg"], "knn": s["knn"], "per_speaker": per}
-        folds = {}
+        folds, hits = {}, {}
         for spk in speakers:
             tr = [r for r in real if r["group"] != spk]
             te = [r for r in real if r["group"] == spk]
             if len({_label(r) for r in tr}) >= 2:
                 s = probe_scores(take(name, tr), labels(tr), take(name, te), labels(te))
                 folds[spk] = {"logreg": s["logreg"], "knn": s["knn"]}
+                hits[spk] = s["pred"] == labels(te)
         if folds:
             metrics["loso"][name] = {
                 "logreg": round(float(np.mean([f["logreg"] for f in folds.values()])), 4),
                 "knn": round(float(np.mean([f["knn"] for f in folds.values()])), 4),
                 "per_speaker": {k: v["logreg"] for k, v in folds.items()},
+                **language_split(
+                    hits, {spk: [_language(r) for r in real if r["group"] == spk] for spk in speakers}
+                ),
             }
         if synth and real:
             s = probe_scores(take(name, synth), labels(synth), take(name, real), labels(real))
@@ -164,4 +194,21 @@ def _markdown(m: dict[str, Any]) -> str:
         for n in names:
             per = m["loso"].get(n, {}).get("per_speaker", {})
             lines.append(f"| {n} | " + " | ".join(f"{per.get(s, float('nan')):.2f}" for s in spk) + " |")
+        first = m["loso"][names[0]]
+        if first.get("same_language", {}).get("n") and first.get("cross_language", {}).get("n"):
+            lines += [
+                "",
+                "LOSO by language: a label is the digit's value in any language, so a held-out clip whose "
+                "language no training speaker speaks is recognisable only through words that sound alike "
+                f"across languages. Same language: {first['same_language']['n']} clips; cross-language: "
+                f"{first['cross_language']['n']}.\n",
+                "| features | same-language logreg | cross-language logreg |",
+                "|---|---|---|",
+            ]
+            for n in names:
+                lo = m["loso"].get(n, {})
+                lines.append(
+                    f"| {n} | {lo.get('same_language', {}).get('logreg') or 0:.3f} | "
+                    f"{lo.get('cross_language', {}).get('logreg') or 0:.3f} |"
+                )
     return "\n".join(lines) + "\n"

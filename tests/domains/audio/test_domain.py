@@ -139,3 +139,17 @@ def test_evaluate_reports_mfcc_baseline_loso_and_synthetic_to_real(speech) -> No
     # MFCCs of the same engine's digits are easy: far above chance (0.1)
     assert m["synthetic_to_real"]["mfcc_logreg"]["logreg"] >= 0.5
     assert "mfcc_logreg" in res.markdown and "LOSO" in res.markdown
+
+
+def test_loso_by_language_counts_a_clip_as_same_language_only_when_a_training_speaker_speaks_it() -> None:
+    from domains.audio.tasks import language_split
+
+    hits = {"A": np.array([True, False]), "B": np.array([True, True]), "C": np.array([False, True])}
+    # A speaks English alone; B and C both speak Italian: their folds have a same-language speaker
+    langs = {"A": ["en", "en"], "B": ["it", "it"], "C": ["it", "it"]}
+    out = language_split(hits, langs)
+    assert out["same_language"] == {"logreg": 0.75, "n": 4}
+    assert out["cross_language"] == {"logreg": 0.5, "n": 2}
+    # a speaker's own language does not count: with C gone, B's Italian is cross-language
+    out = language_split({"A": hits["A"], "B": hits["B"]}, {"A": langs["A"], "B": langs["B"]})
+    assert out["same_language"] == {"logreg": None, "n": 0} and out["cross_language"]["n"] == 4

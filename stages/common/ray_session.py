@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from stages.common.schema import RayCfg
+if TYPE_CHECKING:  # annotations only: every Ray worker imports this module for its setup hook
+    from stages.common.schema import RayCfg
 
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 

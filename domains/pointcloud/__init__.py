@@ -13,7 +13,6 @@ from torch import nn
 from domains import register_domain
 from domains.base import Domain, DomainResult, EvalContext, Row, ViewPolicy
 from domains.options import build_named
-from domains.pointcloud import tasks
 from domains.pointcloud.encoders import ENCODERS
 from domains.pointcloud.options import ENCODER_OPTIONS, EVALUATE_OPTIONS, SOURCE_OPTIONS
 from domains.pointcloud.readers import SOURCES
@@ -86,6 +85,10 @@ class PointCloudDomain(Domain):
         return torch.from_numpy(np.stack([np.resize(np.asarray(x, np.float32), (n, 3)) for x in xs]))
 
     def evaluate(self, ctx: EvalContext) -> DomainResult | None:
+        # here, not at the top: scikit-learn's import (1.1 s) is paid by every process that loads the
+        # domain (ingest's read tasks, each pretraining worker), and only evaluation uses it
+        from domains.pointcloud import tasks
+
         opts = {"knn_k": 5, "ways": 5, "shots": 10, "queries": 20, "episodes": 10}
         unknown = sorted(set(ctx.recipe["evaluate"]["domain"]) - set(opts))
         if unknown:

@@ -9,10 +9,14 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import trimesh
+
+if TYPE_CHECKING:
+    # imported where a mesh is read (1 s of imports, SciPy's spatial and sparse modules): every
+    # process that loads the domain imports this module, and only the readers need trimesh
+    import trimesh
 
 #: formats trimesh reads for us (mesh formats users hold; ModelNet ships OFF)
 MESH_TYPES = ("off", "ply", "obj", "stl")
@@ -22,6 +26,8 @@ _GLUED_OFF = re.compile(rb"^OFF(\d)")
 
 def load_mesh(data: bytes, file_type: str) -> trimesh.Trimesh:
     """Parse ``data`` as one triangle mesh (scenes are concatenated; materials are never read)."""
+    import trimesh
+
     file_type = file_type.lower().lstrip(".")
     if file_type not in MESH_TYPES:
         raise ValueError(f"unsupported mesh type {file_type!r}; supported: {', '.join(MESH_TYPES)}")
@@ -78,6 +84,8 @@ def mesh_to_points(mesh: trimesh.Trimesh, n: int, oversample: int = 2) -> tuple[
     be sampled: its raw vertices come back instead and ``meta["area"]`` is 0, for ``validate`` to
     quarantine with a reason (readers never filter).
     """
+    import trimesh
+
     meta = {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces))}
     area = float(mesh.area) if len(mesh.faces) else 0.0
     meta["area"] = area if np.isfinite(area) else float("nan")

@@ -6,11 +6,9 @@ import math
 import warnings
 
 import numpy as np
-from sklearn.model_selection import (
-    GroupShuffleSplit,
-    StratifiedGroupKFold,
-    train_test_split,
-)
+
+# scikit-learn (1 s of imports) is imported where a split is drawn: ingest imports this module for
+# its hold-out rule, which most runs (a published split) never call
 
 
 def stratified_fraction(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -46,6 +44,8 @@ def _n_val(n: int, val_fraction: float) -> int:
 def _stratified_split(
     y: np.ndarray | None, n: int, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
     idx = np.arange(n)
     n_val = _n_val(n, val_fraction)
     stratify = None
@@ -109,6 +109,8 @@ def group_split(
     n_groups = np.unique(groups).shape[0]
     if n_groups < 2:
         raise ValueError("cannot split a single group into disjoint train/val parts")
+
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
     idx = np.arange(n)
     k = round(1.0 / val_fraction)

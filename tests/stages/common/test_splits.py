@@ -99,3 +99,16 @@ def test_validation_split_is_carved_from_the_subset_and_empty_when_it_cannot_hol
     # 3 labels per class, 3 classes: round(0.2 * 9) = 2 validation labels cannot cover 3 classes
     fit, val = validation_split(None, np.repeat(np.arange(3), 3), 0.2, seed=0)
     assert len(val) == 0 and len(fit) == 9
+
+
+def test_importing_the_module_leaves_sklearn_to_the_split_that_needs_it() -> None:
+    """Ingest imports this module for its hold-out rule, which a published split never calls: its
+    process paid 1 s of scikit-learn imports for nothing."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, stages.common.splits; print('sklearn' in sys.modules)"
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr

@@ -144,3 +144,11 @@ def test_a_pair_at_the_threshold_shares_a_pstable_band_with_the_probability_the_
     assert 0.2 <= expected <= 0.3
     assert shared.mean() == pytest.approx(expected, abs=0.02)  # 80,000 (pair, band) draws
     assert shared.any(axis=1).mean() >= 0.99
+
+
+@pytest.mark.parametrize("c", [0.25, 1.0, 2.5, 4.0, 10.0])
+def test_pstable_collision_is_datar_et_al_s_formula(c: float) -> None:
+    from scipy.stats import norm
+
+    p = 1 - 2 * norm.cdf(-c) - 2 / (np.sqrt(2 * np.pi) * c) * (1 - np.exp(-c * c / 2))
+    assert pstable_collision(c) == pytest.approx(p, rel=1e-12)

@@ -85,7 +85,7 @@ class PointCloudDomain(Domain):
         return torch.from_numpy(np.stack([np.resize(np.asarray(x, np.float32), (n, 3)) for x in xs]))
 
     def evaluate(self, ctx: EvalContext) -> DomainResult | None:
-        # here, not at the top: scikit-learn's import (1.1 s) is paid by every process that loads the
+        # here, not at the top: scikit-learn's import (about 1 s) is paid by every process that loads the
         # domain (ingest's read tasks, each pretraining worker), and only evaluation uses it
         from domains.pointcloud import tasks
 

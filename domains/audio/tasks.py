@@ -120,6 +120,8 @@ def evaluate_speech(ctx: EvalContext) -> DomainResult:
     test_speakers = sorted({r["group"] for r in real_test})
     metrics["speakers"] = speakers
     metrics["test_speakers"] = test_speakers
+    # each LOSO fold's held-out clips' languages, in the order the fold scores them
+    languages = {spk: [_language(r) for r in real if r["group"] == spk] for spk in speakers}
     for name in feats:
         if real_train and real_test:
             s = probe_scores(
@@ -142,9 +144,7 @@ def evaluate_speech(ctx: EvalContext) -> DomainResult:
                 "logreg": round(float(np.mean([f["logreg"] for f in folds.values()])), 4),
                 "knn": round(float(np.mean([f["knn"] for f in folds.values()])), 4),
                 "per_speaker": {k: v["logreg"] for k, v in folds.items()},
-                **language_split(
-                    hits, {spk: [_language(r) for r in real if r["group"] == spk] for spk in speakers}
-                ),
+                **language_split(hits, languages),
             }
         if synth and real:
             s = probe_scores(take(name, synth), labels(synth), take(name, real), labels(real))

@@ -51,6 +51,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(f"CI=true and data the test needs is missing: {marker.kwargs['reason']}", pytrace=False)
 
 
+def imported_in_fresh_interpreter(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has imported after running ``code`` in the checkout:
+    what a stage process or Ray worker that runs the same imports pays for."""
+    probe = f"import sys\n{code}\nprint(','.join(m for m in {modules!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    return [m for m in out.stdout.strip().split(",") if m]
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct free ports: all held open while they are picked, so no two can coincide (one
     port picked at a time can come back twice, and Ray then refuses to start)."""

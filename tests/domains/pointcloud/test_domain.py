@@ -9,6 +9,7 @@ import torch
 from domains import get_domain, list_domains
 from domains.base import EvalContext, ViewPolicy
 from domains.pointcloud.views import POLICIES, crop, dropout, mask, rotate_so3, rotate_up, scale
+from tests.conftest import imported_in_fresh_interpreter
 
 
 @pytest.fixture(scope="module")
@@ -161,14 +162,5 @@ def test_loading_the_domain_leaves_trimesh_and_sklearn_to_the_code_that_needs_th
     """Every process that loads the domain (ingest's read tasks, each pretraining worker) imported
     trimesh and scikit-learn, which only mesh reading and evaluation use: a pretraining worker's
     imports took 3.7 s instead of 2.2 s (bench/results/import_costs.md)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    code = (
-        "import sys; from domains import get_domain; d = get_domain('pointcloud'); "
-        "d.augment; print(sorted(m for m in ('trimesh', 'sklearn') if m in sys.modules))"
-    )
-    root = Path(__file__).resolve().parents[3]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    code = "from domains import get_domain; get_domain('pointcloud').augment"
+    assert imported_in_fresh_interpreter(code, ("trimesh", "sklearn")) == []

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from stages.common.ray_session import REPO_ROOT, worker_pythonpath
+from tests.conftest import imported_in_fresh_interpreter
 
 
 def test_workers_see_the_checkout_and_keep_the_drivers_pythonpath(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,14 +31,5 @@ def test_without_a_pythonpath_workers_get_the_checkout(monkeypatch: pytest.Monke
 def test_the_worker_setup_hook_module_imports_nothing_heavy() -> None:
     """Every Ray worker of a stage imports this module first (``worker_process_setup_hook``): it must
     not pull pydantic, torch or Ray in (pydantic alone made it 0.17 s per worker process)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, stages.common.ray_session; "
-        "print(sorted(m for m in ('pydantic', 'torch', 'ray', 'numpy') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
-    ).stdout
-    assert out.strip() == "[]", out
+    heavy = ("pydantic", "torch", "ray", "numpy")
+    assert imported_in_fresh_interpreter("import stages.common.ray_session", heavy) == []

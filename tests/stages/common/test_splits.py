@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from stages.common.splits import group_split, stratified_fraction
+from tests.conftest import imported_in_fresh_interpreter
 
 # --------------------------------------------------------------------------- stratified_fraction
 
@@ -104,11 +105,4 @@ def test_validation_split_is_carved_from_the_subset_and_empty_when_it_cannot_hol
 def test_importing_the_module_leaves_sklearn_to_the_split_that_needs_it() -> None:
     """Ingest imports this module for its hold-out rule, which a published split never calls: its
     process paid 1 s of scikit-learn imports for nothing."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    code = "import sys, stages.common.splits; print('sklearn' in sys.modules)"
-    root = Path(__file__).resolve().parents[3]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
-    assert out.stdout.strip() == "False", out.stdout + out.stderr
+    assert imported_in_fresh_interpreter("import stages.common.splits", ("sklearn",)) == []

@@ -502,44 +502,65 @@ def _espeak_units(
 
 
 def _read_espeak(unit: dict[str, Any]) -> Iterator[Row]:
-    from domains.audio.synth import synthesise
+    from domains.audio.synth import session
 
     voice = f"{unit['language']}+{unit['variant']}"
     sr, n = unit["sample_rate"], _clip_samples(unit["sample_rate"], unit["clip_seconds"])
     rng = np.random.default_rng([unit["seed"], zlib.crc32(voice.encode())])
-    for rep in range(unit["repeats"]):
-        for word in unit["words"]:
-            rate = int(rng.integers(unit["rate_wpm"][0], unit["rate_wpm"][1] + 1))
-            pitch = int(rng.integers(unit["pitch"][0], unit["pitch"][1] + 1))
-            y, native = synthesise(word, voice, rate, pitch)
-            y = resample(y, native, sr)
-            y = y[:n]
-            # a random place in the clip, as a real recording would not be centred
-            offset = int(rng.integers(0, n - y.size + 1))
-            # random level (peak -12..-1 dBFS), then white noise at a random SNR relative to the speech
-            y = y * (10 ** (rng.uniform(-12, -1) / 20) / max(float(np.abs(y).max()), 1e-6))
-            x = np.zeros(n, np.float32)
-            x[offset : offset + y.size] = y
-            snr = rng.uniform(*unit["snr_db"])
-            noise_rms = np.sqrt(max(float(np.mean(y**2)), 1e-12) / 10 ** (snr / 10))
-            x += rng.normal(0.0, noise_rms, n).astype(np.float32)
-            yield {
-                "id": f"espeak/{voice}/{rep}/{word}",
-                "x": x[None, :],
-                # unlabeled by default: the pretraining corpus; the word stays in meta for analysis
-                "label": word if unit["labelled"] else None,
-                "split": "train",
-                "group": f"espeak:{voice}",
-                "meta": {
-                    "source": "espeak",
-                    "voice": voice,
-                    "word": word,
-                    "rate_wpm": rate,
-                    "pitch": pitch,
-                    "snr_db": round(snr, 2),
-                    "sample_rate": sr,
-                },
-            }
+    rows: list[Row] = []
+    # One seeded synthesiser session per unit: its words come out the same in every run, whichever
+    # worker reads the unit and whatever it synthesised before (domains/audio/synth.py). The rows
+    # are yielded after the session, which holds the process's synthesiser lock.
+    with session(zlib.crc32(f"{unit['seed']}/{voice}".encode())) as speak:
+        for rep in range(unit["repeats"]):
+            for word in unit["words"]:
+                rate = int(rng.integers(unit["rate_wpm"][0], unit["rate_wpm"][1] + 1))
+                pitch = int(rng.integers(unit["pitch"][0], unit["pitch"][1] + 1))
+                y, native = speak(word, voice, rate, pitch)
+                rows.append(
+                    _espeak_row(unit, rng, voice, rep, word, rate, pitch, resample(y, native, sr)[:n])
+                )
+    yield from rows
+
+
+def _espeak_row(
+    unit: dict[str, Any],
+    rng: np.random.Generator,
+    voice: str,
+    rep: int,
+    word: str,
+    rate: int,
+    pitch: int,
+    y: np.ndarray,
+) -> Row:
+    """One synthesised word placed in a clip at a random offset and level, with noise at a random SNR."""
+    sr, n = unit["sample_rate"], _clip_samples(unit["sample_rate"], unit["clip_seconds"])
+    # a random place in the clip, as a real recording would not be centred
+    offset = int(rng.integers(0, n - y.size + 1))
+    # random level (peak -12..-1 dBFS), then white noise at a random SNR relative to the speech
+    y = y * (10 ** (rng.uniform(-12, -1) / 20) / max(float(np.abs(y).max()), 1e-6))
+    x = np.zeros(n, np.float32)
+    x[offset : offset + y.size] = y
+    snr = rng.uniform(*unit["snr_db"])
+    noise_rms = np.sqrt(max(float(np.mean(y**2)), 1e-12) / 10 ** (snr / 10))
+    x += rng.normal(0.0, noise_rms, n).astype(np.float32)
+    return {
+        "id": f"espeak/{voice}/{rep}/{word}",
+        "x": x[None, :],
+        # unlabeled by default: the pretraining corpus; the word stays in meta for analysis
+        "label": word if unit["labelled"] else None,
+        "split": "train",
+        "group": f"espeak:{voice}",
+        "meta": {
+            "source": "espeak",
+            "voice": voice,
+            "word": word,
+            "rate_wpm": rate,
+            "pitch": pitch,
+            "snr_db": round(snr, 2),
+            "sample_rate": sr,
+        },
+    }
 
 
 # ---------------------------------------------------------------- composite: the digits recipe

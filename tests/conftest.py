@@ -152,7 +152,13 @@ def stop_ray_processes(
 def ray_session(ray_address: str):  # noqa: ANN201
     import ray
 
-    ray.init(address=ray_address, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    # the stages' worker setup hook too: Ray's own helpers in the job (Ray Train's placement-group
+    # cleaner) then ask this instance, not the last head a cluster test started and killed
+    hook = "stages.common.ray_session.setup_worker"
+    ray.init(
+        address=ray_address,
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}, "worker_process_setup_hook": hook},
+    )
     yield ray
     ray.shutdown()
 

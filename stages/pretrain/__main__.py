@@ -128,9 +128,16 @@ def make_trainer(config: dict[str, Any], ds: Any, ray_cfg: RayCfg, storage: str,
     ``ds``: the training rows (split here over the workers: ``train_rank<r>``), or a dict of per-rank
     datasets such as the view streams (``views_rank<r>``, stages/pretrain/stream.py); each worker
     reads only its own, in order."""
+    import ray
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    if ray.is_initialized() and single_host():
+        # Ray Train's preemption watcher (an actor polling Ray for nodes being drained, ~2 s of
+        # start-up on 2 cores) has nothing to watch when every node is this machine: no autoscaler
+        # drains it. Read by the controller, to which Ray Train hands this variable. Set here, not
+        # in the stage alone, so the benches and tests that build a trainer run the stage's trainer.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     if isinstance(ds, dict):
         datasets = ds
     else:
@@ -251,11 +258,6 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     storage = join(dirs.runs) if "://" in dirs.runs else os.path.abspath(dirs.runs)
     # made after the run is named: where views are made depends on the cluster, not on the recipe alone
     local = single_host()
-    if local:
-        # Ray Train's preemption watcher (an actor polling Ray for nodes being drained, ~2 s of
-        # start-up on 2 cores) has nothing to watch when every node is this machine: no autoscaler
-        # drains it. Read by the controller, to which Ray Train hands this variable.
-        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     streams, stream_spec = view_streams(recipe, config, rows, storage, name, local)
     if streams is not None:
         ds = streams

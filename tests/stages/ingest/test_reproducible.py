@@ -12,16 +12,11 @@ import hashlib
 import pytest
 
 from domains import get_domain
-from stages.common.config import load_recipe
+from stages.common.config import load_recipe, read_yaml
+from tests.conftest import REPO
 
-# the demo recipes of params.yaml, at the tests' scale
-RECIPES = [
-    "timeseries-gunpoint",
-    "rl-cartpole",
-    "pointcloud-sweethome3d",
-    "audio-digits",
-    "medical-brainpatches",
-]
+# the demo recipes (params.yaml's `domains:`), at the tests' scale
+RECIPES = list(read_yaml(REPO / "params.yaml")["domains"])
 
 
 def _digests(source, units: list) -> dict[str, str]:  # noqa: ANN001
@@ -34,7 +29,7 @@ def _digests(source, units: list) -> dict[str, str]:  # noqa: ANN001
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_a_recipe_reads_the_same_rows_in_any_unit_order(name: str) -> None:
-    recipe = load_recipe(f"pipelines/{name}.yaml", overrides=["scale=tiny"])
+    recipe = load_recipe(REPO / "pipelines" / f"{name}.yaml", REPO / "params.yaml", ["scale=tiny"])
     source = get_domain(recipe.domain).sources[recipe.data.source]
     try:
         units = list(source.list_units(**recipe.data.options))

@@ -505,7 +505,6 @@ def _read_espeak(unit: dict[str, Any]) -> Iterator[Row]:
     from domains.audio.synth import session
 
     voice = f"{unit['language']}+{unit['variant']}"
-    sr, n = unit["sample_rate"], _clip_samples(unit["sample_rate"], unit["clip_seconds"])
     rng = np.random.default_rng([unit["seed"], zlib.crc32(voice.encode())])
     rows: list[Row] = []
     # One seeded synthesiser session per unit: its words come out the same in every run, whichever
@@ -516,9 +515,8 @@ def _read_espeak(unit: dict[str, Any]) -> Iterator[Row]:
             for word in unit["words"]:
                 rate = int(rng.integers(unit["rate_wpm"][0], unit["rate_wpm"][1] + 1))
                 pitch = int(rng.integers(unit["pitch"][0], unit["pitch"][1] + 1))
-                y, native = speak(word, voice, rate, pitch)
                 rows.append(
-                    _espeak_row(unit, rng, voice, rep, word, rate, pitch, resample(y, native, sr)[:n])
+                    _espeak_row(unit, rng, voice, rep, word, rate, pitch, *speak(word, voice, rate, pitch))
                 )
     yield from rows
 
@@ -532,9 +530,12 @@ def _espeak_row(
     rate: int,
     pitch: int,
     y: np.ndarray,
+    native: int,
 ) -> Row:
-    """One synthesised word placed in a clip at a random offset and level, with noise at a random SNR."""
+    """One synthesised word (``y`` at ``native`` Hz) resampled and placed in a clip at a random offset
+    and level, with noise at a random SNR."""
     sr, n = unit["sample_rate"], _clip_samples(unit["sample_rate"], unit["clip_seconds"])
+    y = resample(y, native, sr)[:n]
     # a random place in the clip, as a real recording would not be centred
     offset = int(rng.integers(0, n - y.size + 1))
     # random level (peak -12..-1 dBFS), then white noise at a random SNR relative to the speech

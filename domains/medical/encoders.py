@@ -14,6 +14,24 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+# The ResNet encoder's 3-D convolutions run in channels-last layout (NDHWC): oneDNN's CPU kernels and
+# cuDNN's tensor-core kernels work in it natively, and NCDHW costs a reorder around every conv. On the
+# 2-core CPU machine a training step of the demo's ResNet-10 (batch 32 of 32³) took 0.69 s in NCDHW
+# and 0.44 s channels-last at one thread (0.39 s vs 0.26 s at two); its Dice segmenter 0.37 s vs
+# 0.30 s. BasicUNet gained nothing measurable (1.60 s vs 1.56 s), so it stays as MONAI builds it.
+# Parameters are kept in that layout (``channels_last``), inputs converted on entry; saved weights
+# are plain contiguous tensors (``state_to_bytes``), so checkpoints do not depend on it.
+CHANNELS_LAST = torch.channels_last_3d
+
+
+def channels_last(module: nn.Module) -> nn.Module:
+    """``module`` with its 5-D parameters and buffers (3-D conv weights) in channels-last layout."""
+    return module.to(memory_format=CHANNELS_LAST)
+
+
+def _as_channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=CHANNELS_LAST) if x.dim() == 5 else x
+
 
 class FeaturePyramid:
     """An encoder's feature maps, fine to coarse, each ``[B, C_l, ...]``; slicing takes rows of every
@@ -77,12 +95,13 @@ class ResNetEncoder(nn.Module):
             conv1_t_stride=1,
             feed_forward=False,
         )
+        channels_last(self.net)
         self.embedding_dim = self.widths[-1]
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps at full, 1/2, 1/4, 1/8 and 1/16 resolution."""
         n = self.net
-        x0 = n.act(n.bn1(n.conv1(x)))
+        x0 = n.act(n.bn1(n.conv1(_as_channels_last(x))))
         x1 = n.layer1(n.maxpool(x0))
         x2 = n.layer2(x1)
         x3 = n.layer3(x2)
@@ -111,7 +130,7 @@ class _SkipDecoderSegmenter(nn.Module):
     def __init__(self, encoder: ResNetEncoder, channels: Sequence[int], n_classes: int) -> None:
         super().__init__()
         self.encoder = encoder
-        self.decoder = SkipDecoder(list(channels), n_classes)
+        self.decoder = channels_last(SkipDecoder(list(channels), n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder.features(x))

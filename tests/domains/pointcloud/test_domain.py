@@ -97,6 +97,45 @@ def test_encoders_are_permutation_invariant_and_train(pc, cloud: np.ndarray, cfg
         pc.build_encoder({"name": "pointnet++"})
 
 
+def test_pointnet_is_its_1x1_convolutions_and_batchnorm(pc, cloud: np.ndarray) -> None:  # noqa: ANN001
+    """PointNet computes its shared MLP as one matrix product over all points; its parameters keep
+    their Conv1d/BatchNorm1d meaning (checkpoints), in training mode (batch statistics) too."""
+    torch.manual_seed(0)
+    enc = pc.build_encoder({"name": "pointnet", "widths": [8, 16], "out_dim": 24})
+    x = pc.collate([cloud, cloud[:200], cloud[::-1].copy()])
+
+    def conv_layout(m: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return m.out(m.mlp(x.transpose(1, 2))).max(dim=2).values
+
+    twin = pc.build_encoder({"name": "pointnet", "widths": [8, 16], "out_dim": 24})
+    twin.load_state_dict(enc.state_dict())
+    for mode in ("train", "eval"):
+        getattr(enc, mode)(), getattr(twin, mode)()
+        with torch.no_grad():
+            torch.testing.assert_close(enc(x), conv_layout(twin, x), atol=1e-5, rtol=1e-4)
+    # BatchNorm's running statistics followed the same batches
+    torch.testing.assert_close(enc.state_dict(), twin.state_dict(), atol=1e-5, rtol=1e-4)
+
+
+def test_linear_svm_does_not_depend_on_numpys_global_random_state(pc) -> None:  # noqa: ANN001
+    """liblinear visits samples in a random order: the same seed gives the same fit bit for bit,
+    whatever numpy's global state (the grid search runs its fits on threads, in any order)."""
+    from domains.pointcloud.tasks import _svm, linear_svm_accuracy
+
+    rng = np.random.default_rng(0)
+    ytr, yte = np.repeat(np.arange(3), 10), np.repeat(np.arange(3), 4)
+    # fewer rows than features, as in the grid search's folds: liblinear's dual (randomised) solver
+    tr = rng.normal(size=(30, 60)) + ytr[:, None]
+    te = rng.normal(size=(12, 60)) + yte[:, None]
+    coefs = []
+    for global_seed in (0, 1, 2):
+        np.random.seed(global_seed)
+        coefs.append(_svm(10.0, seed=0).fit(tr, ytr)[-1].coef_)
+    assert all(np.array_equal(coefs[0], c) for c in coefs[1:])
+    acc, C = linear_svm_accuracy(tr, ytr, te, yte, seed=0)
+    assert acc > 0.6 and C in (0.001, 0.01, 0.1, 1.0, 10.0)
+
+
 def test_fingerprint_matches_copies_not_other_shapes(pc, cloud: np.ndarray) -> None:  # noqa: ANN001
     rng = np.random.default_rng(5)
     other = rng.uniform(-1, 1, size=(256, 3)).astype(np.float32) * [1, 0.2, 0.2]

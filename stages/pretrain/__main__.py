@@ -112,9 +112,34 @@ def train_blocks(table: Any, block_mb: float = 64.0) -> list[Any]:
     return [table.slice(s, per) for s in range(0, n, per)] or [table]
 
 
-def run_name(config: dict[str, Any], rows: list[dict]) -> str:
-    """Hash of the job configuration and the training rows' ids and contents."""
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def code_fingerprint(domain: str, root: Path = ROOT) -> str:
+    """Hash of the Python sources a pretraining run executes: ``stages/pretrain``, ``stages/common``,
+    the shared ``domains/*.py`` and the domain's own package (dvc.yaml's code deps of the stage).
+
+    Part of :func:`run_name`, because a run resumes from the latest checkpoint stored under its
+    name: without it, a stage that DVC re-ran after a code change (a fixed augmentation, a new
+    loss) found the finished run of the old code and handed back its weights untrained.
+    """
+    files = [
+        *(root / "stages" / "pretrain").glob("*.py"),
+        *(root / "stages" / "common").glob("*.py"),
+        *(root / "domains").glob("*.py"),
+        *(root / "domains" / domain).rglob("*.py"),
+    ]
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def run_name(config: dict[str, Any], rows: list[dict], code: str = "") -> str:
+    """Hash of the job configuration, the training rows' ids and contents and the code
+    (:func:`code_fingerprint`): the same name, and so a resume, only for the same run."""
     h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    h.update(code.encode())
     for r in rows:
         h.update(r["id"].encode())
         h.update(r["x"].tobytes())
@@ -251,7 +276,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         raise StageError("no training rows after curation")
     world = recipe.ray.num_workers
     config = job_config(recipe, dirs, rows, world)
-    name = run_name(config, rows)
+    name = run_name(config, rows, code_fingerprint(recipe.domain))
     live_dir = os.path.abspath(join(dirs.metrics, "pretrain")) if "://" not in dirs.metrics else None
     init_ray(recipe.ray)
     check_gpus(recipe.ray, world)

@@ -1,0 +1,59 @@
+"""The run name decides what a pretraining run resumes from: same config, rows and code only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stages.pretrain.__main__ import code_fingerprint, run_name
+
+
+def _tree(root: Path) -> None:
+    for rel in (
+        "stages/pretrain/loop.py",
+        "stages/common/losses.py",
+        "domains/base.py",
+        "domains/timeseries/views.py",
+        "domains/audio/views.py",
+        "stages/finetune/__main__.py",
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(f"# {rel}\n")
+
+
+def test_code_fingerprint_follows_the_code_the_run_executes(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    before = code_fingerprint("timeseries", tmp_path)
+    assert code_fingerprint("timeseries", tmp_path) == before  # stable: an interrupted run resumes
+    # code other stages or domains run does not void a run
+    (tmp_path / "stages/finetune/__main__.py").write_text("changed = True\n")
+    (tmp_path / "domains/audio/views.py").write_text("changed = True\n")
+    assert code_fingerprint("timeseries", tmp_path) == before
+    # a change to the domain's views, the loop, the losses or the shared domain code makes a new run
+    for rel in (
+        "domains/timeseries/views.py",
+        "stages/pretrain/loop.py",
+        "stages/common/losses.py",
+        "domains/base.py",
+    ):
+        old = (tmp_path / rel).read_text()
+        (tmp_path / rel).write_text(old + "fixed = True\n")
+        assert code_fingerprint("timeseries", tmp_path) != before, rel
+        (tmp_path / rel).write_text(old)
+    assert code_fingerprint("timeseries", tmp_path) == before
+
+
+def test_run_name_changes_with_config_rows_and_code() -> None:
+    rows = [{"id": "a", "x": np.zeros(3, np.float32)}, {"id": "b", "x": np.ones(3, np.float32)}]
+    name = run_name({"lr": 1e-3}, rows, "code1")
+    assert name == run_name({"lr": 1e-3}, rows, "code1")
+    assert name != run_name({"lr": 1e-2}, rows, "code1")
+    assert name != run_name({"lr": 1e-3}, rows[:1], "code1")
+    assert name != run_name({"lr": 1e-3}, rows, "code2")
+
+
+def test_the_repository_fingerprint_is_computed_from_its_sources() -> None:
+    # the real tree: every domain package hashes, and differently from another domain's
+    prints = {d: code_fingerprint(d) for d in ("timeseries", "audio", "medical", "pointcloud", "rl")}
+    assert len(set(prints.values())) == 5

@@ -41,7 +41,7 @@ class PointNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The 1×1 convolutions are one matrix product over all B·N points ([B·N, C] rows), which
         # is the same arithmetic without Conv1d's [B, C, N] layout: a training step of the demo's
-        # encoder (batch 32 × 1,024 points, one thread) took 0.39 s through Conv1d and 0.29 s so.
+        # encoder (batch 32 × 1,024 points, one thread) took 0.39 s through Conv1d and 0.31 s so.
         # BatchNorm1d on [B·N, C] normalises over the same B·N values as on [B, C, N]; the
         # parameters (and checkpoints) are the Conv1d/BatchNorm1d ones.
         b, n, _ = x.shape

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ import pyarrow.parquet as pq
 
 from domains import get_domain
 from stages.common.schema import Recipe
+from stages.common.sources import domain_package, sources_sha
 from stages.common.storage import atomic_dir, exists, join, open_fs, read_json, write_json
 
 #: the cache folder inside ``data/<recipe>/`` (declared in dvc.yaml)
@@ -72,12 +72,7 @@ def _code_sha(domain_name: str) -> str:
     """Hash of the code that builds and runs the embedder: the domain's package and the encoder helpers."""
     from stages.common import encoders
 
-    pkg = Path(sys.modules[type(get_domain(domain_name)).__module__].__file__ or "").parent
-    h = hashlib.sha256()
-    for p in [*sorted(pkg.rglob("*.py")), Path(encoders.__file__ or "")]:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
+    return sources_sha([*domain_package(domain_name).rglob("*.py"), Path(encoders.__file__ or "")])
 
 
 def signature(recipe: Recipe, enc_cfg: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from stages.common.losses import build_loss
 from stages.common.ray_session import init_ray
 from stages.common.rows import table_to_rows, train_mask
 from stages.common.schema import RayCfg, Recipe
+from stages.common.sources import domain_package, sources_sha
 from stages.common.storage import join, read_json, read_table, write_json
 from stages.pretrain.loop import check_views, load_checkpoint_model, train_loop_per_worker
 from stages.pretrain.stream import (
@@ -115,24 +116,23 @@ def train_blocks(table: Any, block_mb: float = 64.0) -> list[Any]:
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def code_fingerprint(domain: str, root: Path = ROOT) -> str:
+def code_fingerprint(domain: str, root: Path = ROOT, package: Path | None = None) -> str:
     """Hash of the Python sources a pretraining run executes: ``stages/pretrain``, ``stages/common``,
-    the shared ``domains/*.py`` and the domain's own package (dvc.yaml's code deps of the stage).
+    the shared ``domains/*.py`` and the domain's own package (dvc.yaml's code deps of the stage;
+    the package found from the registered domain, so a plug-in domain's code counts too).
 
     Part of :func:`run_name`, because a run resumes from the latest checkpoint stored under its
     name: without it, a stage that DVC re-ran after a code change (a fixed augmentation, a new
     loss) found the finished run of the old code and handed back its weights untrained.
+    ``package``: the domain's package folder (default: :func:`domain_package`).
     """
     files = [
         *(root / "stages" / "pretrain").glob("*.py"),
         *(root / "stages" / "common").glob("*.py"),
         *(root / "domains").glob("*.py"),
-        *(root / "domains" / domain).rglob("*.py"),
+        *(package or domain_package(domain)).rglob("*.py"),
     ]
-    h = hashlib.sha256()
-    for f in sorted(files):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+    return sources_sha(files)[:16]
 
 
 def run_name(config: dict[str, Any], rows: list[dict], code: str = "") -> str:

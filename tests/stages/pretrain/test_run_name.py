@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.common.sources import domain_package
 from stages.pretrain.__main__ import code_fingerprint, run_name
 
 
@@ -24,12 +25,14 @@ def _tree(root: Path) -> None:
 
 def test_code_fingerprint_follows_the_code_the_run_executes(tmp_path: Path) -> None:
     _tree(tmp_path)
-    before = code_fingerprint("timeseries", tmp_path)
-    assert code_fingerprint("timeseries", tmp_path) == before  # stable: an interrupted run resumes
+    before = code_fingerprint("timeseries", tmp_path, tmp_path / "domains" / "timeseries")
+    assert (
+        code_fingerprint("timeseries", tmp_path, tmp_path / "domains" / "timeseries") == before
+    )  # stable: an interrupted run resumes
     # code other stages or domains run does not void a run
     (tmp_path / "stages/finetune/__main__.py").write_text("changed = True\n")
     (tmp_path / "domains/audio/views.py").write_text("changed = True\n")
-    assert code_fingerprint("timeseries", tmp_path) == before
+    assert code_fingerprint("timeseries", tmp_path, tmp_path / "domains" / "timeseries") == before
     # a change to the domain's views, the loop, the losses or the shared domain code makes a new run
     for rel in (
         "domains/timeseries/views.py",
@@ -39,9 +42,9 @@ def test_code_fingerprint_follows_the_code_the_run_executes(tmp_path: Path) -> N
     ):
         old = (tmp_path / rel).read_text()
         (tmp_path / rel).write_text(old + "fixed = True\n")
-        assert code_fingerprint("timeseries", tmp_path) != before, rel
+        assert code_fingerprint("timeseries", tmp_path, tmp_path / "domains" / "timeseries") != before, rel
         (tmp_path / rel).write_text(old)
-    assert code_fingerprint("timeseries", tmp_path) == before
+    assert code_fingerprint("timeseries", tmp_path, tmp_path / "domains" / "timeseries") == before
 
 
 def test_run_name_changes_with_config_rows_and_code() -> None:
@@ -57,3 +60,5 @@ def test_the_repository_fingerprint_is_computed_from_its_sources() -> None:
     # the real tree: every domain package hashes, and differently from another domain's
     prints = {d: code_fingerprint(d) for d in ("timeseries", "audio", "medical", "pointcloud", "rl")}
     assert len(set(prints.values())) == 5
+    # the domain's package is found from the registered domain (plug-ins outside domains/ too)
+    assert domain_package("audio") == Path(__file__).resolve().parents[3] / "domains" / "audio"

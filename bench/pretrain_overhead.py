@@ -15,6 +15,8 @@ Two budgets, measured in one run:
   * ``demo_ucr``: what ``make repro`` pretrains on GunPoint now (``pipelines/timeseries-gunpoint.yaml``,
     the one UCR recipe: TS2Vec's objective, batch 8, 34 epochs of 6 steps, a checkpoint every 17, one
     Ray worker of 2 threads against the same 2 threads in-process).
+Then empty one-worker ``fit()``s with Ray's ``TorchTrainer`` and the stage's ``PromptTorchTrainer``
+alternating (``empty_fit``: Ray Train's fixed cost before and after the training function).
 Run: ``python -m bench.pretrain_overhead`` (``make bench``); writes bench/results/pretrain_overhead.json.
 """
 
@@ -40,6 +42,7 @@ from stages.common.rows import encode_row
 from stages.common.schema import PretrainCfg, RayCfg
 from stages.pretrain.__main__ import make_trainer
 from stages.pretrain.loop import load_checkpoint_model, run_in_process
+from stages.pretrain.ray_train import prestart_autoscaling_coordinator
 
 OUT = Path(__file__).parent / "results" / "pretrain_overhead.json"
 WORKERS = 2
@@ -145,16 +148,55 @@ def measure(name: str, budget: dict) -> dict[str, Any]:
     return res
 
 
+def _mark_start(config: dict) -> None:
+    """An empty training function: it only records when it started."""
+    Path(config["path"]).write_text(repr(time.time()))
+
+
+def fit_fixed_costs(repeats: int = 3) -> dict[str, Any]:
+    """Empty one-worker ``fit()``s, Ray's ``TorchTrainer`` and the stage's ``PromptTorchTrainer``
+    alternating: seconds from ``fit()`` to the training function, and from its end to ``fit()``'s
+    return (Ray's placement-group cleaner made the latter 1.0 s; stages/pretrain/ray_train.py)."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from stages.pretrain.ray_train import PromptTorchTrainer
+
+    res: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            for cls in (TorchTrainer, PromptTorchTrainer):
+                mark = Path(tmp, f"{cls.__name__}{i}.started")
+                t0 = time.time()
+                cls(
+                    _mark_start,
+                    train_loop_config={"path": str(mark)},
+                    scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
+                    run_config=RunConfig(name=mark.stem, storage_path=tmp),
+                ).fit()
+                t2 = time.time()
+                started = float(mark.read_text())
+                r = res.setdefault(cls.__name__, {"to_train_fn_s": [], "after_train_fn_s": []})
+                r["to_train_fn_s"].append(round(started - t0, 3))
+                r["after_train_fn_s"].append(round(t2 - started, 3))
+    for r in res.values():
+        r.update({f"{k}_mean": float(np.mean(v)) for k, v in list(r.items())})
+    print(f"empty fit(): {json.dumps(res, indent=2)}", flush=True)
+    return res
+
+
 def main() -> None:
     run = BenchRun()
     import ray
 
     init_ray(RayCfg(num_workers=WORKERS))
+    prestart_autoscaling_coordinator()  # as the pretrain stage does
     res: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, ray {ray.__version__}",
     }
     for name, budget in _budgets().items():
         res[name] = measure(name, budget)
+    res["empty_fit"] = fit_fixed_costs()
     # the two headline ratios the README states (issue 18's targets: step <= 1.05x, demo run <= 1.2x)
     res["step_time_ratio_ray_over_in_process"] = res["steady"]["step_time_ratio_ray_over_in_process"]
     res["wall_ratio_ray_over_in_process"] = res["demo"]["wall_ratio_ray_over_in_process"]

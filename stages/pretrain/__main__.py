@@ -155,7 +155,8 @@ def make_trainer(config: dict[str, Any], ds: Any, ray_cfg: RayCfg, storage: str,
     reads only its own, in order."""
     import ray
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+
+    from stages.pretrain.ray_train import PromptTorchTrainer
 
     if ray.is_initialized() and single_host():
         # Ray Train's preemption watcher (an actor polling Ray for nodes being drained, ~2 s of
@@ -172,7 +173,7 @@ def make_trainer(config: dict[str, Any], ds: Any, ray_cfg: RayCfg, storage: str,
         # same number of rows, so no rank waits for another at the end of an epoch.
         parts = ds.split(config["world_size"], equal=True)
         datasets = {shard_name(r): part for r, part in enumerate(parts)}
-    return TorchTrainer(
+    return PromptTorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
         scaling_config=ScalingConfig(
@@ -268,6 +269,8 @@ def view_streams(
 def run(recipe: Recipe, dirs: Dirs) -> None:
     import ray.data
 
+    from stages.pretrain.ray_train import prestart_autoscaling_coordinator
+
     curated = join(dirs.data, "curated")
     table = read_table(curated)
     table = table.filter(train_mask(table.column("split")))
@@ -279,6 +282,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     name = run_name(config, rows, code_fingerprint(recipe.domain))
     live_dir = os.path.abspath(join(dirs.metrics, "pretrain")) if "://" not in dirs.metrics else None
     init_ray(recipe.ray)
+    prestart_autoscaling_coordinator()  # its process starts while the driver prepares the rows
     check_gpus(recipe.ray, world)
     storage = join(dirs.runs) if "://" in dirs.runs else os.path.abspath(dirs.runs)
     # made after the run is named: where views are made depends on the cluster, not on the recipe alone

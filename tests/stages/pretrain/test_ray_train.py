@@ -1,0 +1,77 @@
+"""``stages.pretrain.ray_train``: Ray Train's fit without its fixed waits, and still Ray Train."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stages.pretrain import pg_cleaner, ray_train
+
+
+def test_the_stage_trainer_launches_the_prompt_cleaner(ray_session: Any, tmp_path: Path) -> None:  # noqa: ANN401
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    from stages.common.schema import RayCfg
+    from stages.pretrain.__main__ import make_trainer
+
+    trainer = make_trainer({"world_size": 1}, {}, RayCfg(num_workers=1), str(tmp_path), "t")
+    cleaners = [
+        c for c in trainer._create_default_callbacks() if isinstance(c, PlacementGroupCleanerCallback)
+    ]
+    assert [type(c) for c in cleaners] == [ray_train.PromptCleanerCallback]
+
+
+class _Group:
+    id = "pg"
+
+
+# the stubbed exit_actor's SystemExit ends the monitor thread, as the real one does in the actor
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_cleaner_stops_without_waiting_out_its_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's cleaner polls its queue every ``check_interval_s``; asked to stop, it returned only when
+    that wait ran out (1 s at the end of every ``fit()``). Here the interval is 30 s."""
+    from ray.train.v2._internal.execution.controller import placement_group_cleaner
+
+    asks = threading.Event()
+
+    def alive(**_: Any) -> bool:  # noqa: ANN401
+        asks.set()
+        return True
+
+    monkeypatch.setattr(placement_group_cleaner, "is_actor_alive", alive)
+    cleaner = pg_cleaner.PromptPlacementGroupCleaner("controller", 30.0, 1.0, 60.0)
+    # in its actor, the monitor ends in Ray's exit_actor, which raises in the calling thread
+    monkeypatch.setattr(cleaner, "_exit", lambda: sys.exit())
+    cleaner.start_monitoring()
+    cleaner.register_placement_group(_Group())
+    assert asks.wait(5)  # the monitor took the group and is back waiting on its queue
+    t0 = time.perf_counter()
+    assert cleaner._stop_monitor_thread()
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_a_fit_returns_as_soon_as_its_training_function_has(ray_session: Any, tmp_path: Path) -> None:  # noqa: ANN401
+    """The whole path on the tests' Ray instance: the cleaner Ray Train launches is the prompt one
+    (a failed launch would only log a warning), so ``fit()`` no longer ends 1.0 s after training."""
+    from ray.train import RunConfig, ScalingConfig
+
+    done = tmp_path / "done"
+
+    def train(_: dict) -> None:
+        done.write_text(str(time.time()))
+
+    ray_train.prestart_autoscaling_coordinator()
+    ray_train.PromptTorchTrainer(
+        train,
+        scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(name="prompt", storage_path=str(tmp_path / "runs")),
+    ).fit()
+    after = time.time() - float(done.read_text())
+    assert after < 0.7, (
+        f"fit() returned {after:.2f} s after the training function (Ray's cleaner waits 1.0 s)"
+    )

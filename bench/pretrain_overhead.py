@@ -14,7 +14,8 @@ Two budgets, measured in one run:
     start-up and checkpoint reporting included;
   * ``demo_ucr``: what ``make repro`` pretrains on GunPoint now (``pipelines/timeseries-gunpoint.yaml``,
     the one UCR recipe: TS2Vec's objective, batch 8, 34 epochs of 6 steps, a checkpoint every 17, one
-    Ray worker of 2 threads against the same 2 threads in-process).
+    Ray worker of 2 threads against the same 2 threads in-process), three times, in-process and Ray
+    alternating: one pair's ratio moves by about +-0.07 on 2 cores, so the mean comes with its std.
 Then empty one-worker ``fit()``s with Ray's ``TorchTrainer`` and the stage's ``PromptTorchTrainer``
 alternating (``empty_fit``: Ray Train's fixed cost before and after the training function).
 Run: ``python -m bench.pretrain_overhead`` (``make bench``); writes bench/results/pretrain_overhead.json.
@@ -72,6 +73,7 @@ def _budgets() -> dict[str, dict[str, Any]]:
             "checkpoint_every": 17,
             "loss": "ts2vec",
             "workers": 1,
+            "repeats": 3,  # the headline whole-run ratio: mean +- std of 3 alternating pairs
             "encoder": {"hidden_dim": 64, "out_dim": 320, "depth": 10},
         },
     }
@@ -110,19 +112,21 @@ def measure(name: str, budget: dict) -> dict[str, Any]:
     workers = budget.get("workers", WORKERS)  # Ray Train workers; WORKERS threads in all either way
     steps = budget.get("steps_per_epoch") or (len(xs) // workers) // (batch // workers)
 
-    t0 = time.perf_counter()
-    _, local_hist = run_in_process(_config(budget, batch, steps, threads=WORKERS, world=1), xs)
-    local_wall = time.perf_counter() - t0
-
     table = pa.Table.from_pylist([encode_row({"id": str(i), "x": x}) for i, x in enumerate(xs)])
     config = _config(budget, batch // workers, steps, threads=WORKERS // workers, world=workers)
-    with tempfile.TemporaryDirectory() as storage:
-        t0 = time.perf_counter()  # from the rows in the driver, as the pretrain stage starts
-        ds = ray.data.from_arrow(table.select(["x", "shape"]))
-        result = make_trainer(config, ds, RayCfg(num_workers=workers), storage, "bench").fit()
-        ray_wall = time.perf_counter() - t0
-        with result.checkpoint.as_directory() as d:
-            _, state = load_checkpoint_model(config, d)
+    walls = []  # (in-process, Ray Train) wall seconds per repeat, alternating
+    for _ in range(budget.get("repeats", 1)):
+        t0 = time.perf_counter()
+        _, local_hist = run_in_process(_config(budget, batch, steps, threads=WORKERS, world=1), xs)
+        local_wall = time.perf_counter() - t0
+        with tempfile.TemporaryDirectory() as storage:
+            t0 = time.perf_counter()  # from the rows in the driver, as the pretrain stage starts
+            ds = ray.data.from_arrow(table.select(["x", "shape"]))
+            result = make_trainer(config, ds, RayCfg(num_workers=workers), storage, "bench").fit()
+            ray_wall = time.perf_counter() - t0
+            with result.checkpoint.as_directory() as d:
+                _, state = load_checkpoint_model(config, d)
+        walls.append((local_wall, ray_wall))
     ray_hist = state["history"]
     res = {
         "data": f"GunPoint, {len(xs)} series x 150 steps; {budget.get('loss', 'ntxent')}; global batch {batch}; "
@@ -142,8 +146,16 @@ def measure(name: str, budget: dict) -> dict[str, Any]:
     res["step_time_ratio_ray_over_in_process"] = (
         res["ray_train"]["step_time_s"] / res["in_process"]["step_time_s"]
     )
-    res["wall_ratio_ray_over_in_process"] = ray_wall / local_wall
-    res["ray_fixed_s"] = ray_wall - local_wall  # what is not training: start-up, reporting, teardown
+    ratios = [r / loc for loc, r in walls]
+    fixed = [r - loc for loc, r in walls]  # what is not training: start-up, reporting, teardown
+    res["wall_ratio_ray_over_in_process"] = float(np.mean(ratios))
+    res["ray_fixed_s"] = float(np.mean(fixed))
+    if len(walls) > 1:  # one run's ratio moves by about +-0.07 on 2 cores: the spread says how much
+        res["repeats"] = {
+            "wall_s": [[round(loc, 2), round(r, 2)] for loc, r in walls],
+            "wall_ratio_std": float(np.std(ratios)),
+            "ray_fixed_s_std": float(np.std(fixed)),
+        }
     print(f"{name}: {json.dumps(res, indent=2)}", flush=True)
     return res
 

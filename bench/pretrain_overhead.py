@@ -4,7 +4,7 @@ The same loop (``stages.pretrain.loop``) at the same global batch, on the same 2
   * in-process: one process, 2 torch threads, global batch B;
   * Ray Train: 2 workers x 1 thread, B/2 each, NT-Xent negatives gathered across workers, data from
     a Ray Data shard per worker (built as the pretrain stage builds it, ``make_trainer``).
-Two budgets, measured in one run:
+Three budgets, measured in one run:
   * ``steady``: GunPoint's 200 series, 12 steps per epoch, 6 epochs; its step-time ratio is Ray's
     per-step cost (steady state = mean over epochs after the first, which pays for warm-up);
   * ``demo``: what ``make repro`` pretrained on GunPoint until the demo recipe took the one UCR

@@ -119,11 +119,9 @@ class BenchRun:
         wrapped as ``{"meta": ..., "rows": [...]}``), atomically; False when refused."""
         if not self.may_write(str(path)):
             return False
-        body = (
-            {**result, "meta": self.meta()}
-            if isinstance(result, dict)
-            else {"meta": self.meta(), "rows": result}
-        )
+        # meta first: the conditions a timing was measured under are the first thing a reader sees
+        rest = result if isinstance(result, dict) else {"rows": result}
+        body = {"meta": self.meta(), **{k: v for k, v in rest.items() if k != "meta"}}
         _atomic_write(Path(path), json.dumps(body, indent=indent) + "\n")
         return True
 

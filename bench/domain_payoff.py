@@ -448,6 +448,7 @@ def run_domain(
     figures = aggregate(payoff, per_seed_metrics)
     headline = next(iter(figures))
     entry = {
+        "meta": bench.meta(),  # first: the load and machine the figures below were measured under
         "recipe": payoff.recipe,
         "command": f"python -m bench.domain_payoff --domains {domain} --seeds {len(seeds)}"
         + "".join(f" --set {shlex.quote(x)}" for x in extra),
@@ -472,7 +473,6 @@ def run_domain(
         "goal": payoff.goal,
         "goal_status": goal_status(domain, figures),
         "run_dir": str(run_dir),
-        "meta": bench.meta(),
     }
     return entry
 

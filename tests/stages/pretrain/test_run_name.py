@@ -25,14 +25,13 @@ def _tree(root: Path) -> None:
 
 def test_code_fingerprint_follows_the_code_the_run_executes(tmp_path: Path) -> None:
     _tree(tmp_path)
-    before = code_fingerprint("timeseries", tmp_path, tmp_path / "domains" / "timeseries")
-    assert (
-        code_fingerprint("timeseries", tmp_path, tmp_path / "domains" / "timeseries") == before
-    )  # stable: an interrupted run resumes
+    pkg = tmp_path / "domains" / "timeseries"
+    before = code_fingerprint("timeseries", tmp_path, pkg)
+    assert code_fingerprint("timeseries", tmp_path, pkg) == before  # stable: an interrupted run resumes
     # code other stages or domains run does not void a run
     (tmp_path / "stages/finetune/__main__.py").write_text("changed = True\n")
     (tmp_path / "domains/audio/views.py").write_text("changed = True\n")
-    assert code_fingerprint("timeseries", tmp_path, tmp_path / "domains" / "timeseries") == before
+    assert code_fingerprint("timeseries", tmp_path, pkg) == before
     # a change to the domain's views, the loop, the losses or the shared domain code makes a new run
     for rel in (
         "domains/timeseries/views.py",
@@ -42,9 +41,9 @@ def test_code_fingerprint_follows_the_code_the_run_executes(tmp_path: Path) -> N
     ):
         old = (tmp_path / rel).read_text()
         (tmp_path / rel).write_text(old + "fixed = True\n")
-        assert code_fingerprint("timeseries", tmp_path, tmp_path / "domains" / "timeseries") != before, rel
+        assert code_fingerprint("timeseries", tmp_path, pkg) != before, rel
         (tmp_path / rel).write_text(old)
-    assert code_fingerprint("timeseries", tmp_path, tmp_path / "domains" / "timeseries") == before
+    assert code_fingerprint("timeseries", tmp_path, pkg) == before
 
 
 def test_run_name_changes_with_config_rows_and_code() -> None:

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from domains import get_domain
 from stages.common.schema import Recipe
-from stages.common.sources import domain_package, sources_sha
+from stages.common.sources import domain_package, python_files, sources_sha
 from stages.common.storage import atomic_dir, exists, join, open_fs, read_json, write_json
 
 #: the cache folder inside ``data/<recipe>/`` (declared in dvc.yaml)
@@ -72,7 +72,8 @@ def _code_sha(domain_name: str) -> str:
     """Hash of the code that builds and runs the embedder: the domain's package and the encoder helpers."""
     from stages.common import encoders
 
-    return sources_sha([*domain_package(domain_name).rglob("*.py"), Path(encoders.__file__ or "")])
+    helpers = Path(encoders.__file__ or "")
+    return sources_sha([*python_files(domain_package(domain_name), recursive=True), (f"common/{helpers.name}", helpers)])
 
 
 def signature(recipe: Recipe, enc_cfg: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from stages.common.losses import build_loss
 from stages.common.ray_session import init_ray
 from stages.common.rows import table_to_rows, train_mask
 from stages.common.schema import RayCfg, Recipe
-from stages.common.sources import domain_package, sources_sha
+from stages.common.sources import domain_package, python_files, sources_sha
 from stages.common.storage import join, read_json, read_table, write_json
 from stages.pretrain.loop import check_views, load_checkpoint_model, train_loop_per_worker
 from stages.pretrain.stream import (
@@ -127,10 +127,10 @@ def code_fingerprint(domain: str, root: Path = ROOT, package: Path | None = None
     ``package``: the domain's package folder (default: :func:`domain_package`).
     """
     files = [
-        *(root / "stages" / "pretrain").glob("*.py"),
-        *(root / "stages" / "common").glob("*.py"),
-        *(root / "domains").glob("*.py"),
-        *(package or domain_package(domain)).rglob("*.py"),
+        *python_files(root / "stages" / "pretrain"),
+        *python_files(root / "stages" / "common"),
+        *python_files(root / "domains"),
+        *python_files(package or domain_package(domain), recursive=True),
     ]
     return sources_sha(files)[:16]
 

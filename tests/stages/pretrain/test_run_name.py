@@ -46,6 +46,37 @@ def test_code_fingerprint_follows_the_code_the_run_executes(tmp_path: Path) -> N
     assert code_fingerprint("timeseries", tmp_path, pkg) == before
 
 
+def test_code_fingerprint_is_keyed_by_where_a_file_sits_not_by_its_name(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    pkg = tmp_path / "domains" / "timeseries"
+    (pkg / "sub").mkdir()
+    (pkg / "sub" / "views.py").write_text("inner = True\n")
+    before = code_fingerprint("timeseries", tmp_path, pkg)
+    # the two views.py trade contents: same names, same bytes, other code at each import path
+    outer, inner = (pkg / "views.py").read_text(), (pkg / "sub" / "views.py").read_text()
+    (pkg / "views.py").write_text(inner)
+    (pkg / "sub" / "views.py").write_text(outer)
+    assert code_fingerprint("timeseries", tmp_path, pkg) != before
+    (pkg / "views.py").write_text(outer)
+    (pkg / "sub" / "views.py").write_text(inner)
+    # a module moved to a subfolder is another module
+    (pkg / "sub" / "views.py").rename(pkg / "sub" / "extra.py")
+    moved = code_fingerprint("timeseries", tmp_path, pkg)
+    (pkg / "sub" / "extra.py").rename(pkg / "extra.py")
+    assert code_fingerprint("timeseries", tmp_path, pkg) != moved
+
+
+def test_code_fingerprint_is_the_same_in_every_clone(tmp_path: Path) -> None:
+    # the checkout's location is not part of the hash: two clones of one commit resume each
+    # other's runs by name only if they hash alike
+    a, b = tmp_path / "a", tmp_path / "elsewhere" / "b"
+    for root in (a, b):
+        _tree(root)
+    assert code_fingerprint("timeseries", a, a / "domains" / "timeseries") == code_fingerprint(
+        "timeseries", b, b / "domains" / "timeseries"
+    )
+
+
 def test_run_name_changes_with_config_rows_and_code() -> None:
     rows = [{"id": "a", "x": np.zeros(3, np.float32)}, {"id": "b", "x": np.ones(3, np.float32)}]
     name = run_name({"lr": 1e-3}, rows, "code1")

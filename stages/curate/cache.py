@@ -73,7 +73,9 @@ def _code_sha(domain_name: str) -> str:
     from stages.common import encoders
 
     helpers = Path(encoders.__file__ or "")
-    return sources_sha([*python_files(domain_package(domain_name), recursive=True), (f"common/{helpers.name}", helpers)])
+    return sources_sha(
+        [*python_files(domain_package(domain_name), recursive=True), (f"common/{helpers.name}", helpers)]
+    )
 
 
 def signature(recipe: Recipe, enc_cfg: dict[str, Any]) -> dict[str, Any]:

@@ -282,7 +282,8 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     name = run_name(config, rows, code_fingerprint(recipe.domain))
     live_dir = os.path.abspath(join(dirs.metrics, "pretrain")) if "://" not in dirs.metrics else None
     init_ray(recipe.ray)
-    prestart_autoscaling_coordinator()  # its process starts while the driver prepares the rows
+    # its process starts while the driver builds the dataset and the trainer, not inside fit()
+    prestart_autoscaling_coordinator()
     check_gpus(recipe.ray, world)
     storage = join(dirs.runs) if "://" in dirs.runs else os.path.abspath(dirs.runs)
     # made after the run is named: where views are made depends on the cluster, not on the recipe alone

@@ -90,9 +90,47 @@ class NTXentPairs(nn.Module):
         pass
 
 
+def reverse_stack(x: np.ndarray, stack: int) -> np.ndarray:
+    """The frame stack ``[S*C, H, W]`` in reverse time order: the same frames, the opposite motion."""
+    s_c, h, w = x.shape
+    return np.ascontiguousarray(x.reshape(stack, s_c // stack, h, w)[::-1].reshape(s_c, h, w))
+
+
+def ntxent_with_negatives(z1: torch.Tensor, z2: torch.Tensor, extra: torch.Tensor, t: float) -> torch.Tensor:
+    """SimCLR's NT-Xent over the 2N views, every row of ``extra`` a further negative of every view."""
+    z = nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    e = nn.functional.normalize(extra, dim=1)
+    n = z1.shape[0]
+    sim = z @ z.T / t
+    sim.fill_diagonal_(float("-inf"))
+    logits = torch.cat([sim, z @ e.T / t], dim=1)
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return nn.functional.cross_entropy(logits, target)
+
+
+class NTXentReversedNegatives(NTXentPairs):
+    """NT-Xent whose negatives include every key stack played backwards (``ntxent_reverse``).
+
+    A stack and its reversal hold the same frames and differ only in the direction of motion, so
+    telling them apart needs the velocities' signs, which position alone (enough to tell the
+    batch's other states apart) does not give: an arrow-of-time hard negative."""
+
+    def __init__(self, encoder: nn.Module, stack: int = 3) -> None:
+        super().__init__(encoder)
+        self.stack = stack
+
+    def loss(self, q: torch.Tensor, _unused: Any, _length: int, keys: np.ndarray) -> torch.Tensor:  # noqa: ANN401
+        backwards = np.stack([reverse_stack(k, self.stack) for k in keys])
+        both = self.encoder(torch.as_tensor(np.concatenate([keys, backwards])))
+        k, r = both.chunk(2)
+        return ntxent_with_negatives(self.head(q), self.head(k), self.head(r), 0.1)
+
+
 def make_objective(name: str, encoder: nn.Module) -> nn.Module:
     if name == "ntxent":
         return NTXentPairs(encoder)
+    if name == "ntxent_reverse":
+        return NTXentReversedNegatives(encoder)
     obj = {"atc": ATCObjective, "curl": CURLObjective}[name]()
     obj.bind(encoder)
     return obj
@@ -162,7 +200,7 @@ def markdown(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.rl_objectives", description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA, help="curated (or ingested) RL rows, parquet")
-    ap.add_argument("--objectives", default="atc,ntxent", help="subset of atc, curl, ntxent")
+    ap.add_argument("--objectives", default="atc,ntxent", help="subset of atc, curl, ntxent, ntxent_reverse")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch", type=int, default=128)
@@ -172,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "rl_objectives.json")
     args = ap.parse_args(argv)
     names = args.objectives.split(",")
-    if set(names) - {"atc", "curl", "ntxent"}:
-        raise SystemExit(f"--objectives: unknown {sorted(set(names) - {'atc', 'curl', 'ntxent'})}")
+    known = {"atc", "curl", "ntxent", "ntxent_reverse"}
+    if set(names) - known:
+        raise SystemExit(f"--objectives: unknown {sorted(set(names) - known)}")
     torch.set_num_threads(args.threads)
     run = BenchRun()
     x, y, g = load_training_rows(args.data)

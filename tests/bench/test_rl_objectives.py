@@ -45,3 +45,32 @@ def test_writes_r2_per_objective_and_seed(tmp_path: Path, monkeypatch) -> None: 
         assert np.isclose(r2["theta"]["mean"], np.mean(r2["theta"]["seeds"]), atol=1e-4)
         assert res["objectives"][name]["runs"][0]["loss_curve"][-1][0] == 1  # the last step logged
     assert "| atc |" in out.with_suffix(".md").read_text()
+
+
+def test_reversed_stack_is_the_same_frames_backwards() -> None:
+    x = np.arange(3 * 2 * 4 * 4, dtype=np.float32).reshape(6, 4, 4)  # 3 frames of 2 channels
+    r = rl_objectives.reverse_stack(x, stack=3)
+    assert (
+        np.array_equal(r[0:2], x[4:6]) and np.array_equal(r[2:4], x[2:4]) and np.array_equal(r[4:6], x[0:2])
+    )
+    assert np.array_equal(rl_objectives.reverse_stack(r, stack=3), x)
+
+
+def test_extra_negatives_extend_ntxent() -> None:
+    import torch
+
+    from stages.common.losses.registry import build_loss
+
+    z1, z2 = torch.randn(8, 16, generator=torch.Generator().manual_seed(0)).chunk(2)
+    plain = rl_objectives.ntxent_with_negatives(z1, z2, torch.zeros(0, 16), 0.1)
+    assert torch.isclose(plain, build_loss("ntxent", 0.1)(z1, z2), atol=1e-5)
+    # a negative equal to each positive can only raise the loss
+    assert rl_objectives.ntxent_with_negatives(z1, z2, z2, 0.1) > plain
+
+
+def test_reversed_negatives_objective_trains(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("BENCH_FORCE", "1")
+    out = tmp_path / "objectives.json"
+    argv = ["--data", str(_data(tmp_path)), "--objectives", "ntxent_reverse", "--seeds", "0"]
+    rl_objectives.main([*argv, "--steps", "2", "--batch", "8", "--out", str(out)])
+    assert set(json.loads(out.read_text())["objectives"]["ntxent_reverse"]["r2"]) == set(rl_objectives.STATE)

@@ -218,6 +218,32 @@ def test_ridge_probe_is_quiet_on_a_singular_system(monkeypatch: pytest.MonkeyPat
     assert (r2 > 0.99).all()
 
 
+def test_wide_features_choose_the_same_penalty_as_one_ridge_per_alpha(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # raw pixels have more columns than rows: the probe's CV solves them on one kernel per fold,
+    # which must score every alpha as the standardised sklearn ridge does
+    import domains.rl.tasks as tasks
+
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(120, 6))
+    feats = (latent @ rng.normal(size=(6, 400)) + rng.normal(scale=2.0, size=(120, 400))).astype(np.float32)
+    y = latent[:, :3] + rng.normal(scale=0.3, size=(120, 3))
+    tr, va = np.arange(90), np.arange(90, 120)
+    loop = tasks._fold_scores(feats[tr], y[tr], feats[va], y[va])
+    wide = tasks._wide_fold_scores(feats[tr], y[tr], feats[va], y[va])
+    assert np.allclose(loop, wide, rtol=1e-5) and np.argmax(loop) == np.argmax(wide)
+    assert len(set(np.round(loop, 3))) > 1  # the grid's scores differ, so the choice means something
+    # the probe takes the kernel path for wide features only
+    calls: list[str] = []
+    monkeypatch.setattr(tasks, "_fold_scores", lambda *a: calls.append("loop") or loop)
+    monkeypatch.setattr(tasks, "_wide_fold_scores", lambda *a: calls.append("wide") or wide)
+    groups = np.repeat(np.arange(12), 10)
+    ridge_probe(feats[:90], y[:90], groups[:90], feats[90:], y[90:])
+    ridge_probe(latent[:90], y[:90], groups[:90], latent[90:], y[90:])
+    assert calls == ["wide"] * 5 + ["loop"] * 5
+
+
 def test_supervised_baseline_holds_out_whole_training_episodes_to_choose_its_epoch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

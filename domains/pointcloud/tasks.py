@@ -30,8 +30,13 @@ SVM_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 def _svm(C: float = 1.0, seed: int = 0) -> Any:
     # liblinear visits the samples in a random order: seeded here, so a fit does not depend on
-    # numpy's global random state (nor on which thread of the grid search draws from it first)
-    return make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=20000, random_state=seed))
+    # numpy's global random state (nor on which thread of the grid search draws from it first).
+    # The dual solver always: sklearn's "auto" takes the primal (Newton) when rows outnumber
+    # columns, but frozen features are nearly separable at the grid's large C, where the primal
+    # crawls (demo, 377 x 256, 13 classes: C=10 took 2,389 Newton steps, 5.5 s a fit, against 1.1 s
+    # for the dual); the squared-hinge objective has one minimum, so both reach the same model
+    # (the demo's three searches chose the same C and scored the same test accuracy, 41 s -> 18 s).
+    return make_pipeline(StandardScaler(), LinearSVC(C=C, dual=True, max_iter=20000, random_state=seed))
 
 
 def _cores() -> int:

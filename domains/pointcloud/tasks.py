@@ -35,7 +35,7 @@ def _svm(C: float = 1.0, seed: int = 0) -> Any:
     # columns, but frozen features are nearly separable at the grid's large C, where the primal
     # crawls (demo, 377 x 256, 13 classes: C=10 took 2,389 Newton steps, 5.5 s a fit, against 1.1 s
     # for the dual); the squared-hinge objective has one minimum, so both reach the same model
-    # (the demo's three searches chose the same C and scored the same test accuracy, 41 s -> 18 s).
+    # (the demo's three searches chose the same C and scored the same test accuracy, 47 s -> 18 s).
     return make_pipeline(StandardScaler(), LinearSVC(C=C, dual=True, max_iter=20000, random_state=seed))
 
 

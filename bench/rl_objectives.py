@@ -1,4 +1,4 @@
-"""Which pretraining objective recovers CartPole's velocities: ATC's temporal positive vs NT-Xent.
+"""Which pretraining objective recovers CartPole's velocities: temporal, action-conditioned and reversed-motion contrasts vs NT-Xent.
 
 Issue 17 asks for an RL encoder that "sees motion" (state-probe R² on the velocities). This trains
 the demo's pixel encoder in one process with each objective on the *training* episodes of an
@@ -10,7 +10,10 @@ optimiser and seeds for every objective:
   residual predictor, CURL's bilinear logits), as ``pretrain.loss: atc`` trains it;
 * ``curl`` — the same with instance positives (two shifts of one stack);
 * ``ntxent`` — the demo's objective: NT-Xent (temperature 0.1) between two DrQ shifts through the
-  pretraining MLP head.
+  pretraining MLP head;
+* ``ntxent_reverse`` — the same, every key stack played backwards as a further negative;
+* ``taco`` / ``taco_hard`` — TACO's action-conditioned contrast (the code of ``o_t`` and the action
+  at ``t`` pick out ``o_{t+1}``), ``taco_hard`` with each row's own ``o_t`` as a further negative.
 
 It logs the loss against chance (ln batch) as it goes, so a plateau at chance is visible. Data: the
 curated rows of a payoff run (``python -m bench.domain_payoff --domains rl --seeds 1 --set
@@ -67,6 +70,16 @@ def load_training_rows(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         states += [json.loads(m)["state"] for m in tab.column("meta").to_pylist()]
         groups += tab.column("group").to_pylist()
     return np.concatenate(xs), np.asarray(states, dtype=np.float64), np.asarray(groups)
+
+
+def load_actions(data: Path) -> np.ndarray:
+    """The action taken at ``t`` (``[N, a]``) of each training row, in :func:`load_training_rows`' order."""
+    actions = []
+    for f in sorted(data.rglob("*.parquet")):
+        tab = pq.read_table(f, columns=["split", "meta"])
+        keep = np.flatnonzero(np.asarray(tab.column("split").to_pylist()) == "train")
+        actions += [json.loads(tab.column("meta")[int(i)].as_py())["action"] for i in keep]
+    return np.asarray(actions, dtype=np.float32)
 
 
 class NTXentPairs(nn.Module):
@@ -126,7 +139,54 @@ class NTXentReversedNegatives(NTXentPairs):
         return ntxent_with_negatives(self.head(q), self.head(k), self.head(r), 0.1)
 
 
-def make_objective(name: str, encoder: nn.Module) -> nn.Module:
+class TACO(nn.Module):
+    """TACO (Zheng et al. 2023): the code of ``o_t`` together with the action taken at ``t`` must pick
+    out the code of ``o_{t+1}`` among the batch's (InfoNCE on cosine similarity, temperature 0.1).
+
+    ``hard=True`` (``taco_hard``) adds each row's own ``o_t`` as a further negative for its anchor: the
+    current stack and the next one show the same scene one step apart, so telling them apart takes
+    the motion (where each frame of the stack is), not the position alone.
+    """
+
+    def __init__(self, encoder: nn.Module, action_dim: int, hard: bool = False) -> None:
+        super().__init__()
+        d = encoder.embedding_dim
+        self.encoder, self.hard = encoder, hard
+        self.action = nn.Sequential(nn.Linear(action_dim, 64), nn.ReLU(), nn.Linear(64, 64))
+        # projection MLPs with BatchNorm, as the demo's NT-Xent head: without it the codes of
+        # near-identical frames start almost parallel and plain TACO sat at chance (ln 128) for all
+        # 400 steps of a first run
+        self.g = build_projection_head(d + 64, {"hidden_dim": 512, "out_dim": 128})  # (state, action)
+        self.h = build_projection_head(d, {"hidden_dim": 512, "out_dim": 128})  # the next state
+        self.actions: torch.Tensor | None = None
+
+    def set_actions(self, actions: np.ndarray) -> None:
+        self.actions = torch.as_tensor(actions)
+
+    def make_views(self, batch: list[np.ndarray], rng: np.random.Generator) -> tuple[list, list, np.ndarray]:
+        anchors = [apply_policy(x[0], rng, SHIFT) for x in batch]
+        nxt = [apply_policy(x[1], rng, SHIFT) for x in batch]
+        now = [apply_policy(x[0], rng, SHIFT) for x in batch] if self.hard else []
+        return anchors, [], np.stack(nxt + now)
+
+    def loss(self, q: torch.Tensor, _unused: Any, _length: int, keys: np.ndarray) -> torch.Tensor:  # noqa: ANN401
+        assert self.actions is not None, "set_actions(batch actions) first"
+        n = q.shape[0]
+        k = nn.functional.normalize(self.h(self.encoder(torch.as_tensor(keys))), dim=1)
+        pred = nn.functional.normalize(self.g(torch.cat([q, self.action(self.actions)], dim=1)), dim=1)
+        logits = pred @ k.T / 0.1  # [n, n] next states, then [n, n] current states when hard
+        if self.hard:  # only each row's own current stack is its extra negative
+            own = logits[:, n:].diagonal().unsqueeze(1)
+            logits = torch.cat([logits[:, :n], own], dim=1)
+        return nn.functional.cross_entropy(logits, torch.arange(n))
+
+    def after_step(self, encoder: nn.Module) -> None:
+        pass
+
+
+def make_objective(name: str, encoder: nn.Module, action_dim: int = 1) -> nn.Module:
+    if name in ("taco", "taco_hard"):
+        return TACO(encoder, action_dim, hard=name == "taco_hard")
     if name == "ntxent":
         return NTXentPairs(encoder)
     if name == "ntxent_reverse":
@@ -143,19 +203,23 @@ def train_and_probe(
     fit: np.ndarray,
     val: np.ndarray,
     args: argparse.Namespace,
+    actions: np.ndarray | None = None,
 ) -> dict[str, Any]:
     x, y, g = data
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     encoder = build_encoder("rl", ENCODER)
-    obj = make_objective(name, encoder)
+    obj = make_objective(name, encoder, 1 if actions is None else actions.shape[1])
     params = {id(p): p for p in [*encoder.parameters(), *obj.parameters()] if p.requires_grad}
     opt = torch.optim.Adam(params.values(), lr=args.lr)
     curve, t0 = [], time.perf_counter()
     for step in range(args.steps):
         encoder.train()
         obj.train()
-        batch = list(x[rng.choice(fit, args.batch, replace=False)])
+        idx = rng.choice(fit, args.batch, replace=False)
+        batch = list(x[idx])
+        if isinstance(obj, TACO):
+            obj.set_actions(actions[idx])
         anchors, _, keys = obj.make_views(batch, rng)
         loss = obj.loss(encoder(torch.as_tensor(np.stack(anchors))), None, 0, keys)
         opt.zero_grad()
@@ -200,7 +264,11 @@ def markdown(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.rl_objectives", description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA, help="curated (or ingested) RL rows, parquet")
-    ap.add_argument("--objectives", default="atc,ntxent", help="subset of atc, curl, ntxent, ntxent_reverse")
+    ap.add_argument(
+        "--objectives",
+        default="atc,ntxent",
+        help="subset of atc, curl, ntxent, ntxent_reverse, taco, taco_hard",
+    )
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch", type=int, default=128)
@@ -210,12 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "rl_objectives.json")
     args = ap.parse_args(argv)
     names = args.objectives.split(",")
-    known = {"atc", "curl", "ntxent", "ntxent_reverse"}
+    known = {"atc", "curl", "ntxent", "ntxent_reverse", "taco", "taco_hard"}
     if set(names) - known:
         raise SystemExit(f"--objectives: unknown {sorted(set(names) - known)}")
     torch.set_num_threads(args.threads)
     run = BenchRun()
     x, y, g = load_training_rows(args.data)
+    actions = load_actions(args.data) if any(n.startswith("taco") for n in names) else None
     episodes = np.unique(g)
     held = set(
         np.random.default_rng(0).choice(
@@ -237,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         "objectives": {},
     }
     for name in names:
-        runs = [train_and_probe(name, s, (x, y, g), fit, val, args) for s in seeds]
+        runs = [train_and_probe(name, s, (x, y, g), fit, val, args, actions) for s in seeds]
         res["objectives"][name] = {
             "r2": {k: spread([r["r2"][k] for r in runs]) for k in STATE},
             "rankme": round(float(np.mean([r["rankme"] for r in runs])), 2),

@@ -74,3 +74,46 @@ def test_reversed_negatives_objective_trains(tmp_path: Path, monkeypatch) -> Non
     argv = ["--data", str(_data(tmp_path)), "--objectives", "ntxent_reverse", "--seeds", "0"]
     rl_objectives.main([*argv, "--steps", "2", "--batch", "8", "--out", str(out)])
     assert set(json.loads(out.read_text())["objectives"]["ntxent_reverse"]["r2"]) == set(rl_objectives.STATE)
+
+
+def test_actions_line_up_with_the_training_rows(tmp_path: Path) -> None:
+    data = _data(tmp_path)
+    x, _, g = rl_objectives.load_training_rows(data)
+    actions = rl_objectives.load_actions(data)
+    assert actions.shape == (len(x), 1) and set(np.unique(actions)) <= {0.0, 1.0}
+    tab = pq.read_table(next(data.rglob("*.parquet")))
+    train = [
+        json.loads(m)
+        for m, s in zip(tab["meta"].to_pylist(), tab["split"].to_pylist(), strict=True)
+        if s == "train"
+    ]
+    assert [m["action"] for m in train] == actions.tolist() and [m["episode"] for m in train] == list(g)
+
+
+def test_taco_hard_negative_is_the_rows_own_current_stack() -> None:
+    import torch
+
+    from stages.common.encoders import build_encoder
+
+    torch.manual_seed(0)
+    encoder = build_encoder("rl", {"name": "pixel_cnn", "num_layers": 2, "num_filters": 8, "feature_dim": 16})
+    rows = [np.random.default_rng(i).random((2, 3, 64, 64), dtype=np.float32) for i in range(4)]
+    losses = {}
+    for hard in (False, True):
+        torch.manual_seed(1)
+        obj = rl_objectives.TACO(encoder, action_dim=1, hard=hard)
+        obj.set_actions(np.array([[0.0], [1.0], [0.0], [1.0]], dtype=np.float32))
+        anchors, _, keys = obj.make_views(rows, np.random.default_rng(0))
+        assert len(keys) == (8 if hard else 4)  # o_{t+1} of each row, then its o_t
+        losses[hard] = obj.loss(encoder(torch.as_tensor(np.stack(anchors))), None, 0, keys)
+        losses[hard].backward()
+        assert all(p.grad is not None for p in obj.action.parameters())  # the action is used
+    assert losses[True] > losses[False]  # one more negative per anchor can only add to the loss
+
+
+def test_taco_objectives_train(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("BENCH_FORCE", "1")
+    out = tmp_path / "objectives.json"
+    argv = ["--data", str(_data(tmp_path)), "--objectives", "taco,taco_hard", "--seeds", "0"]
+    rl_objectives.main([*argv, "--steps", "2", "--batch", "8", "--out", str(out)])
+    assert set(json.loads(out.read_text())["objectives"]) == {"taco", "taco_hard"}

@@ -13,7 +13,11 @@ optimiser and seeds for every objective:
   pretraining MLP head;
 * ``ntxent_reverse`` — the same, every key stack played backwards as a further negative;
 * ``taco`` / ``taco_hard`` — TACO's action-conditioned contrast (the code of ``o_t`` and the action
-  at ``t`` pick out ``o_{t+1}``), ``taco_hard`` with each row's own ``o_t`` as a further negative.
+  at ``t`` pick out ``o_{t+1}``), ``taco_hard`` with each row's own ``o_t`` as a further negative;
+* ``supervised`` — the reference of the issue's goal: the same CNN trained to regress the state on
+  the fit episodes (``--supervised-epochs``, 30 as in the payoff bench), then the same probe.
+
+Frames of any size: the encoder is built for the data's (``data.options.size``).
 
 It logs the loss against chance (ln batch) as it goes, so a plateau at chance is visible. Data: the
 curated rows of a payoff run (``python -m bench.domain_payoff --domains rl --seeds 1 --set
@@ -41,7 +45,7 @@ from torch import nn
 from bench._meta import BenchRun
 from bench.domain_payoff import spread
 from domains.rl.objectives import ATCObjective, CURLObjective
-from domains.rl.tasks import ridge_probe
+from domains.rl.tasks import ridge_probe, train_supervised
 from domains.rl.views import apply_policy
 from stages.common.diagnostics import effective_rank
 from stages.common.encoders import build_encoder, build_projection_head, embed
@@ -208,7 +212,9 @@ def train_and_probe(
     x, y, g = data
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    encoder = build_encoder("rl", ENCODER)
+    encoder = build_encoder("rl", {**ENCODER, "image_size": x.shape[-1]})
+    if name == "supervised":
+        return probe_supervised(encoder, seed, data, fit, val, args)
     obj = make_objective(name, encoder, 1 if actions is None else actions.shape[1])
     params = {id(p): p for p in [*encoder.parameters(), *obj.parameters()] if p.requires_grad}
     opt = torch.optim.Adam(params.values(), lr=args.lr)
@@ -241,6 +247,31 @@ def train_and_probe(
     }
 
 
+def probe_supervised(
+    encoder: nn.Module,
+    seed: int,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    fit: np.ndarray,
+    val: np.ndarray,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The reference the issue's goal names: the same CNN trained end to end to regress the state on
+    the fit episodes (``domains.rl.tasks.train_supervised``, its epoch chosen on episodes held out
+    from them), then the same ridge probe. Validation episodes stay unseen until the probe scores."""
+    x, y, g = data
+    t0 = time.perf_counter()
+    train_supervised(encoder, list(x[fit]), y[fit], epochs=args.supervised_epochs, seed=seed, groups=g[fit])
+    train_s = time.perf_counter() - t0
+    f_fit, f_val = embed(encoder, "rl", list(x[fit])), embed(encoder, "rl", list(x[val]))
+    probe = ridge_probe(f_fit, y[fit], g[fit], f_val, y[val])
+    return {
+        "r2": {k: round(float(v), 4) for k, v in zip(STATE, probe.r2, strict=True)},
+        "rankme": round(effective_rank(torch.from_numpy(f_fit)), 2),
+        "loss_curve": [[0, float("nan")]],
+        "train_s": round(train_s, 1),
+    }
+
+
 def markdown(res: dict[str, Any]) -> str:
     lines = [
         "# RL objectives: state-probe R² on validation episodes",
@@ -267,18 +298,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--objectives",
         default="atc,ntxent",
-        help="subset of atc, curl, ntxent, ntxent_reverse, taco, taco_hard",
+        help="subset of atc, curl, ntxent, ntxent_reverse, taco, taco_hard, supervised (the reference)",
     )
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--supervised-epochs", type=int, default=30, help="as bench.domain_payoff trains it")
     ap.add_argument("--val-fraction", type=float, default=0.2, help="training episodes held out")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS / "rl_objectives.json")
     args = ap.parse_args(argv)
     names = args.objectives.split(",")
-    known = {"atc", "curl", "ntxent", "ntxent_reverse", "taco", "taco_hard"}
+    known = {"atc", "curl", "ntxent", "ntxent_reverse", "taco", "taco_hard", "supervised"}
     if set(names) - known:
         raise SystemExit(f"--objectives: unknown {sorted(set(names) - known)}")
     torch.set_num_threads(args.threads)

@@ -117,3 +117,12 @@ def test_taco_objectives_train(tmp_path: Path, monkeypatch) -> None:  # noqa: AN
     argv = ["--data", str(_data(tmp_path)), "--objectives", "taco,taco_hard", "--seeds", "0"]
     rl_objectives.main([*argv, "--steps", "2", "--batch", "8", "--out", str(out)])
     assert set(json.loads(out.read_text())["objectives"]) == {"taco", "taco_hard"}
+
+
+def test_supervised_reference_is_probed_like_the_objectives(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("BENCH_FORCE", "1")
+    out = tmp_path / "objectives.json"
+    argv = ["--data", str(_data(tmp_path)), "--objectives", "supervised,ntxent", "--seeds", "0"]
+    rl_objectives.main([*argv, "--steps", "2", "--batch", "8", "--supervised-epochs", "1", "--out", str(out)])
+    res = json.loads(out.read_text())["objectives"]
+    assert set(res) == {"supervised", "ntxent"} and set(res["supervised"]["r2"]) == set(rl_objectives.STATE)

@@ -209,7 +209,7 @@ def train_and_probe(
     args: argparse.Namespace,
     actions: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    x, y, g = data
+    x = data[0]  # the states and episodes are for the probe
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     encoder = build_encoder("rl", {**ENCODER, "image_size": x.shape[-1]})
@@ -235,7 +235,19 @@ def train_and_probe(
         if step % 50 == 0 or step == args.steps - 1:
             curve.append([step, round(loss.item(), 4)])
             print(f"rl_objectives: {name} seed {seed} step {step} loss {loss.item():.3f}", flush=True)
-    train_s = time.perf_counter() - t0
+    return probe_encoder(encoder, data, fit, val, curve, time.perf_counter() - t0)
+
+
+def probe_encoder(
+    encoder: nn.Module,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    fit: np.ndarray,
+    val: np.ndarray,
+    curve: list[list[float]],
+    train_s: float,
+) -> dict[str, Any]:
+    """The ridge state probe of a trained encoder: fitted on the fit rows, R² on the validation rows."""
+    x, y, g = data
     # the domain's collate keeps the stack at t of each row, as every probe of the project does
     f_fit, f_val = embed(encoder, "rl", list(x[fit])), embed(encoder, "rl", list(x[val]))
     probe = ridge_probe(f_fit, y[fit], g[fit], f_val, y[val])
@@ -261,15 +273,7 @@ def probe_supervised(
     x, y, g = data
     t0 = time.perf_counter()
     train_supervised(encoder, list(x[fit]), y[fit], epochs=args.supervised_epochs, seed=seed, groups=g[fit])
-    train_s = time.perf_counter() - t0
-    f_fit, f_val = embed(encoder, "rl", list(x[fit])), embed(encoder, "rl", list(x[val]))
-    probe = ridge_probe(f_fit, y[fit], g[fit], f_val, y[val])
-    return {
-        "r2": {k: round(float(v), 4) for k, v in zip(STATE, probe.r2, strict=True)},
-        "rankme": round(effective_rank(torch.from_numpy(f_fit)), 2),
-        "loss_curve": [[0, float("nan")]],
-        "train_s": round(train_s, 1),
-    }
+    return probe_encoder(encoder, data, fit, val, [[0, float("nan")]], time.perf_counter() - t0)
 
 
 def markdown(res: dict[str, Any]) -> str:

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from domains.base import TEST_SPLIT, is_test
 from stages.common.cli import StageError
@@ -43,6 +45,14 @@ def relabel(row: dict[str, Any], val: set[str]) -> dict[str, Any]:
     return {**row, "split": TEST_SPLIT} if row["id"] in val else row
 
 
+def relabel_table(t: pa.Table, val: set[str]) -> pa.Table:
+    """:func:`relabel` on an Arrow batch: the other columns keep their types (a Python row map
+    widens float32 ``x`` to float64)."""
+    is_val = pc.is_in(t.column("id"), value_set=pa.array(sorted(val), type=pa.string()))
+    split = pc.if_else(is_val, pa.scalar(TEST_SPLIT), pc.cast(t.column("split"), pa.string()))
+    return t.set_column(t.schema.get_field_index("split"), "split", split)
+
+
 def apply_rows(rows: list[dict[str, Any]], val_fraction: float, seed: int) -> list[dict[str, Any]]:
     """Validation mode on an in-memory list of rows (the same rule as :func:`apply`)."""
     val = validation_ids(rows, val_fraction, seed)
@@ -60,7 +70,9 @@ def apply(ds: Any, data_cfg: Any) -> tuple[Any, dict[str, Any]]:
     except ValueError as e:
         raise StageError(f"data.holdout=validation: {e}") from None
     n_test = sum(is_test(r) for r in meta)
-    out = ds.filter(expr=train_expr()).map(lambda r: relabel(r, val))
+    out = ds.filter(expr=train_expr()).map_batches(
+        relabel_table, fn_kwargs={"val": val}, batch_format="pyarrow"
+    )
     info = {
         "holdout": data_cfg.holdout,
         "holdout_published_test_dropped": n_test,

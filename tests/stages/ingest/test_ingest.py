@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from stages.common.rows import decode_row
@@ -162,9 +163,11 @@ def test_unnormalised_series_are_z_scored_with_statistics_of_the_training_rows_o
     try:
         assert main("ingest", run, argv) == 0
         published = json.loads(metrics_path.read_text())["normalise"]
-        rows = table_to_rows(pq.read_table(tmp_path / "data/timeseries-gunpoint/ingested"))
+        table = pq.read_table(tmp_path / "data/timeseries-gunpoint/ingested")
+        rows = table_to_rows(table)
         assert main("ingest", run, [*argv, "--set=data.holdout=validation"]) == 0
         validation = json.loads(metrics_path.read_text())["normalise"]
+        held_out = pq.read_table(tmp_path / "data/timeseries-gunpoint/ingested")
     finally:
         if not connected:  # leave a session another test opened alone
             ray.shutdown()
@@ -177,6 +180,12 @@ def test_unnormalised_series_are_z_scored_with_statistics_of_the_training_rows_o
     assert min(x.mean() for x in test) > 50.0  # test rows mapped with the training statistics
     # validation mode: fitted on the rows left for training, not on the carved validation rows
     assert validation["chosen"] == "train" and validation["mean"] != published["mean"]
+    # stored as encode_row makes them (and curate writes them) in both modes: float32 values, int32
+    # shapes (a Python row map in between once widened them to float64 / int64, twice the bytes)
+    for t in (table, held_out):
+        assert t.schema.field("x").type == pa.list_(pa.float32())
+        assert t.schema.field("shape").type == pa.list_(pa.int32())
+    assert held_out.column("split").to_pylist().count("test") > 0
 
 
 def test_a_few_small_units_are_read_by_one_task_and_many_by_at_most_64() -> None:

@@ -110,16 +110,16 @@ PAYOFFS: dict[str, Payoff] = {
                 "Dice (largest label budget)",
                 "domain.dice.pretrained.@max",
                 "domain.dice.random_init.@max",
-                None,
-                "",
+                "domain.dice.intensity.@max",
+                "intensity",
             ),
             # the goal is judged at the smallest budget too (few-label segmentation)
             Figure(
                 "Dice (smallest label budget)",
                 "domain.dice.pretrained.@min",
                 "domain.dice.random_init.@min",
-                None,
-                "",
+                "domain.dice.intensity.@min",
+                "intensity",
             ),
             Figure(
                 "patch-region probe (SVM)",
@@ -370,7 +370,12 @@ def goal_status(domain: str, figures: dict[str, Any]) -> str:
             100 * (hi["pretrained"] - hi["random_init"]),
         )
         verdict = "met" if d_lo >= 3 and d_hi > 0 else "missed"
-        return f"{verdict} at the smallest and largest budgets (pretrained − random init {d_lo:+.1f} and {d_hi:+.1f} Dice points)"
+        status = f"{verdict} at the smallest and largest budgets (pretrained − random init {d_lo:+.1f} and {d_hi:+.1f} Dice points)"
+        if lo["baseline"] is not None and hi["baseline"] is not None:
+            status += (
+                f"; the intensity baseline (no network) scores {lo['baseline']:.3f} and {hi['baseline']:.3f}"
+            )
+        return status
     if domain == "rl":
         per_dim = "state-probe R² "  # the per-dimension figures; the mean's name goes on in "("
         dims = {n[len(per_dim) :]: m for n, m in means.items() if n.startswith(per_dim) and "(" not in n}

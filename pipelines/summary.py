@@ -57,7 +57,13 @@ HEADLINES: dict[str, list[Headline]] = {
         )
     ],
     "medical": [
-        Headline("Dice", "domain.dice.pretrained.@max", "domain.dice.random_init.@max", None, ""),
+        Headline(
+            "Dice",
+            "domain.dice.pretrained.@max",
+            "domain.dice.random_init.@max",
+            "domain.dice.intensity.@max",
+            "intensity",
+        ),
         Headline("SVM acc", "pretrained.svm", "random_init.svm", "supervised.accuracy", "supervised"),
     ],
     "rl": [

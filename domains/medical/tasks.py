@@ -6,12 +6,19 @@ seed, a segmentation network is built around a copy of the pretrained encoder an
 the random-init encoder (same architecture, same fresh decoder seed), both fine-tuned end to end
 with MONAI's ``DiceCELoss`` for the same number of steps, then scored with ``DiceMetric`` per class
 on held-out test patches (test regions never seen in training).
+
+Beside the two networks, on the same labelled patches and test patches: the classical baseline of
+tissue segmentation, class-conditional Gaussians on each voxel's intensity (the intensity model of
+FSL FAST and SPM's unified segmentation, without their spatial priors and bias correction), fitted
+on the labelled voxels. GM, WM and CSF differ mainly in T1 intensity, so this baseline says how much
+of a network's Dice a per-voxel threshold already gives.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +36,12 @@ DEFAULTS: dict[str, Any] = {
     "seeds": [0],
     "max_test": 256,
 }
+
+
+#: the baseline's name in the metrics (``dice.intensity``, runs with ``init: intensity``)
+INTENSITY = "intensity"
+#: the protocol's arms, in the order its tables list them
+ARMS = ("pretrained", "random_init", INTENSITY)
 
 
 def _masks(rows: list[Row]) -> tuple[np.ndarray, np.ndarray]:
@@ -51,8 +64,6 @@ def finetune_dice(
 ) -> np.ndarray:
     """Fine-tune ``encoder.segmenter(n_classes)`` on ``(xs, ys)``; per-class test Dice (no background)."""
     from monai.losses import DiceCELoss
-    from monai.metrics import DiceMetric
-    from monai.networks.utils import one_hot
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -71,12 +82,44 @@ def finetune_dice(
         loss.backward()
         optim.step()
     net.eval()
-    metric = DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=True)
     with torch.no_grad():
-        for i in range(0, len(test_xs), 16):
-            pred = net(torch.from_numpy(test_xs[i : i + 16])).argmax(1, keepdim=True)
-            metric(one_hot(pred, n_classes), one_hot(torch.from_numpy(test_ys[i : i + 16]), n_classes))
+        return _test_dice(
+            lambda x: net(torch.from_numpy(x)).argmax(1, keepdim=True), test_xs, test_ys, n_classes
+        )
+
+
+def _test_dice(
+    predict: Callable[[np.ndarray], torch.Tensor | np.ndarray],
+    test_xs: np.ndarray,
+    test_ys: np.ndarray,
+    n_classes: int,
+) -> np.ndarray:
+    """Per-class Dice (background excluded, empty classes ignored) of ``predict``'s label maps
+    ``[B, 1, ...]`` on the test patches, 16 at a time: how every arm of the protocol is scored."""
+    from monai.metrics import DiceMetric
+    from monai.networks.utils import one_hot
+
+    metric = DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=True)
+    for i in range(0, len(test_xs), 16):
+        pred = torch.as_tensor(predict(test_xs[i : i + 16]))
+        metric(one_hot(pred, n_classes), one_hot(torch.from_numpy(test_ys[i : i + 16]), n_classes))
     return metric.aggregate().cpu().numpy()
+
+
+def intensity_dice(
+    n_classes: int, xs: np.ndarray, ys: np.ndarray, test_xs: np.ndarray, test_ys: np.ndarray
+) -> np.ndarray:
+    """The intensity baseline (module doc): Gaussian naive Bayes on the voxels' channel values,
+    fitted on the labelled patches ``(xs, ys)`` only; per-class test Dice as the networks get it."""
+    from sklearn.naive_bayes import GaussianNB
+
+    def voxels(x: np.ndarray) -> np.ndarray:  # [B, C, ...] -> [B * voxels, C]
+        return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+
+    clf = GaussianNB().fit(voxels(xs), ys.reshape(-1))
+    return _test_dice(
+        lambda x: clf.predict(voxels(x)).reshape(len(x), 1, *x.shape[2:]), test_xs, test_ys, n_classes
+    )
 
 
 @dataclass(frozen=True)
@@ -130,22 +173,29 @@ def segmentation_dice(ctx: EvalContext, options: dict[str, Any]) -> DomainResult
     ]
     shared = _DiceData(ctx.encoders, n_classes, xs, ys, test_xs, test_ys, opts)
     results: list[dict[str, Any]] = []
-    for (budget, seed, init, _), (dice, seconds) in zip(
-        plan, ctx.map_runs(_dice_run, shared, plan), strict=True
-    ):
+
+    def record(init: str, budget: int, seed: int, dice: np.ndarray, note: str = "") -> None:
         per = {names[c + 1]: float(d) for c, d in enumerate(dice)}
         results.append(
             {"init": init, "budget": int(budget), "seed": seed, "dice": per, "mean": float(np.nanmean(dice))}
         )
         print(
-            f"evaluate: dice {init} {budget} patches seed {seed}: mean {np.nanmean(dice):.4f} "
-            f"{per} ({seconds:.0f}s)",
+            f"evaluate: dice {init} {budget} patches seed {seed}: mean {np.nanmean(dice):.4f} {per}{note}",
             flush=True,
         )
+
+    for (budget, seed, init, _), (dice, seconds) in zip(
+        plan, ctx.map_runs(_dice_run, shared, plan), strict=True
+    ):
+        record(init, budget, seed, dice, f" ({seconds:.0f}s)")
     if not results:
         return None
+    # the intensity baseline on each (budget, seed)'s labelled patches: no network, about a second per fit
+    for budget, seed, init, pick in plan:
+        if init == "pretrained":
+            record(INTENSITY, budget, seed, intensity_dice(n_classes, xs[pick], ys[pick], test_xs, test_ys))
     summary: dict[str, dict[str, float]] = {}
-    for init in ("pretrained", "random_init"):
+    for init in ARMS:
         for budget in sorted({r["budget"] for r in results}):
             rs = [r for r in results if r["init"] == init and r["budget"] == budget]
             summary.setdefault(init, {})[f"{budget}_patches"] = float(np.mean([r["mean"] for r in rs]))
@@ -153,12 +203,13 @@ def segmentation_dice(ctx: EvalContext, options: dict[str, Any]) -> DomainResult
     lines = [
         "## Segmentation Dice after fine-tuning on few labelled patches\n",
         f"{len(test)} test patches (held-out regions); {opts['steps']} steps of DiceCE, batch "
-        f"{opts['batch_size']}; mean over seeds {opts['seeds']}. Dice per class, background excluded.\n",
+        f"{opts['batch_size']}; mean over seeds {opts['seeds']}. Dice per class, background excluded. "
+        f"`{INTENSITY}`: no network, class-conditional Gaussians on the labelled voxels' intensity.\n",
         "| labelled patches | init | " + " | ".join(classes) + " | mean |",
         "|---|---|" + "---|" * (len(classes) + 1),
     ]
     for budget in sorted({r["budget"] for r in results}):
-        for init in ("pretrained", "random_init"):
+        for init in ARMS:
             rs = [r for r in results if r["init"] == init and r["budget"] == budget]
             cells = [f"{np.mean([r['dice'][c] for r in rs]):.4f}" for c in classes]
             lines.append(

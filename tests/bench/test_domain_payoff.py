@@ -132,8 +132,11 @@ def test_pointcloud_headline_is_the_linear_svm_and_its_goal_is_judged() -> None:
     assert dp.goal_status("pointcloud", under).startswith("missed by 4.0 points")  # below supervised
 
 
-def _medical_evaluate(pre: dict[str, float], rand: dict[str, float]) -> dict[str, Any]:
-    return {"domain": {"dice": {"pretrained": pre, "random_init": rand}}}
+def _medical_evaluate(
+    pre: dict[str, float], rand: dict[str, float], intensity: dict[str, float] | None = None
+) -> dict[str, Any]:
+    dice = {"pretrained": pre, "random_init": rand, **({"intensity": intensity} if intensity else {})}
+    return {"domain": {"dice": dice}}
 
 
 def test_medical_goal_is_judged_at_the_smallest_and_largest_label_budget() -> None:
@@ -142,6 +145,17 @@ def test_medical_goal_is_judged_at_the_smallest_and_largest_label_budget() -> No
     figs = dp.aggregate(payoff, [_medical_evaluate(budgets(0.80, 0.82, 0.85), budgets(0.76, 0.83, 0.84))])
     assert figs["Dice (smallest label budget)"]["pretrained"]["mean"] == 0.8  # 4 patches, not 16
     assert figs["Dice (largest label budget)"]["random_init"]["mean"] == 0.84
+    assert (
+        figs["Dice (largest label budget)"]["baseline"] is None
+    )  # an evaluate.json from before the baseline
+    with_baseline = dp.aggregate(
+        payoff, [_medical_evaluate(budgets(0.8, 0.8, 0.8), budgets(0.8, 0.8, 0.8), budgets(0.93, 0.94, 0.95))]
+    )
+    assert with_baseline["Dice (smallest label budget)"]["baseline"]["mean"] == 0.93  # the intensity arm
+    assert with_baseline["Dice (largest label budget)"]["baseline"]["mean"] == 0.95
+    assert dp.goal_status("medical", with_baseline).endswith(
+        "the intensity baseline (no network) scores 0.930 and 0.950"
+    )
     assert dp.goal_status("medical", figs).startswith("met")  # +4.0 at 4, +1.0 at 64
     short = dp.aggregate(payoff, [_medical_evaluate(budgets(0.78, 0.82, 0.85), budgets(0.76, 0.83, 0.84))])
     assert dp.goal_status("medical", short).startswith("missed")  # +2.0 at the smallest

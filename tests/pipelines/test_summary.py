@@ -56,6 +56,7 @@ def project(tmp_path: Path) -> Path:
                 "dice": {
                     "pretrained": {"4_patches": 0.70, "64_patches": 0.82, "16_patches": 0.75},
                     "random_init": {"4_patches": 0.69, "64_patches": 0.81, "16_patches": 0.74},
+                    "intensity": {"4_patches": 0.93, "64_patches": 0.94, "16_patches": 0.93},
                 }
             },
         },
@@ -91,7 +92,7 @@ def test_one_row_per_recipe_with_its_fields_headline(project: Path) -> None:
     assert ts[5] == "reports/timeseries-gunpoint/report.md"
     assert rows["audio-digits"][1:5] == ["speaker-split acc", "0.610", "0.320", "0.550 MFCC"]
     med = rows["medical-brainpatches"]
-    assert med[1:5] == ["Dice", "0.820", "0.810", "—"]  # the largest label budget, no baseline
+    assert med[1:5] == ["Dice", "0.820", "0.810", "0.940 intensity"]  # the largest label budget
     # one seed: its std of 0 is not a spread, so none is shown
     assert rows["medical-brainpatches (probe)"][1:5] == ["SVM acc", "0.800", "0.500", "0.650 supervised"]
     assert rows["rl-cartpole"][1:5] == ["state-probe R²", "0.500 ± 0.100", "-1.260", "0.590 supervised"]

@@ -22,8 +22,8 @@ def test_tiny_recipe_probes_dice_and_spatial_hold_out(run_tiny: Callable[..., Ti
         assert 0.0 <= ev[enc]["linear"] <= 1.0 and 0.0 <= ev[enc]["knn"] <= 1.0
     assert ev["n_classes"] == 7  # every lobe present in train and test
     dice = ev["domain"]["dice"]
-    assert set(dice) == {"pretrained", "random_init"} and all(
-        0.0 <= v <= 1.0 for v in dice["pretrained"].values()
+    assert set(dice) == {"pretrained", "random_init", "intensity"} and all(
+        0.0 <= v <= 1.0 for arm in dice.values() for v in arm.values()
     )
     assert "Segmentation Dice" in run.report
     assert run.metrics("ingest")["rejected"] == 0

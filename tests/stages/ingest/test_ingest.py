@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from stages.common.rows import decode_row
-from stages.ingest.__main__ import read_tasks, read_unit
+from stages.ingest.__main__ import read_tasks, read_unit, unnest_rows
 
 
 def test_corrupt_unit_is_quarantined_with_its_reason(tmp_path: Path) -> None:
@@ -195,3 +195,20 @@ def test_a_few_small_units_are_read_by_one_task_and_many_by_at_most_64() -> None
     assert read_tasks(16, 8) == 2
     assert read_tasks(920, 8) == 64
     assert read_tasks(12, 1) == 12  # ingest.units_per_task=1: one task per unit, as for big files
+
+
+def test_kept_rows_are_unnested_with_their_types_and_an_all_rejected_block_gives_none() -> None:
+    row = pa.struct([("id", pa.string()), ("x", pa.list_(pa.float32())), ("shape", pa.list_(pa.int32()))])
+    kept = pa.table(
+        {
+            "reason": pa.nulls(1, pa.string()),
+            "row": pa.array([{"id": "a", "x": [0.5, 1.5], "shape": [2]}], row),
+        }
+    )
+    out = unnest_rows(kept)
+    assert out.column_names == ["id", "x", "shape"] and out.to_pylist() == [
+        {"id": "a", "x": [0.5, 1.5], "shape": [2]}
+    ]
+    assert out.schema.field("x").type == pa.list_(pa.float32())
+    # a block of only rejected rows has a null-typed ``row`` column (nothing to infer a struct from)
+    assert unnest_rows(pa.table({"reason": pa.array([], pa.string()), "row": pa.nulls(0)})).num_rows == 0

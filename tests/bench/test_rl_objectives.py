@@ -126,3 +126,10 @@ def test_supervised_reference_is_probed_like_the_objectives(tmp_path: Path, monk
     rl_objectives.main([*argv, "--steps", "2", "--batch", "8", "--supervised-epochs", "1", "--out", str(out)])
     res = json.loads(out.read_text())["objectives"]
     assert set(res) == {"supervised", "ntxent"} and set(res["supervised"]["r2"]) == set(rl_objectives.STATE)
+
+    def no_nan(token: str) -> None:
+        raise AssertionError(f"{token} in the result: not standard JSON")
+
+    json.loads(out.read_text(), parse_constant=no_nan)
+    assert res["supervised"]["final_loss"] is None and isinstance(res["ntxent"]["final_loss"], float)
+    assert "| supervised |" in out.with_suffix(".md").read_text()

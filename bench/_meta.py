@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import platform
 import time
@@ -122,7 +123,9 @@ class BenchRun:
         # meta first: the conditions a timing was measured under are the first thing a reader sees
         rest = result if isinstance(result, dict) else {"rows": result}
         body = {"meta": self.meta(), **{k: v for k, v in rest.items() if k != "meta"}}
-        _atomic_write(Path(path), json.dumps(body, indent=indent) + "\n")
+        # allow_nan=False: a NaN or infinity (a std over one seed, the loss of an untrained model)
+        # is written as null, so every result parses as standard JSON, not only with Python's json
+        _atomic_write(Path(path), json.dumps(finite_json(body), indent=indent, allow_nan=False) + "\n")
         return True
 
     def footer(self) -> str:
@@ -141,6 +144,24 @@ class BenchRun:
             return False
         _atomic_write(Path(path), text.rstrip("\n") + "\n" + self.footer())
         return True
+
+
+def finite_json(value: Any) -> Any:  # noqa: ANN401
+    """``value`` with every non-finite float (NaN, ±inf) in its dicts, lists and tuples as None."""
+    if isinstance(value, float):  # numpy's float64 is a float too
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def fmt_number(value: float | None, spec: str = ".3f") -> str:
+    """``value`` formatted for a Markdown table; "—" for a missing or non-finite one (null in JSON)."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    return format(value, spec)
 
 
 def _atomic_write(path: Path, text: str) -> None:

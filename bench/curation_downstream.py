@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench._meta import BenchRun
+from bench._meta import BenchRun, fmt_number
 from domains import get_domain
 from domains.base import is_test, is_train
 from domains.pointcloud.tasks import knn_accuracy, linear_svm_accuracy
@@ -301,7 +301,7 @@ def render(results: list[dict]) -> str:
         ]
         lines += [
             f"| {s['domain']} | {s['near_threshold']} | {s['condition']} | {s['seeds']} | {s['steps']} | {s['pretrain_wall_s']} | {s['probe']:.3f} "
-            f"± {s['probe_std']:.3f} | {s['knn']:.3f} |"
+            f"± {fmt_number(s['probe_std'])} | {s['knn']:.3f} |"
             for s in summary
         ]
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench._meta import BenchRun
+from bench._meta import BenchRun, fmt_number
 from domains import get_domain
 from pipelines.run import run_recipe
 from stages.common.cli import Dirs
@@ -100,8 +100,8 @@ def render(rows: list[dict]) -> str:
     head = "| loss | T | epochs (steps) | SVM | linear | 1-NN | RankMe | final loss | s/step |\n|---|---|---|---|---|---|---|---|---|"
     lines = [
         f"| {r['loss']} | {r['temperature'] if r['temperature'] is not None else '-'} | {r['epochs']} ({r['steps']}) "
-        f"| {r['probe_svm']:.3f} | {r['probe_linear']:.3f} | {r['probe_knn']:.3f} | {r['rankme']:.1f} "
-        f"| {r['final_loss']:.3f} | {r['step_time_s']:.3f} |"
+        f"| {r['probe_svm']:.3f} | {r['probe_linear']:.3f} | {r['probe_knn']:.3f} | {fmt_number(r['rankme'], '.1f')} "
+        f"| {fmt_number(r['final_loss'])} | {r['step_time_s']:.3f} |"
         for r in rows
     ]
     return "\n".join([head, *lines]) + "\n"

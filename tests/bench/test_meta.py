@@ -79,3 +79,34 @@ def test_a_settling_run_waits_for_the_load_to_fall_and_says_how_long(monkeypatch
     assert run.meta()["waited_for_load_s"] > 0
     _load(monkeypatch, 9.0)
     assert not BenchRun(settle_s=0).valid  # no wait: a busy start stays invalid
+
+
+def test_non_finite_numbers_are_written_as_null_so_the_result_is_standard_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    _load(monkeypatch, 0.5)
+    run = BenchRun()
+    rows = [{"probe_std": float("nan"), "loss": np.float64("inf"), "curve": [(0, float("-inf")), (1, 0.5)]}]
+    assert run.write_json(tmp_path / "r.json", {"rows": rows, "ok": 1.25})
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    out = json.loads((tmp_path / "r.json").read_text(), parse_constant=refuse)
+    assert out["rows"] == [{"probe_std": None, "loss": None, "curve": [[0, None], [1, 0.5]]}]
+    assert out["ok"] == 1.25
+
+
+def test_committed_results_are_standard_json() -> None:
+    """NaN / Infinity are Python's extension, not JSON: other readers (jq, JavaScript) reject them."""
+    bad = []
+    for path in sorted((BENCH / "results").glob("*.json")):
+        try:
+            json.loads(
+                path.read_text(), parse_constant=lambda token, name=path.name: bad.append(f"{name}: {token}")
+            )
+        except ValueError as e:  # not JSON at all
+            bad.append(f"{path.name}: {e}")
+    assert not bad, f"results that are not standard JSON: {bad}"

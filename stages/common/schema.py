@@ -184,6 +184,11 @@ class PretrainCfg(Section):
     shard_cache_mb: float = Field(512.0, ge=0.0)
     #: torch intra-op threads per worker (1 avoids oversubscribing small machines)
     threads_per_worker: int = Field(1, ge=1)
+    #: ``swa``: the exported encoder is the running uniform average of the weights after every
+    #: optimiser step, from the initial weights on (``torch.optim.swa_utils.AveragedModel``, buffers
+    #: included): TS2Vec trains this way and encodes with the average, never the last weights. The
+    #: live weights keep training, and a resumed run continues both. ``none``: the last weights.
+    weight_average: Literal["none", "swa"] = "none"
     #: bf16: forward and loss under bf16 autocast on CUDA; on the CPU it falls back to fp32 with a
     #: logged line (stages/common/device.py says why)
     precision: Literal["fp32", "bf16"] = "fp32"

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from domains import get_domain
 from domains.base import (
@@ -53,6 +54,9 @@ CKPT_OPTIM = "optimizer.pt"
 CKPT_STATE = "state.json"
 #: state of a loss that owns modules (momentum target, queue, predictor, prototypes), when it has any
 CKPT_LOSS = "loss.pt"
+#: the running weight average (``pretrain.weight_average: swa``) with its count; when present it,
+#: not ``CKPT_MODEL``, is the model the stage exports
+CKPT_AVERAGE = "average.safetensors"
 
 
 def check_views(
@@ -300,9 +304,13 @@ def _save_checkpoint(
     optim: torch.optim.Optimizer,
     state: dict,
     loss: torch.nn.Module | None = None,
+    average: AveragedModel | None = None,
 ) -> None:
     with open(os.path.join(directory, CKPT_MODEL), "wb") as f:
         f.write(state_to_bytes(model))
+    if average is not None:
+        with open(os.path.join(directory, CKPT_AVERAGE), "wb") as f:
+            f.write(state_to_bytes(average))
     torch.save(optim.state_dict(), os.path.join(directory, CKPT_OPTIM))
     if loss is not None and loss.state_dict():
         torch.save(loss.state_dict(), os.path.join(directory, CKPT_LOSS))
@@ -311,10 +319,25 @@ def _save_checkpoint(
 
 
 def _load_checkpoint(
-    directory: str, model: torch.nn.Module, optim: torch.optim.Optimizer, loss: torch.nn.Module | None = None
+    directory: str,
+    model: torch.nn.Module,
+    optim: torch.optim.Optimizer,
+    loss: torch.nn.Module | None = None,
+    average: AveragedModel | None = None,
 ) -> dict:
     with open(os.path.join(directory, CKPT_MODEL), "rb") as f:
         load_state_bytes(model, f.read())
+    if average is not None:
+        path = os.path.join(directory, CKPT_AVERAGE)
+        if not os.path.exists(path):
+            # a run started without averaging cannot resume with it: the average of the steps
+            # already taken is gone, and restarting it mid-run would not be the configured average
+            raise ValueError(
+                "pretrain.weight_average: the checkpoint has no weight average; it was written by a run "
+                "without one (use a new run directory, or weight_average: none)"
+            )
+        with open(path, "rb") as f:
+            load_state_bytes(average, f.read())
     # weights_only: a checkpoint is data, never code. Read onto the CPU (a checkpoint written on a
     # GPU loads anywhere); load_state_dict then puts each tensor on its parameter's device, so the
     # model and the loss must already be on theirs (build_training does that).
@@ -374,8 +397,15 @@ class Trainer:
     loss_fn: torch.nn.Module | None
     optim: torch.optim.Optimizer
     objective: Any
+    #: the running weight average (``pretrain.weight_average: swa``), else None
+    average: AveragedModel | None = None
     start_epoch: int = 0
     history: list[dict] = field(default_factory=list)
+
+    @property
+    def exported(self) -> EncoderWithHead:
+        """The model the stage exports and diagnoses: the weight average when there is one."""
+        return self.average.module if self.average is not None else self.model
 
 
 @dataclass
@@ -410,10 +440,15 @@ def setup(config: dict[str, Any], xs: list[np.ndarray] | None) -> Trainer:
             f"pretrain: precision=bf16 runs as fp32 on {device.type} (bf16 autocasts on CUDA only)",
             flush=True,
         )
+    average = None
+    if cfg.weight_average == "swa":
+        # a copy on the model's device, counting the initial weights once (as TS2Vec does)
+        average = AveragedModel(model, use_buffers=True)
+        average.update_parameters(model)
     start_epoch, history = 0, []
     if in_ray and (ckpt := ray.train.get_checkpoint()) is not None:
         with ckpt.as_directory() as d:
-            state = _load_checkpoint(d, model, optim, loss_fn)
+            state = _load_checkpoint(d, model, optim, loss_fn, average)
         start_epoch, history = state["epoch"] + 1, state["history"]
         if rank == 0:
             print(f"pretrain: resuming from checkpoint at epoch {state['epoch']}", flush=True)
@@ -438,6 +473,7 @@ def setup(config: dict[str, Any], xs: list[np.ndarray] | None) -> Trainer:
         loss_fn=loss_fn,
         optim=optim,
         objective=objective,
+        average=average,
         start_epoch=start_epoch,
         history=history,
     )
@@ -530,6 +566,8 @@ def train_step(t: Trainer, step: StepInput, rng: np.random.Generator) -> tuple[f
         t.loss_fn.on_step(t.model)
     if isinstance(t.objective, SteppedObjective):
         t.objective.after_step(t.model.encoder)  # e.g. a momentum target's EMA update
+    if t.average is not None:
+        t.average.update_parameters(t.model)
     return loss.item(), view_s
 
 
@@ -586,10 +624,10 @@ def epoch_diagnostics(t: Trainer, epoch: int, diag: _Diagnostics) -> dict[str, A
         # fp32, outside autocast (SVD has no bf16 kernel)
         if diag.views is None:
             diag.views = diagnostic_views(t.domain, diag.sample, t.policy, t.cfg.seed)
-        out.update(sample_diagnostics(t.model.encoder, t.domain, diag.views))
+        out.update(sample_diagnostics(t.exported.encoder, t.domain, diag.views))
     if t.config.get("online_knn"):
         # solo-learn's online kNN: features of the labelled bank/queries at checkpoint epochs
-        out["online_knn"] = online_knn(t.model.encoder, t.domain, t.config["online_knn"])
+        out["online_knn"] = online_knn(t.exported.encoder, t.domain, t.config["online_knn"])
     if out.get("collapsed"):
         print(f"pretrain: WARNING: representation collapse detected at epoch {epoch}", flush=True)
     return out
@@ -624,12 +662,12 @@ def train(
         t.history.append(row)
         live.log(row)
         if t.in_ray:
-            _report(row, epoch, t.cfg, t.model, t.optim, t.history, t.rank, t.loss_fn)
+            _report(t, row, epoch)
     live.end()
-    return t.model, t.history
+    return t.exported, t.history
 
 
-def _report(row: dict, epoch: int, cfg: PretrainCfg, model, optim, history, rank: int, loss_fn=None) -> None:  # noqa: ANN001
+def _report(t: Trainer, row: dict, epoch: int) -> None:
     """Report to Ray Train at checkpoint epochs only (every worker on the same schedule).
 
     A report waits for the controller's next poll (up to ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``),
@@ -637,12 +675,13 @@ def _report(row: dict, epoch: int, cfg: PretrainCfg, model, optim, history, rank
     """
     import ray.train
 
-    if not _checkpoint_epoch(epoch, cfg):
+    if not _checkpoint_epoch(epoch, t.cfg):
         return
-    if rank == 0:
+    if t.rank == 0:
         # rank 0 writes from a fresh temporary directory; the others report metrics only
         with tempfile.TemporaryDirectory() as d:
-            _save_checkpoint(d, model, optim, {"epoch": epoch, "history": history}, loss_fn)
+            state = {"epoch": epoch, "history": t.history}
+            _save_checkpoint(d, t.model, t.optim, state, t.loss_fn, t.average)
             ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(d))
     else:
         ray.train.report(row)
@@ -672,8 +711,16 @@ def run_in_process(
 
 
 def load_checkpoint_model(config: dict[str, Any], directory: str) -> tuple[EncoderWithHead, dict]:
+    """The model a checkpoint exports: its weight average when it holds one, else its weights."""
     model = build_model(config)
-    with open(os.path.join(directory, CKPT_MODEL), "rb") as f:
-        load_state_bytes(model, f.read())
+    average_path = os.path.join(directory, CKPT_AVERAGE)
+    if os.path.exists(average_path):
+        average = AveragedModel(model, use_buffers=True)
+        with open(average_path, "rb") as f:
+            load_state_bytes(average, f.read())
+        model = average.module
+    else:
+        with open(os.path.join(directory, CKPT_MODEL), "rb") as f:
+            load_state_bytes(model, f.read())
     with open(os.path.join(directory, CKPT_STATE)) as f:
         return model, json.load(f)

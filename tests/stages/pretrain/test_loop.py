@@ -87,3 +87,98 @@ def test_each_epoch_shows_progress_in_plain_lines(
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pretrain: epochs")]
     assert [line.split()[2] for line in lines] == ["1/3", "2/3", "3/3"]
     assert not any("\r" in line for line in lines)
+
+
+def _swa_config(epochs: int = 2, steps: int = 3) -> dict:
+    config = _config(epochs, steps)
+    config["pretrain"]["weight_average"] = "swa"
+    return config
+
+
+def test_weight_average_exports_the_mean_of_the_initial_and_every_step_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TS2Vec's AveragedModel: the exported model is the uniform mean of the initial weights and the
+    weights after each of the run's steps, while training itself continues from the last weights."""
+    from stages.pretrain import loop
+
+    snapshots: list[dict[str, torch.Tensor]] = []
+    live: list[torch.nn.Module] = []
+    original = loop.train_step
+
+    def recording_step(t, step, rng):  # noqa: ANN001, ANN202
+        if not snapshots:
+            snapshots.append({k: v.clone() for k, v in t.model.state_dict().items()})
+            live.append(t.model)
+        out = original(t, step, rng)
+        snapshots.append({k: v.clone() for k, v in t.model.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(loop, "train_step", recording_step)
+    exported, _ = run_in_process(_swa_config(2, steps=3), _data(64))
+    assert len(snapshots) == 1 + 2 * 3
+    assert exported is not live[0]
+    for name, value in exported.state_dict().items():
+        if not value.is_floating_point():
+            continue  # BatchNorm's step counter is a count, not a weight
+        mean = torch.stack([s[name].float() for s in snapshots]).mean(0)
+        torch.testing.assert_close(value.float(), mean, rtol=1e-5, atol=1e-6)
+    # the live weights are the last step's, not the average
+    for name, value in live[0].state_dict().items():
+        torch.testing.assert_close(value, snapshots[-1][name], rtol=0, atol=0)
+
+
+def test_weight_average_round_trips_through_a_checkpoint_and_is_what_it_exports(tmp_path: Path) -> None:
+    from torch.optim.swa_utils import AveragedModel
+
+    from stages.pretrain.loop import load_checkpoint_model
+
+    config = _swa_config(1, steps=2)
+    model = build_model(config)
+    average = AveragedModel(model, use_buffers=True)
+    average.update_parameters(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    average.update_parameters(model)  # the average now sits half a unit from the live weights
+    optim = torch.optim.AdamW(model.parameters())
+    _save_checkpoint(str(tmp_path), model, optim, {"epoch": 0, "history": []}, average=average)
+
+    exported, _ = load_checkpoint_model(config, str(tmp_path))
+    for a, b in zip(exported.state_dict().values(), average.module.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    fresh = build_model(config)
+    fresh_average = AveragedModel(fresh, use_buffers=True)
+    _load_checkpoint(str(tmp_path), fresh, torch.optim.AdamW(fresh.parameters()), average=fresh_average)
+    assert int(fresh_average.n_averaged) == 2  # the count resumes, so later steps weigh 1/(n+1)
+    for a, b in zip(fresh.state_dict().values(), model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_resuming_with_weight_average_from_a_checkpoint_without_one_fails_naming_the_key(
+    tmp_path: Path,
+) -> None:
+    from torch.optim.swa_utils import AveragedModel
+
+    config = _config(1, steps=2)
+    model = build_model(config)
+    _save_checkpoint(str(tmp_path), model, torch.optim.AdamW(model.parameters()), {"epoch": 0, "history": []})
+    with pytest.raises(ValueError, match="pretrain.weight_average"):
+        _load_checkpoint(
+            str(tmp_path), model, torch.optim.AdamW(model.parameters()), average=AveragedModel(model)
+        )
+
+
+def test_without_weight_average_the_checkpoint_exports_the_last_weights(tmp_path: Path) -> None:
+    from stages.pretrain.loop import CKPT_AVERAGE, load_checkpoint_model
+
+    config = _config(1, steps=2)
+    model, history = run_in_process(config, _data(32))
+    _save_checkpoint(
+        str(tmp_path), model, torch.optim.AdamW(model.parameters()), {"epoch": 0, "history": history}
+    )
+    assert not (tmp_path / CKPT_AVERAGE).exists()
+    exported, _ = load_checkpoint_model(config, str(tmp_path))
+    for a, b in zip(exported.state_dict().values(), model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -6,12 +6,14 @@ them through Ray Train.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from domains import get_domain
 from stages.pretrain.loop import run_in_process
@@ -94,3 +96,29 @@ def test_a_stage_run_streams_through_ray_train(ray_session: Any, tmp_path: Path)
         _, state = load_checkpoint_model(config, d)
     assert [h["epoch"] for h in state["history"]] == [0, 1]
     assert all(h["view_fraction"] < 0.05 for h in state["history"])
+
+
+def test_a_ray_train_run_checkpoints_and_exports_its_weight_average(ray_session: Any, tmp_path: Path) -> None:  # noqa: ANN401
+    """Under Ray Train the checkpoint holds the live weights (to resume) and the weight average (to
+    export); the stage exports the average."""
+    import ray
+
+    from stages.common.encoders import load_state_bytes
+    from stages.common.schema import RayCfg
+    from stages.pretrain.__main__ import make_trainer
+    from stages.pretrain.loop import CKPT_AVERAGE, CKPT_MODEL, build_model, load_checkpoint_model
+    from stages.pretrain.stream import stream_name
+
+    base = _config(epochs=1)
+    config = {**base, "pretrain": {**base["pretrain"], "weight_average": "swa"}}
+    xs = _data()
+    ds = {stream_name(0): view_stream(ray.put(xs), len(xs), config, rank=0, start_epoch=0)}
+    result = make_trainer(config, ds, RayCfg(num_workers=1, max_failures=0), str(tmp_path), "swa").fit()
+    with result.checkpoint.as_directory() as d:
+        assert os.path.exists(os.path.join(d, CKPT_AVERAGE))
+        exported, _ = load_checkpoint_model(config, d)
+        last = build_model(config)
+        with open(os.path.join(d, CKPT_MODEL), "rb") as f:
+            load_state_bytes(last, f.read())
+    weights = [(a, b) for a, b in zip(exported.parameters(), last.parameters(), strict=True)]
+    assert any(not torch.equal(a, b) for a, b in weights), "the export is the last weights, not the average"

@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from bench._meta import BenchRun
+from bench._meta import BenchRun, fmt_number
 from bench.domain_payoff import spread
 from domains.rl.objectives import ATCObjective, CURLObjective
 from domains.rl.tasks import ridge_probe, train_supervised
@@ -305,7 +305,7 @@ def markdown(res: dict[str, Any]) -> str:
     ]
     for name, v in res["objectives"].items():
         cells = [f"{v['r2'][k]['mean']:.3f} ± {v['r2'][k]['std']:.3f}" for k in STATE]
-        loss = "—" if v["final_loss"] is None else f"{v['final_loss']:.2f}"
+        loss = fmt_number(v["final_loss"], ".2f")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {v['rankme']:.1f} | {loss} |")
     return "\n".join(lines) + "\n"
 

@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from bench._meta import fmt_number
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 REFERENCE = Path(__file__).parent / "reference" / "ucr_ts2vec.csv"
@@ -542,7 +544,7 @@ def scatter_png(agg: dict[str, dict], ref: dict[str, dict], path: Path) -> int:
 
 
 def _f(v: float | None, nd: int = 3) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
+    return fmt_number(v, f".{nd}f")
 
 
 def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash: str | None = None) -> str:

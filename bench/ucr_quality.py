@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._meta import BenchRun
+from bench._meta import BenchRun, fmt_number
 from bench.ucr_archive import ensure_archive, load_reference, score
 from pipelines.run import run_recipe
 from stages.common.cli import Dirs
@@ -131,7 +131,7 @@ def same_protocol(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def _f(v: float | None) -> str:
-    return "—" if v is None else f"{v:.3f}"
+    return fmt_number(v)
 
 
 def versus(mean: float, std: float, ref: float | None) -> str:

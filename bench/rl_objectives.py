@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from bench._meta import BenchRun, fmt_number
 from bench.domain_payoff import spread
@@ -223,6 +224,11 @@ def train_and_probe(
     obj = make_objective(name, encoder, 1 if actions is None else actions.shape[1])
     params = {id(p): p for p in [*encoder.parameters(), *obj.parameters()] if p.requires_grad}
     opt = torch.optim.Adam(params.values(), lr=args.lr)
+    # --weight-average swa: the probe reads the uniform mean of the encoder's weights over every step
+    # (pretrain.weight_average: swa, as the stage keeps it)
+    average = AveragedModel(encoder, use_buffers=True) if args.weight_average == "swa" else None
+    if average is not None:
+        average.update_parameters(encoder)
     curve, t0 = [], time.perf_counter()
     for step in range(args.steps):
         encoder.train()
@@ -237,10 +243,13 @@ def train_and_probe(
         loss.backward()
         opt.step()
         obj.after_step(encoder)
+        if average is not None:
+            average.update_parameters(encoder)
         if step % 50 == 0 or step == args.steps - 1:
             curve.append([step, round(loss.item(), 4)])
             print(f"rl_objectives: {name} seed {seed} step {step} loss {loss.item():.3f}", flush=True)
-    return probe_encoder(encoder, data, fit, val, curve, time.perf_counter() - t0)
+    probed = encoder if average is None else average.module
+    return probe_encoder(probed, data, fit, val, curve, time.perf_counter() - t0)
 
 
 def probe_encoder(
@@ -325,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--supervised-epochs", type=int, default=30, help="as bench.domain_payoff trains it")
     ap.add_argument("--val-fraction", type=float, default=0.2, help="training episodes held out")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--weight-average",
+        choices=("none", "swa"),
+        default="none",
+        help="swa: probe the uniform average of the encoder's weights over all steps (results keyed <objective>+swa)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "rl_objectives.json")
     args = ap.parse_args(argv)
     names = args.objectives.split(",")
@@ -349,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": args.steps,
         "batch": args.batch,
         "lr": args.lr,
+        "weight_average": args.weight_average,
         "seeds": seeds,
         "fit_rows": len(fit),
         "val_rows": len(val),
@@ -357,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name in names:
         runs = [train_and_probe(name, s, (x, y, g), fit, val, args, actions) for s in seeds]
-        res["objectives"][name] = {
+        key = name if args.weight_average == "none" or name == "supervised" else f"{name}+swa"
+        res["objectives"][key] = {
             "r2": {k: spread([r["r2"][k] for r in runs]) for k in STATE},
             "rankme": round(float(np.mean([r["rankme"] for r in runs])), 2),
             "final_loss": final_loss(runs),

@@ -133,3 +133,54 @@ def test_supervised_reference_is_probed_like_the_objectives(tmp_path: Path, monk
     json.loads(out.read_text(), parse_constant=no_nan)
     assert res["supervised"]["final_loss"] is None and isinstance(res["ntxent"]["final_loss"], float)
     assert "| supervised |" in out.with_suffix(".md").read_text()
+
+
+def test_weight_average_probes_the_mean_of_the_initial_and_trained_weights(
+    tmp_path: Path, monkeypatch
+) -> None:  # noqa: ANN001
+    """--weight-average swa: the probe reads the uniform average of the encoder's weights (the initial
+    ones and one per step), not the last weights; the result is keyed ``<objective>+swa``."""
+    import torch
+
+    from stages.common.encoders import build_encoder
+
+    monkeypatch.setenv("BENCH_FORCE", "1")
+    made, probed = [], []
+    real_average, real_probe = rl_objectives.AveragedModel, rl_objectives.probe_encoder
+
+    def recording_average(module, **kw):  # noqa: ANN001, ANN202
+        made.append(module)
+        return real_average(module, **kw)
+
+    def recording_probe(encoder, *a, **kw):  # noqa: ANN001, ANN202
+        probed.append(encoder)
+        return real_probe(encoder, *a, **kw)
+
+    monkeypatch.setattr(rl_objectives, "AveragedModel", recording_average)
+    monkeypatch.setattr(rl_objectives, "probe_encoder", recording_probe)
+    out = tmp_path / "objectives.json"
+    argv = [
+        "--data",
+        str(_data(tmp_path)),
+        "--objectives",
+        "ntxent",
+        "--seeds",
+        "0",
+        "--weight-average",
+        "swa",
+    ]
+    rl_objectives.main([*argv, "--steps", "1", "--batch", "8", "--out", str(out)])
+    assert set(json.loads(out.read_text())["objectives"]) == {"ntxent+swa"}
+
+    (live,), (exported,) = made, probed
+    torch.manual_seed(0)
+    initial = build_encoder("rl", {**rl_objectives.ENCODER, "image_size": 64})
+    moved = False
+    for (name, w_exp), w_live, w_init in zip(
+        exported.state_dict().items(), live.state_dict().values(), initial.state_dict().values(), strict=True
+    ):
+        if not w_exp.is_floating_point():
+            continue
+        torch.testing.assert_close(w_exp, (w_init + w_live) / 2, msg=name)
+        moved |= not torch.equal(w_live, w_init)
+    assert moved, "one step changed no weight: the test cannot tell the average from either end"

@@ -42,7 +42,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
 
 from bench._meta import BenchRun, fmt_number
 from bench.domain_payoff import spread
@@ -52,6 +51,7 @@ from domains.rl.views import apply_policy
 from stages.common.diagnostics import effective_rank
 from stages.common.encoders import build_encoder, build_projection_head, embed
 from stages.common.losses.registry import build_loss
+from stages.pretrain.loop import weight_average
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(os.environ.get("TMPDIR", "/tmp")) / "domain_payoff" / "rl" / "data" / "rl-cartpole" / "curated"
@@ -225,10 +225,8 @@ def train_and_probe(
     params = {id(p): p for p in [*encoder.parameters(), *obj.parameters()] if p.requires_grad}
     opt = torch.optim.Adam(params.values(), lr=args.lr)
     # --weight-average swa: the probe reads the uniform mean of the encoder's weights over every step
-    # (pretrain.weight_average: swa, as the stage keeps it)
-    average = AveragedModel(encoder, use_buffers=True) if args.weight_average == "swa" else None
-    if average is not None:
-        average.update_parameters(encoder)
+    # (pretrain.weight_average: swa, with the stage's own constructor)
+    average = weight_average(encoder) if args.weight_average == "swa" else None
     curve, t0 = [], time.perf_counter()
     for step in range(args.steps):
         encoder.train()

@@ -298,6 +298,15 @@ def _list_batches(
         yield [xs[i] for i in order[start : start + local_batch]]
 
 
+def weight_average(model: torch.nn.Module) -> AveragedModel:
+    """``pretrain.weight_average: swa``: a running uniform average of ``model``'s weights (a copy on
+    its device, buffers included) that already counts the current weights once, as TS2Vec's does.
+    The one constructor for training, export and the benches, so their state dicts always agree."""
+    average = AveragedModel(model, use_buffers=True)
+    average.update_parameters(model)
+    return average
+
+
 def _save_checkpoint(
     directory: str,
     model: torch.nn.Module,
@@ -440,11 +449,7 @@ def setup(config: dict[str, Any], xs: list[np.ndarray] | None) -> Trainer:
             f"pretrain: precision=bf16 runs as fp32 on {device.type} (bf16 autocasts on CUDA only)",
             flush=True,
         )
-    average = None
-    if cfg.weight_average == "swa":
-        # a copy on the model's device, counting the initial weights once (as TS2Vec does)
-        average = AveragedModel(model, use_buffers=True)
-        average.update_parameters(model)
+    average = weight_average(model) if cfg.weight_average == "swa" else None
     start_epoch, history = 0, []
     if in_ray and (ckpt := ray.train.get_checkpoint()) is not None:
         with ckpt.as_directory() as d:
@@ -715,7 +720,7 @@ def load_checkpoint_model(config: dict[str, Any], directory: str) -> tuple[Encod
     model = build_model(config)
     average_path = os.path.join(directory, CKPT_AVERAGE)
     if os.path.exists(average_path):
-        average = AveragedModel(model, use_buffers=True)
+        average = weight_average(model)  # the saved state replaces its weights and count
         with open(average_path, "rb") as f:
             load_state_bytes(average, f.read())
         model = average.module

@@ -146,17 +146,17 @@ def test_weight_average_probes_the_mean_of_the_initial_and_trained_weights(
 
     monkeypatch.setenv("BENCH_FORCE", "1")
     made, probed = [], []
-    real_average, real_probe = rl_objectives.AveragedModel, rl_objectives.probe_encoder
+    real_average, real_probe = rl_objectives.weight_average, rl_objectives.probe_encoder
 
-    def recording_average(module, **kw):  # noqa: ANN001, ANN202
+    def recording_average(module):  # noqa: ANN001, ANN202
         made.append(module)
-        return real_average(module, **kw)
+        return real_average(module)
 
     def recording_probe(encoder, *a, **kw):  # noqa: ANN001, ANN202
         probed.append(encoder)
         return real_probe(encoder, *a, **kw)
 
-    monkeypatch.setattr(rl_objectives, "AveragedModel", recording_average)
+    monkeypatch.setattr(rl_objectives, "weight_average", recording_average)
     monkeypatch.setattr(rl_objectives, "probe_encoder", recording_probe)
     out = tmp_path / "objectives.json"
     argv = [

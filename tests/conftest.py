@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,11 @@ BIN = Path(sys.executable).parent
 # token. Ray reads this once per process, when it first initialises its config, so it must be set
 # before any test touches Ray, not when the session's head node starts.
 os.environ["RAY_AUTH_MODE"] = "token"
+# ...and `ray start` (unlike `ray.init`) does not make the token it then requires: on a machine
+# with no ~/.ray/auth_token (a fresh CI runner) every head the tests start failed with
+# AuthenticationError. One random token per test session, passed to every process by the
+# environment (Ray reads RAY_AUTH_TOKEN before the file), and nothing written to the user's home.
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 
 def on_ci() -> bool:

@@ -169,14 +169,15 @@ def _resample(x: np.ndarray, length: int) -> np.ndarray:
     return np.concatenate([np.interp(grid, t, ch) for ch in x])
 
 
-def nn1_raw(fit: list[dict], score: list[dict]) -> float:
-    """Euclidean 1-NN on the z-normalised series, each linearly resampled to the longest fitted
+def nn1_raw(fit: list[dict], score: list[dict], channels: int | None = None) -> float:
+    """Euclidean 1-NN on the normalised series (their first ``channels`` channels: not the level
+    and scale channels ``per_row_stats`` adds), each linearly resampled to the longest fitted
     length (one rule for every set; a no-op on equal-length sets)."""
     from sklearn.neighbors import KNeighborsClassifier
 
     length = max(r["x"].shape[1] for r in fit)
-    xtr = np.stack([_resample(r["x"], length) for r in fit])
-    xte = np.stack([_resample(r["x"], length) for r in score])
+    xtr = np.stack([_resample(r["x"][:channels], length) for r in fit])
+    xte = np.stack([_resample(r["x"][:channels], length) for r in score])
     clf = KNeighborsClassifier(n_neighbors=1).fit(xtr, [r["label"] for r in fit])
     return float((clf.predict(xte) == np.asarray([r["label"] for r in score])).mean())
 
@@ -315,7 +316,9 @@ def run_set(
     fit, scored, _ = fit_and_score_rows(
         rows, holdout, base.data.val_fraction, base.data.val_seed, base.data.normalise
     )
-    b = budget(len(fit), max(r["x"].shape[1] for r in fit), fit[0]["x"].shape[0], rule)
+    # the series' own channels: per_row_stats' level and scale channels are not more data to learn
+    channels = rows[0]["x"].shape[0]
+    b = budget(len(fit), max(r["x"].shape[1] for r in fit), channels, rule)
     out = work / f"{holdout}-s{seed}"
     per_set = [
         f"name=ucr-{name}",
@@ -340,7 +343,7 @@ def run_set(
         "seed": seed,
         "pretrained_svm": score(ev["pretrained"]["svm"]),
         "random_init_svm": score(ev["random_init"]["svm"]),
-        "nn1_raw": nn1_raw(fit, scored),
+        "nn1_raw": nn1_raw(fit, scored, channels),
         "n_fit": len(fit),
         "n_scored": len(scored),
         "n_scored_evaluate": ev.get("n_test"),

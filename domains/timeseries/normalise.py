@@ -18,6 +18,13 @@ Ingest applies this with ``data.normalise: auto`` (or ``train``); the default st
 because on validation splits of 7 of those unnormalised sets per-series z-normalisation scored
 higher (0.820 vs 0.790, 3 seeds; ``bench/results/ucr_normalise_validation.md``): the level helps on
 some sets (MelbournePedestrian, InsectEPG) and drowns the shape on others (GestureMidAirD1).
+
+``per_row_stats`` keeps both: every series z-normalised on its own (the shape, as ``per_row``),
+and, for a split that is not already z-normalised (the same test as ``auto``), each channel's level
+and scale as two more channels, constant along time: ``(row mean - train mean) / train std`` and
+``log(row std / train std)``, with the training rows' per-channel statistics. A ``C``-channel series
+becomes ``3C`` channels ``[shape..., level..., log scale...]``; an already-normalised split is left
+exactly as ``per_row`` leaves it (nothing to add: every level is 0 and every scale 1).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import numpy as np
 ZNORM_TOLERANCE = 0.05
 #: a channel whose training std is below this is constant: divided by 1, not by ~0
 MIN_STD = 1e-8
+#: ``per_row_stats``: the log-scale channel is clipped to +-this (a constant series has std 0)
+MAX_LOG_SCALE = 5.0
 
 
 @dataclass
@@ -70,7 +79,9 @@ class SeriesStats:
 @dataclass
 class Normaliser:
     """What ingest applies to every row: ``per_row`` (the domain's per-series z-normalisation),
-    ``train`` (fixed per-channel mean/std from the training rows) or ``none``."""
+    ``train`` (fixed per-channel mean/std from the training rows), ``per_row_stats`` (per series,
+    plus each channel's level and log scale against the training statistics as extra channels:
+    ``C`` channels in, ``3C`` out) or ``none``."""
 
     kind: str
     reason: str = ""
@@ -84,11 +95,17 @@ class Normaliser:
             return znormalise_rows(x)
         mean = np.asarray(self.mean, dtype=np.float64)[:, None]
         std = np.asarray(self.std, dtype=np.float64)[:, None]
+        if self.kind == "per_row_stats":
+            return with_level_and_scale(x, mean, std)
         return ((x.astype(np.float64) - mean) / std).astype(np.float32)
+
+    def channels_out(self, channels: int) -> int:
+        """How many channels a ``channels``-channel series has after this normaliser."""
+        return 3 * channels if self.kind == "per_row_stats" else channels
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"chosen": self.kind, "reason": self.reason}
-        if self.kind == "train":
+        if self.kind in ("train", "per_row_stats"):
             out.update(mean=[round(v, 6) for v in self.mean], std=[round(v, 6) for v in self.std])
         return out
 
@@ -101,9 +118,24 @@ def znormalise_rows(x: np.ndarray) -> np.ndarray:
     return ((x - mean) / np.where(std > MIN_STD, std, 1.0)).astype(np.float32)
 
 
+def with_level_and_scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``per_row_stats``: ``x`` ``[C, T]`` z-normalised per series, then per channel its level
+    ``(row mean - mean) / std`` and log scale ``log(row std / std)`` (clipped to
+    ``+-MAX_LOG_SCALE``) repeated along time: ``[3C, T]``. ``mean``, ``std``: ``[C, 1]``."""
+    x64 = x.astype(np.float64)
+    row_mean = x64.mean(axis=1, keepdims=True)
+    row_std = x64.std(axis=1, keepdims=True)
+    level = (row_mean - mean) / std
+    with np.errstate(divide="ignore"):
+        log_scale = np.clip(np.log(row_std / std), -MAX_LOG_SCALE, MAX_LOG_SCALE)
+    steps = np.ones((1, x.shape[1]))
+    return np.concatenate([znormalise_rows(x), level * steps, log_scale * steps]).astype(np.float32)
+
+
 def fit(train_xs: Iterable[np.ndarray], mode: str) -> Normaliser:
     """The normaliser ``data.normalise`` (``mode``) gives for these training series: ``per_row`` and
-    ``none`` need no statistics (the series are not read), ``auto`` and ``train`` are fitted."""
+    ``none`` need no statistics (the series are not read), ``auto``, ``train`` and
+    ``per_row_stats`` are fitted."""
     if mode in ("per_row", "none"):
         return Normaliser(mode, f"data.normalise={mode}")
     stats = SeriesStats()
@@ -112,14 +144,21 @@ def fit(train_xs: Iterable[np.ndarray], mode: str) -> Normaliser:
     if stats.count is None:  # no training rows (an evaluation-only set): nothing to fit on
         return Normaliser("per_row", "no training rows: each series z-normalised on its own")
     dev = f"every training series' mean and std within {stats.max_deviation:.4f} of 0 and 1"
-    if mode == "auto" and stats.max_deviation <= ZNORM_TOLERANCE:
+    if mode in ("auto", "per_row_stats") and stats.max_deviation <= ZNORM_TOLERANCE:
         return Normaliser("per_row", f"already z-normalised ({dev}, tolerance {ZNORM_TOLERANCE})")
     mean, std = stats.mean_std()
     std = np.where(std > MIN_STD, std, 1.0)
-    reason = (
-        "data.normalise=train"
-        if mode == "train"
-        else f"not z-normalised (a training series deviates by {stats.max_deviation:.4g} > "
-        f"{ZNORM_TOLERANCE}): z-scored with the statistics of {stats.series} training series"
-    )
-    return Normaliser("train", reason, [float(v) for v in mean], [float(v) for v in std])
+    if mode == "train":
+        reason = "data.normalise=train"
+    else:
+        what = (
+            "z-normalised per series, level and log scale against the statistics of"
+            if mode == "per_row_stats"
+            else "z-scored with the statistics of"
+        )
+        reason = (
+            f"not z-normalised (a training series deviates by {stats.max_deviation:.4g} > "
+            f"{ZNORM_TOLERANCE}): {what} {stats.series} training series"
+        )
+    kind = "per_row_stats" if mode == "per_row_stats" else "train"
+    return Normaliser(kind, reason, [float(v) for v in mean], [float(v) for v in std])

@@ -168,10 +168,10 @@ def _check_domain(recipe: Recipe, source: Path) -> None:
             f"{source}: data.source: unknown source {recipe.data.source!r} for domain "
             f"{recipe.domain!r} (known: {known})"
         )
-    if recipe.data.normalise == "train" and not domain.normalise_from_train:
+    if recipe.data.normalise in ("train", "per_row_stats") and not domain.normalise_from_train:
         raise ConfigError(
-            f"{source}: data.normalise: 'train' (statistics of the training rows) is not defined for "
-            f"domain {recipe.domain!r}; use auto, per_row or none"
+            f"{source}: data.normalise: {recipe.data.normalise!r} (statistics of the training rows) is "
+            f"not defined for domain {recipe.domain!r}; use auto, per_row or none"
         )
     _check_options(recipe, domain, source)
 

@@ -32,10 +32,13 @@ class DataCfg(Section):
     #: each series z-normalised on its own, the UCR convention); "auto": decided from the training
     #: rows (time series: series already z-normalised stay so, other data is z-scored per channel
     #: with the training rows' statistics, fitted after the holdout split; other domains: per row);
-    #: "train": the training rows' statistics (time series only); "none": as read. per_row is the
+    #: "train": the training rows' statistics (time series only); "per_row_stats" (time series
+    #: only): per_row, plus each channel's level and log scale against the training rows'
+    #: statistics as constant extra channels when the series are not already z-normalised
+    #: (domains/timeseries/normalise.py); "none": as read. per_row is the
     #: default because it won on validation splits of 7 unnormalised UCR sets (0.820 vs auto's
     #: 0.790, 3 seeds: bench/results/ucr_normalise_validation.md)
-    normalise: Literal["per_row", "auto", "train", "none"] = "per_row"
+    normalise: Literal["per_row", "auto", "train", "per_row_stats", "none"] = "per_row"
 
 
 class IngestCfg(Section):

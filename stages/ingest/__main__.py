@@ -118,12 +118,20 @@ def fit_and_apply_normaliser(ds: Any, domain: Any, mode: str) -> tuple[Any, dict
         col = t.column("x").combine_chunks()
         values = col.values.to_numpy(zero_copy_only=False)
         offsets = col.offsets.to_numpy()
-        out = values.copy()
+        # a normaliser may add channels (per_row_stats): new offsets and shapes, built as we go
+        outs, shapes = [], []
         for i, shape in enumerate(t.column("shape").to_pylist()):
-            a, b = offsets[i], offsets[i + 1]
-            out[a:b] = norm(decode_x(values[a:b], shape)).reshape(-1)
-        x = type(col).from_arrays(col.offsets, pa.array(out, type=col.type.value_type))
-        return t.set_column(t.schema.get_field_index("x"), "x", x)
+            y = norm(decode_x(values[offsets[i] : offsets[i + 1]], shape))
+            outs.append(y.reshape(-1))
+            shapes.append(list(y.shape))
+        out = np.concatenate(outs) if outs else values[:0]
+        new_offsets = np.concatenate([[0], np.cumsum([len(o) for o in outs])]).astype(offsets.dtype)
+        x = type(col).from_arrays(
+            pa.array(new_offsets, type=col.offsets.type), pa.array(out, type=col.type.value_type)
+        )
+        t = t.set_column(t.schema.get_field_index("x"), "x", x)
+        shape_type = t.schema.field("shape").type
+        return t.set_column(t.schema.get_field_index("shape"), "shape", pa.array(shapes, type=shape_type))
 
     described = norm.describe() if hasattr(norm, "describe") else {}
     print(f"ingest: normalise={mode}: {described.get('chosen', '?')} ({described.get('reason', '')})")
@@ -189,7 +197,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     ds = ray.data.from_items(items, override_num_blocks=read_tasks(len(items), recipe.ingest.units_per_task))
     domain = get_domain(recipe.domain)
     mode = recipe.data.normalise
-    from_train = domain.normalise_from_train and mode in ("auto", "train")
+    from_train = domain.normalise_from_train and mode in ("auto", "train", "per_row_stats")
     per_row = mode == "per_row" or (mode == "auto" and not from_train)
     ds = ds.flat_map(
         read_unit,

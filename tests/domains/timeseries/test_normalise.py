@@ -83,3 +83,44 @@ def test_train_statistics_are_refused_where_a_domain_has_none() -> None:
         load_recipe("pipelines/pointcloud-catalogue.yaml", "params.yaml", ["data.normalise=train"])
     with pytest.raises(ConfigError, match=r"data\.normalise"):
         load_recipe("pipelines/timeseries-gunpoint.yaml", "params.yaml", ["data.normalise=global"])
+
+
+def test_per_row_stats_keeps_the_shape_per_series_and_adds_level_and_scale_channels() -> None:
+    rng = np.random.default_rng(4)
+    # two channels; the class is the level of channel 0 and the scale of channel 1
+    xs = _series(rng, 12, level=0.0, channels=2, length=40)
+    for i, x in enumerate(xs):
+        x[0] += 4.0 * (i % 2)
+        x[1] *= 1.0 + 2.0 * (i % 2)
+    norm = znorm.fit(iter(xs), "per_row_stats")
+    assert norm.kind == "per_row_stats" and norm.channels_out(2) == 6
+    assert "level and log scale" in norm.describe()["reason"] and len(norm.describe()["mean"]) == 2
+    mean, std = np.asarray(norm.mean), np.asarray(norm.std)
+    test = (7.0 + 3.0 * rng.normal(size=(2, 25))).astype(np.float32)  # a test row: training statistics
+    out = norm(test)
+    assert out.shape == (6, 25) and out.dtype == np.float32
+    np.testing.assert_allclose(out[:2], znorm.znormalise_rows(test), atol=1e-6)  # the shape, per series
+    np.testing.assert_allclose(out[2:4], np.repeat(((test.mean(1) - mean) / std)[:, None], 25, 1), rtol=1e-5)
+    np.testing.assert_allclose(out[4:], np.repeat(np.log(test.std(1) / std)[:, None], 25, 1), rtol=1e-5)
+    # the per-series shape alone cannot tell the classes apart; the level and scale channels can
+    outs = [norm(x) for x in xs]
+    assert min(o[2, 0] for o in outs[1::2]) > max(o[2, 0] for o in outs[0::2])
+    assert min(o[5, 0] for o in outs[1::2]) > max(o[5, 0] for o in outs[0::2])
+    # a constant series (std 0) gets a finite, clipped log scale
+    flat = norm(np.full((2, 10), 3.0, np.float32))
+    assert np.isfinite(flat).all() and (flat[4:] == -znorm.MAX_LOG_SCALE).all()
+
+
+def test_per_row_stats_leaves_an_already_normalised_set_exactly_as_per_row() -> None:
+    rng = np.random.default_rng(5)
+    domain = get_domain("timeseries")
+    train = [domain.normalise(x) for x in _series(rng, 10, level=2.0)]
+    norm = domain.fit_normaliser(iter(train), "per_row_stats")
+    assert norm.kind == "per_row" and norm.channels_out(1) == 1
+    raw = _series(rng, 1, level=-3.0)[0]
+    np.testing.assert_array_equal(norm(raw), domain.normalise(raw))
+
+
+def test_per_row_stats_is_refused_where_a_domain_has_no_training_statistics() -> None:
+    with pytest.raises(ConfigError, match=r"data\.normalise: 'per_row_stats'.*'audio'"):
+        load_recipe("pipelines/audio-speech.yaml", "params.yaml", ["data.normalise=per_row_stats"])

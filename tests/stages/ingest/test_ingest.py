@@ -130,6 +130,55 @@ def test_ingest_stops_with_exit_code_2_on_a_bad_test_row_and_records_the_publish
 
 
 @pytest.mark.e2e
+def test_per_row_stats_stores_three_channels_per_series_with_their_shape(
+    tmp_path: Path, ray_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data.normalise: per_row_stats`` on series with a level: ingest stores each series as
+    ``[shape, level, log scale]`` (3 channels, ``shape`` column updated), the level fitted on the
+    training rows only, so the encoder and every later stage read 3-channel rows."""
+    import pyarrow.parquet as pq
+    import ray
+
+    from stages.common.cli import main
+    from stages.common.rows import table_to_rows
+    from stages.ingest.__main__ import run
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "Lvl"
+    root.mkdir()
+
+    def lines(n: int, offset: float) -> str:
+        return "".join(
+            "\t".join([str(i % 2), *(f"{v:.6f}" for v in 10.0 * (i % 2) + offset + rng.normal(size=12))])
+            + "\n"
+            for i in range(n)
+        )
+
+    (root / "Lvl_TRAIN.tsv").write_text(lines(20, 0.0))
+    (root / "Lvl_TEST.tsv").write_text(lines(6, 0.0))
+    monkeypatch.setenv("RAY_ADDRESS", ray_address)
+    connected = ray.is_initialized()
+    try:
+        assert main("ingest", run, _ingest_argv(tmp_path, "Lvl", "data.normalise=per_row_stats")) == 0
+        table = pq.read_table(tmp_path / "data/timeseries-gunpoint/ingested")
+    finally:
+        if not connected:  # leave a session another test opened alone
+            ray.shutdown()
+    described = json.loads((tmp_path / "metrics/timeseries-gunpoint/ingest.json").read_text())["normalise"]
+    assert described["chosen"] == "per_row_stats" and 4.0 < described["mean"][0] < 6.0
+    rows = table_to_rows(table)
+    assert len(rows) == 26 and {r["x"].shape for r in rows} == {(3, 12)}
+    for r in rows:
+        np.testing.assert_allclose(r["x"][0].mean(), 0.0, atol=1e-5)  # the shape: z-normalised per series
+        assert np.ptp(r["x"][1]) == 0.0 and np.ptp(r["x"][2]) == 0.0  # level and scale: constant in time
+    levels = {r["label"]: [] for r in rows}
+    for r in rows:
+        levels[r["label"]].append(float(r["x"][1, 0]))
+    low, high = sorted(levels.values(), key=np.mean)
+    assert max(low) < 0.0 < min(high)  # the level that per-series z-normalisation throws away
+
+
+@pytest.mark.e2e
 def test_unnormalised_series_are_z_scored_with_statistics_of_the_training_rows_only(
     tmp_path: Path, ray_address: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

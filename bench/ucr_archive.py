@@ -554,6 +554,7 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
     ref = load_reference()
     rhash, agg = aggregate(load_results(results_path), holdout, rhash)
     z_train = sorted(n for n, a in agg.items() if a["normalise"] == "train")
+    z_stats = sorted(n for n, a in agg.items() if a["normalise"] == "per_row_stats")
     # validation figures are never set beside published test figures: only candidates compare
     published = holdout != "validation"
     s = summarise(agg, ref) if agg and published else None
@@ -575,8 +576,18 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
         "Normalisation: as ingest chose it (`data.normalise`, recorded per set); "
         + (
             f"z-scored per channel with the training rows' statistics ({len(z_train)}): {', '.join(z_train)}; "
-            "every other set z-normalised series by series."
             if z_train
+            else ""
+        )
+        + (
+            f"z-normalised series by series plus level and log-scale channels ({len(z_stats)}): "
+            f"{', '.join(z_stats)}; "
+            if z_stats
+            else ""
+        )
+        + (
+            "every other set z-normalised series by series."
+            if z_train or z_stats
             else "every set z-normalised series by series (the UCR convention)."
         ),
         "",

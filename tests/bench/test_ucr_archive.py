@@ -201,6 +201,24 @@ def test_the_report_names_the_sets_ingest_z_scored_with_training_statistics(tmp_
     results.write_text(json.dumps({"runs": runs}))
     text = ua.write_report(results, tmp_path / "r.md", "none", "h1")
     assert "training rows' statistics (1): Chinatown; every other set z-normalised series by series" in text
+    runs[1]["normalise"]["chosen"] = "per_row_stats"
+    results.write_text(json.dumps({"runs": runs}))
+    text = ua.write_report(results, tmp_path / "r.md", "none", "h1")
+    assert "level and log-scale channels (1): Chinatown; every other set z-normalised" in text
+
+
+def test_the_1nn_floor_reads_the_series_own_channels_not_the_added_ones() -> None:
+    rng = np.random.default_rng(1)
+    rows = [
+        {"id": f"t{i}", "x": (3.0 * (i % 2) + rng.normal(size=(1, 20))).astype(np.float32),
+         "label": str(i % 2), "split": "test" if i >= 8 else "train", "group": None}
+        for i in range(12)
+    ]  # fmt: skip
+    fit, scored, chosen = ua.fit_and_score_rows(rows, "none", 0.2, 0, "per_row_stats")
+    assert chosen["chosen"] == "per_row_stats" and fit[0]["x"].shape == (3, 20)
+    # the 1-NN floor on the first channel only: the same as on the per-series z-normalised rows
+    plain_fit, plain_scored, _ = ua.fit_and_score_rows(rows, "none", 0.2, 0)
+    assert ua.nn1_raw(fit, scored, 1) == ua.nn1_raw(plain_fit, plain_scored)
 
 
 def test_the_bench_normalises_as_ingest_does_fitted_on_the_fit_rows() -> None:

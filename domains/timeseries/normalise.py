@@ -104,10 +104,6 @@ class Normaliser:
             return with_level_and_scale(x, mean, std)
         return ((x.astype(np.float64) - mean) / std).astype(np.float32)
 
-    def channels_out(self, channels: int) -> int:
-        """How many channels a ``channels``-channel series has after this normaliser."""
-        return 3 * channels if self.kind == "per_row_stats" else channels
-
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"chosen": self.kind, "reason": self.reason}
         if self.kind in ("train", "per_row_stats"):

@@ -555,6 +555,10 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
     rhash, agg = aggregate(load_results(results_path), holdout, rhash)
     z_train = sorted(n for n, a in agg.items() if a["normalise"] == "train")
     z_stats = sorted(n for n, a in agg.items() if a["normalise"] == "per_row_stats")
+    others = [
+        ("z-scored per channel with the training rows' statistics", z_train),
+        ("z-normalised series by series plus level and log-scale channels", z_stats),
+    ]
     # validation figures are never set beside published test figures: only candidates compare
     published = holdout != "validation"
     s = summarise(agg, ref) if agg and published else None
@@ -574,17 +578,7 @@ def write_report(results_path: Path, out_md: Path, holdout: str = "none", rhash:
         f"**{len(agg)} of {N_SETS} sets measured.**",
         "",
         "Normalisation: as ingest chose it (`data.normalise`, recorded per set); "
-        + (
-            f"z-scored per channel with the training rows' statistics ({len(z_train)}): {', '.join(z_train)}; "
-            if z_train
-            else ""
-        )
-        + (
-            f"z-normalised series by series plus level and log-scale channels ({len(z_stats)}): "
-            f"{', '.join(z_stats)}; "
-            if z_stats
-            else ""
-        )
+        + "".join(f"{what} ({len(sets)}): {', '.join(sets)}; " for what, sets in others if sets)
         + (
             "every other set z-normalised series by series."
             if z_train or z_stats

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from domains.base import ViewPolicy
-from stages.common.schema import Recipe
+from stages.common.schema import TRAIN_STATISTICS_MODES, Recipe
 
 if TYPE_CHECKING:
     from domains.base import Domain
@@ -168,7 +168,7 @@ def _check_domain(recipe: Recipe, source: Path) -> None:
             f"{source}: data.source: unknown source {recipe.data.source!r} for domain "
             f"{recipe.domain!r} (known: {known})"
         )
-    if recipe.data.normalise in ("train", "per_row_stats") and not domain.normalise_from_train:
+    if recipe.data.normalise in TRAIN_STATISTICS_MODES and not domain.normalise_from_train:
         raise ConfigError(
             f"{source}: data.normalise: {recipe.data.normalise!r} (statistics of the training rows) is "
             f"not defined for domain {recipe.domain!r}; use auto, per_row or none"

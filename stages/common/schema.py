@@ -15,6 +15,11 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+#: ``data.normalise`` modes that only a domain with training statistics (``normalise_from_train``)
+#: defines; ``auto`` uses them where the domain has them and falls back to per-row elsewhere
+TRAIN_STATISTICS_MODES = ("train", "per_row_stats")
+
+
 class DataCfg(Section):
     """Where the rows come from: a named source of the domain and its options."""
 

@@ -31,7 +31,7 @@ from stages.common.cli import Dirs, StageError, main
 from stages.common.config import list_source_units
 from stages.common.ray_session import init_ray
 from stages.common.rows import decode_x, encode_row, train_expr
-from stages.common.schema import Recipe
+from stages.common.schema import TRAIN_STATISTICS_MODES, Recipe
 from stages.common.storage import atomic_dir, join, write_bytes, write_json
 from stages.ingest import holdout
 
@@ -197,7 +197,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     ds = ray.data.from_items(items, override_num_blocks=read_tasks(len(items), recipe.ingest.units_per_task))
     domain = get_domain(recipe.domain)
     mode = recipe.data.normalise
-    from_train = domain.normalise_from_train and mode in ("auto", "train", "per_row_stats")
+    from_train = domain.normalise_from_train and (mode == "auto" or mode in TRAIN_STATISTICS_MODES)
     per_row = mode == "per_row" or (mode == "auto" and not from_train)
     ds = ds.flat_map(
         read_unit,

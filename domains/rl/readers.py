@@ -3,9 +3,12 @@
 Every source produces *episodes* — ``frames`` uint8 ``[T(+1), C, H, W]``, ``state`` ``[T(+1), d]``,
 ``action`` ``[T, a]``, ``reward`` ``[T]`` — which ``episode_rows`` turns into one row per step:
 
-* ``x``: float32 ``[2, S*C, H, W]`` in [0, 1] — the stack of the last ``S`` frames at ``t`` (frames
-  before the episode start repeat the first frame, as CURL's FrameStack) and the stack at ``t + k``
-  (clamped to the last frame), so temporal objectives (ATC) find their positive inside the row;
+* ``x``: float32 ``[2, S*C, H, W]`` in [0, 1] — the stack of ``S`` frames ending at ``t``, ``frame_gap``
+  steps apart (``t - (S-1)·gap, ..., t - gap, t``; frames before the episode start repeat the first
+  frame, as CURL's FrameStack) and the stack at ``t + k`` (clamped to the last frame), so temporal
+  objectives (ATC) find their positive inside the row. ``frame_gap`` (default 1: consecutive frames)
+  widens the stack's time span without changing its size, for motion that moves less than a pixel
+  between consecutive frames;
 * ``group``: the episode id (never split across train and test), ``split``: per episode;
 * ``meta``: ``{state, action, reward, episode, t, env, k}``.
 
@@ -84,20 +87,29 @@ def check_episode(ep: Episode, where: str) -> Episode:
     return {"frames": frames, "state": state, "action": action, "reward": reward}
 
 
-def _stack(frames: np.ndarray, t: int, stack: int) -> np.ndarray:
-    idx = np.clip(np.arange(t - stack + 1, t + 1), 0, None)
+def _stack(frames: np.ndarray, t: int, stack: int, gap: int = 1) -> np.ndarray:
+    idx = np.clip(np.arange(t - (stack - 1) * gap, t + 1, gap), 0, None)
     f = frames[idx]  # [S, C, H, W]
     return f.reshape(-1, *f.shape[2:])
 
 
 def episode_rows(
-    ep: Episode, episode_id: str, split: str, stack: int = 3, k: int = 1, extra: dict | None = None
+    ep: Episode,
+    episode_id: str,
+    split: str,
+    stack: int = 3,
+    k: int = 1,
+    extra: dict | None = None,
+    frame_gap: int = 1,
 ) -> Iterator[Row]:
     """One row per acted step ``t`` of a checked episode (see the module docstring)."""
+    if frame_gap < 1:
+        raise ValueError(f"frame_gap must be >= 1, got {frame_gap}")
     frames, T = ep["frames"], len(ep["action"])
     last = len(frames) - 1
     for t in range(T):
-        x = np.stack([_stack(frames, t, stack), _stack(frames, min(t + k, last), stack)])
+        now, future = _stack(frames, t, stack, frame_gap), _stack(frames, min(t + k, last), stack, frame_gap)
+        x = np.stack([now, future])
         yield {
             "id": f"{episode_id}/t{t:04d}",
             "x": x.astype(np.float32) / 255.0,
@@ -136,14 +148,16 @@ def _rollout_units(
     action_repeat: int | None = None,
     test_every: int = 5,
     save_dir: str | None = None,
+    frame_gap: int = 1,
 ) -> list[dict[str, Any]]:
     """Units of ``episodes_per_unit`` episodes; every ``test_every``-th episode is a test episode."""
     from domains.rl.envs import get_spec
 
     get_spec(env)  # unknown env: a config error now, not a quarantined unit later
-    if episodes < 1 or episodes_per_unit < 1 or test_every < 2:
-        raise ValueError("need episodes >= 1, episodes_per_unit >= 1, test_every >= 2")
+    if episodes < 1 or episodes_per_unit < 1 or test_every < 2 or frame_gap < 1:
+        raise ValueError("need episodes >= 1, episodes_per_unit >= 1, test_every >= 2, frame_gap >= 1")
     common = dict(env=env, seed=seed, size=size, stack=stack, k=k, max_steps=max_steps, test_every=test_every)
+    common["frame_gap"] = frame_gap
     common.update(action_repeat=action_repeat, save_dir=save_dir)
     return [
         {**common, "first": i, "last": min(i + episodes_per_unit, episodes)}
@@ -173,7 +187,9 @@ def _unit_episodes(unit: dict[str, Any], env: Any, rollout: Any) -> Iterator[Row
             np.savez_compressed(os.path.join(unit["save_dir"], name), **raw)
         ep = check_episode(raw, episode_id)
         split = "test" if i % unit["test_every"] == unit["test_every"] - 1 else "train"
-        yield from episode_rows(ep, episode_id, split, unit["stack"], unit["k"], {"env": unit["env"]})
+        yield from episode_rows(
+            ep, episode_id, split, unit["stack"], unit["k"], {"env": unit["env"]}, unit.get("frame_gap", 1)
+        )
 
 
 # ---------------------------------------------------------------- offline files
@@ -185,18 +201,34 @@ HDF5_EXTENSIONS = (".hdf5", ".h5")
 
 
 def _file_units(
-    paths: str | list[str], extensions: tuple[str, ...], stack: int, k: int, test_fraction: float
+    paths: str | list[str],
+    extensions: tuple[str, ...],
+    stack: int,
+    k: int,
+    test_fraction: float,
+    frame_gap: int = 1,
 ) -> list[dict[str, Any]]:
+    if frame_gap < 1:
+        raise ValueError(f"frame_gap must be >= 1, got {frame_gap}")
     files = expand_paths(paths, extensions)
     # an episode's id starts with its file relative to the listing's folder: unique across subfolders
     return [
-        {"path": p, "name": name, "stack": stack, "k": k, "test_fraction": test_fraction}
+        {
+            "path": p,
+            "name": name,
+            "stack": stack,
+            "k": k,
+            "test_fraction": test_fraction,
+            "frame_gap": frame_gap,
+        }
         for p, name in zip(files, relative_names(files, extensions), strict=True)
     ]
 
 
-def _npz_units(paths: str | list[str], stack: int = 3, k: int = 1, test_fraction: float = 0.2) -> list[dict]:
-    return _file_units(paths, NPZ_EXTENSIONS, stack, k, test_fraction)
+def _npz_units(
+    paths: str | list[str], stack: int = 3, k: int = 1, test_fraction: float = 0.2, frame_gap: int = 1
+) -> list[dict]:
+    return _file_units(paths, NPZ_EXTENSIONS, stack, k, test_fraction, frame_gap)
 
 
 def _pick(arrays: Any, *names: str) -> np.ndarray:
@@ -221,14 +253,19 @@ def _read_npz(unit: dict[str, Any]) -> Iterator[Row]:
     episode_id = unit.get("name") or os.path.splitext(os.path.basename(path))[0]
     ep = check_episode(ep, path)
     yield from episode_rows(
-        ep, episode_id, split_of(episode_id, unit["test_fraction"]), unit["stack"], unit["k"]
+        ep,
+        episode_id,
+        split_of(episode_id, unit["test_fraction"]),
+        unit["stack"],
+        unit["k"],
+        frame_gap=unit.get("frame_gap", 1),
     )
 
 
 def _parquet_units(
-    paths: str | list[str], stack: int = 3, k: int = 1, test_fraction: float = 0.2
+    paths: str | list[str], stack: int = 3, k: int = 1, test_fraction: float = 0.2, frame_gap: int = 1
 ) -> list[dict]:
-    return _file_units(paths, PARQUET_EXTENSIONS, stack, k, test_fraction)
+    return _file_units(paths, PARQUET_EXTENSIONS, stack, k, test_fraction, frame_gap)
 
 
 def _read_parquet(unit: dict[str, Any]) -> Iterator[Row]:
@@ -261,12 +298,19 @@ def _read_parquet(unit: dict[str, Any]) -> Iterator[Row]:
         episode_id = f"{stem}/{ep_name}"
         ep = check_episode(ep, where)
         yield from episode_rows(
-            ep, episode_id, split_of(episode_id, unit["test_fraction"]), unit["stack"], unit["k"]
+            ep,
+            episode_id,
+            split_of(episode_id, unit["test_fraction"]),
+            unit["stack"],
+            unit["k"],
+            frame_gap=unit.get("frame_gap", 1),
         )
 
 
-def _hdf5_units(paths: str | list[str], stack: int = 3, k: int = 1, test_fraction: float = 0.2) -> list[dict]:
-    return _file_units(paths, HDF5_EXTENSIONS, stack, k, test_fraction)
+def _hdf5_units(
+    paths: str | list[str], stack: int = 3, k: int = 1, test_fraction: float = 0.2, frame_gap: int = 1
+) -> list[dict]:
+    return _file_units(paths, HDF5_EXTENSIONS, stack, k, test_fraction, frame_gap)
 
 
 def _read_hdf5(unit: dict[str, Any]) -> Iterator[Row]:
@@ -309,7 +353,12 @@ def _read_hdf5(unit: dict[str, Any]) -> Iterator[Row]:
             f"{path}: episode {e}",
         )
         yield from episode_rows(
-            ep, episode_id, split_of(episode_id, unit["test_fraction"]), unit["stack"], unit["k"]
+            ep,
+            episode_id,
+            split_of(episode_id, unit["test_fraction"]),
+            unit["stack"],
+            unit["k"],
+            frame_gap=unit.get("frame_gap", 1),
         )
         start = end + 1
 
@@ -320,26 +369,26 @@ SOURCES: dict[str, Source] = {
         _rollout_units,
         _read_rollouts,
         "random-policy episodes of a gymnasium/dm_control env, collected as parallel Ray tasks "
-        "(options: env, episodes, episodes_per_unit, seed, size, stack, k, max_steps, action_repeat, "
-        "test_every, save_dir)",
+        "(options: env, episodes, episodes_per_unit, seed, size, stack, k, frame_gap, max_steps, "
+        "action_repeat, test_every, save_dir)",
     ),
     "npz_episodes": Source(
         "npz_episodes",
         _npz_units,
         _read_npz,
-        "one episode per .npz (options: paths, stack, k, test_fraction)",
+        "one episode per .npz (options: paths, stack, k, frame_gap, test_fraction)",
     ),
     "parquet_episodes": Source(
         "parquet_episodes",
         _parquet_units,
         _read_parquet,
-        "Parquet, one row per step (options: paths, stack, k, test_fraction)",
+        "Parquet, one row per step (options: paths, stack, k, frame_gap, test_fraction)",
     ),
     "d4rl_hdf5": Source(
         "d4rl_hdf5",
         _hdf5_units,
         _read_hdf5,
-        "D4RL-style HDF5 with pixel observations and infos/state (options: paths, stack, k, test_fraction)",
+        "D4RL-style HDF5 with pixel observations and infos/state (options: paths, stack, k, frame_gap, test_fraction)",
     ),
 }
 

@@ -84,6 +84,38 @@ def test_channel_last_rgb_frames_stack_to_channel_planes() -> None:
     assert rows[0]["x"].shape == (2, 9, 16, 16)  # 3 RGB frames -> 9 planes
     np.testing.assert_array_equal(rows[0]["x"][1], rows[2]["x"][0])  # k = 2
 
+def test_frame_gap_stacks_frames_gap_steps_apart() -> None:
+    ep = check_episode(_episode(T=12), "x")
+    frames = ep["frames"].astype(np.float32) / 255.0  # [T+1, 3, 16, 16]
+    rows = list(episode_rows(ep, "e", "train", stack=3, k=1, frame_gap=3))
+    # at t = 7 the stack is frames 1, 4, 7 (RGB planes in that order); the future stack ends at 8
+    np.testing.assert_array_equal(rows[7]["x"][0], frames[[1, 4, 7]].reshape(9, 16, 16))
+    np.testing.assert_array_equal(rows[7]["x"][1], frames[[2, 5, 8]].reshape(9, 16, 16))
+    # before the episode start the first frame repeats, as with consecutive frames
+    np.testing.assert_array_equal(rows[4]["x"][0], frames[[0, 1, 4]].reshape(9, 16, 16))
+    # the default is consecutive frames, and the state of the row is still the state at t
+    np.testing.assert_array_equal(
+        list(episode_rows(ep, "e", "train"))[7]["x"][0], frames[[5, 6, 7]].reshape(9, 16, 16)
+    )
+    assert rows[7]["meta"]["state"] == ep["state"][7].tolist()
+
+
+def test_frame_gap_reaches_the_offline_readers(cartpole: tuple[list[dict], str]) -> None:
+    rows, save = cartpole
+    gapped = list(read_source("npz_episodes", paths=save, test_fraction=0.0, frame_gap=2))
+    frame = {(r["meta"]["episode"].rsplit("/", 1)[-1], r["meta"]["t"]): r["x"][0][-1] for r in rows}
+    r = next(r for r in gapped if r["meta"]["t"] == 6)
+    ep = r["group"].rsplit("_", 1)[-1]  # the npz name ends with the rollout's episode number
+    np.testing.assert_array_equal(r["x"][0], np.stack([frame[(ep, t)] for t in (2, 4, 6)]))
+
+
+def test_frame_gap_below_one_is_refused_naming_it(tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match="frame_gap"):
+        SOURCES["rollouts"].list_units(frame_gap=0)
+    with pytest.raises(ValueError, match="frame_gap"):
+        SOURCES["npz_episodes"].list_units(paths=str(tmp_path), frame_gap=0)
+
+
 
 def _quarantine(source: str, path: str) -> str | None:
     unit = SOURCES[source].list_units(paths=path)[0]

@@ -5,7 +5,7 @@ and ``evaluate.domain`` (the few-label segmentation protocol, ``tasks.py``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -28,6 +28,9 @@ class PatchOptions(Options):
     seed: int = PATCH_DEFAULTS["seed"]
 
 
+LrScale = Annotated[float, Field(ge=0)]
+
+
 class EvaluateOptions(Options):
     """Few-label segmentation Dice (``tasks.segmentation_dice``)."""
 
@@ -37,6 +40,10 @@ class EvaluateOptions(Options):
     lr: float = Field(DEFAULTS["lr"], gt=0)
     seeds: list[int] = Field(DEFAULTS["seeds"], min_length=1)
     max_test: int = Field(DEFAULTS["max_test"], ge=1)
+    #: the encoder's learning rate as a fraction of ``lr``, for both arms or per arm; 0 freezes it
+    encoder_lr_scale: LrScale | dict[Literal["pretrained", "random_init"], LrScale] = DEFAULTS[
+        "encoder_lr_scale"
+    ]
 
 
 SOURCE_OPTIONS = source_models(SOURCES, "medical", base=PatchOptions)

@@ -35,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "seeds": [0],
     "max_test": 256,
+    # the encoder's learning rate as a fraction of ``lr`` (the decoder's), one value for both arms or
+    # one per arm (``{pretrained: 0.1, random_init: 1.0}``); 0 freezes the encoder (its weights and its
+    # BatchNorm statistics: only the decoder learns, from the features the probes see)
+    "encoder_lr_scale": 1.0,
 }
 
 
@@ -61,15 +65,31 @@ def finetune_dice(
     batch_size: int,
     lr: float,
     seed: int,
+    encoder_lr_scale: float = 1.0,
 ) -> np.ndarray:
-    """Fine-tune ``encoder.segmenter(n_classes)`` on ``(xs, ys)``; per-class test Dice (no background)."""
+    """Fine-tune ``encoder.segmenter(n_classes)`` on ``(xs, ys)``; per-class test Dice (no background).
+
+    The encoder's parameters learn at ``lr * encoder_lr_scale``, the fresh decoder's at ``lr``;
+    ``encoder_lr_scale == 0`` freezes the encoder, BatchNorm statistics included."""
     from monai.losses import DiceCELoss
 
+    if encoder_lr_scale < 0:
+        raise ValueError(f"evaluate.domain.encoder_lr_scale must be >= 0, got {encoder_lr_scale}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = copy.deepcopy(encoder).segmenter(n_classes)
+    enc = copy.deepcopy(encoder)
+    net = enc.segmenter(n_classes)  # the segmenter holds these very encoder modules
+    enc_ids = {id(p) for p in enc.parameters()}
+    decoder_params = [p for p in net.parameters() if id(p) not in enc_ids]
+    groups = [{"params": decoder_params, "lr": lr}]
+    if encoder_lr_scale > 0:
+        groups.append({"params": list(enc.parameters()), "lr": lr * encoder_lr_scale})
+    else:
+        enc.requires_grad_(False)
     net.train()
-    optim = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-5)
+    if encoder_lr_scale == 0:
+        enc.eval()  # frozen means the pretrained BatchNorm statistics too
+    optim = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-5)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     bs = min(batch_size, len(xs))
     for _ in range(steps):
@@ -142,9 +162,22 @@ def _dice_run(d: _DiceData, run: tuple[int, int, str, np.ndarray]) -> tuple[np.n
     o = d.opts
     dice = finetune_dice(
         d.encoders[init], d.n_classes, d.xs[pick], d.ys[pick], d.test_xs, d.test_ys,
-        int(o["steps"]), int(o["batch_size"]), float(o["lr"]), seed,
+        int(o["steps"]), int(o["batch_size"]), float(o["lr"]), seed, encoder_lr_scale(o, init),
     )  # fmt: skip
     return dice, time.perf_counter() - t0
+
+
+def encoder_lr_scale(opts: dict[str, Any], init: str) -> float:
+    """The arm's ``encoder_lr_scale``: the one value, or the arm's entry of a per-arm mapping."""
+    scale = opts["encoder_lr_scale"]
+    if isinstance(scale, dict):
+        unknown = sorted(set(scale) - {"pretrained", "random_init"})
+        if unknown:
+            raise ValueError(
+                f"evaluate.domain.encoder_lr_scale: unknown arm(s) {unknown}; accepted: pretrained, random_init"
+            )
+        scale = scale.get(init, DEFAULTS["encoder_lr_scale"])
+    return float(scale)
 
 
 def segmentation_dice(ctx: EvalContext, options: dict[str, Any]) -> DomainResult | None:

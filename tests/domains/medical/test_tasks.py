@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+import pytest
+import torch
 
 from domains.medical.tasks import _test_dice, intensity_dice
 
@@ -52,3 +56,103 @@ def test_intensity_baseline_reads_every_channel() -> None:
     xs = noise + np.concatenate([np.zeros_like(ys), 2.0 * ys], axis=1).astype(np.float32)
     dice = intensity_dice(3, xs[:3], ys[:3], xs[3:], ys[3:])
     assert (dice > 0.99).all()
+
+
+# --------------------------------------------------------------------------- encoder_lr_scale
+
+
+def _tiny_encoder() -> torch.nn.Module:
+    from domains.medical.encoders import ENCODERS
+
+    torch.manual_seed(0)
+    return ENCODERS["resnet"](widths=[4, 4, 8, 8], layers=[1, 1, 1, 1])
+
+
+def _finetuned(scale: float, monkeypatch: pytest.MonkeyPatch) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The encoder handed in and the segmenter ``finetune_dice`` trained (captured from its copy)."""
+    import domains.medical.tasks as tasks
+
+    encoder = _tiny_encoder()
+    seen: list[torch.nn.Module] = []
+    original = type(encoder).segmenter
+
+    def spy(self: torch.nn.Module, n_classes: int) -> torch.nn.Module:
+        net = original(self, n_classes)
+        seen.append(net)
+        return net
+
+    monkeypatch.setattr(type(encoder), "segmenter", spy)
+    xs, ys = _bands(2, np.random.default_rng(3))
+    xs = np.repeat(np.repeat(np.repeat(xs, 2, 2), 2, 3), 2, 4)  # 16^3 patches
+    ys = np.repeat(np.repeat(np.repeat(ys, 2, 2), 2, 3), 2, 4)
+    tasks.finetune_dice(
+        encoder, 4, xs, ys, xs, ys, steps=3, batch_size=2, lr=1e-2, seed=0, encoder_lr_scale=scale
+    )
+    return encoder, seen[0]
+
+
+def test_frozen_encoder_keeps_weights_and_batchnorm_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder, net = _finetuned(0.0, monkeypatch)
+    trained = net.encoder.state_dict()
+    for name, value in encoder.state_dict().items():  # running means and variances included
+        assert torch.equal(value, trained[name]), name
+    enc_ids = {id(p) for p in net.encoder.parameters()}
+    assert not any(p.requires_grad for p in net.encoder.parameters())
+    # the decoder did learn
+    assert all(p.grad is not None for p in net.parameters() if id(p) not in enc_ids)
+
+
+def test_encoder_learns_at_the_scaled_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder, slow = _finetuned(0.01, monkeypatch)
+    _, fast = _finetuned(1.0, monkeypatch)
+
+    def moved(net: torch.nn.Module) -> float:
+        return sum(
+            float((p - q).abs().sum().detach())
+            for p, q in zip(net.encoder.parameters(), encoder.parameters(), strict=True)
+        )
+
+    assert 0 < moved(slow) < 0.1 * moved(fast)
+
+
+def test_default_scale_is_the_single_group_fine_tune() -> None:
+    """Scale 1 (the default) gives exactly what one AdamW over all parameters gave before the option."""
+    from monai.losses import DiceCELoss
+
+    from domains.medical.tasks import finetune_dice
+
+    xs, ys = _bands(2, np.random.default_rng(4))
+    xs = np.repeat(np.repeat(np.repeat(xs, 2, 2), 2, 3), 2, 4)
+    ys = np.repeat(np.repeat(np.repeat(ys, 2, 2), 2, 3), 2, 4)
+    got = finetune_dice(_tiny_encoder(), 4, xs, ys, xs, ys, steps=3, batch_size=2, lr=1e-2, seed=0)
+
+    encoder = _tiny_encoder()
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    net = copy.deepcopy(encoder).segmenter(4)
+    net.train()
+    optim = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1e-5)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    for _ in range(3):
+        idx = rng.choice(2, size=2, replace=False)
+        x, y = torch.from_numpy(xs[idx]), torch.from_numpy(ys[idx])
+        if rng.random() < 0.5:
+            x, y = x.flip(2), y.flip(2)
+        loss = loss_fn(net(x), y)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+    net.eval()
+    with torch.no_grad():
+        want = _test_dice(lambda x: net(torch.from_numpy(x)).argmax(1, keepdim=True), xs, ys, 4)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_per_arm_scale_and_unknown_arm() -> None:
+    from domains.medical.tasks import DEFAULTS, encoder_lr_scale
+
+    opts = {**DEFAULTS, "encoder_lr_scale": {"pretrained": 0.1}}
+    assert encoder_lr_scale(opts, "pretrained") == 0.1
+    assert encoder_lr_scale(opts, "random_init") == 1.0
+    with pytest.raises(ValueError, match="encoder_lr_scale"):
+        encoder_lr_scale({**DEFAULTS, "encoder_lr_scale": {"pretrain": 0.1}}, "pretrained")

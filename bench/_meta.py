@@ -7,25 +7,41 @@ Start a :class:`BenchRun` first thing in a bench's ``main`` and write results th
     run.write_json(OUT, result)  # adds result["meta"]; refuses when the machine was busy
 
 ``meta`` holds the machine (CPU count and model, OS, Python, torch, Ray and numpy versions), the
-1-minute load average at the start and at the end, and ``valid``. A run whose load average at the
-start exceeds the CPU count measured a shared machine: its timings are not figures, so nothing is
-written (one line says why) unless ``BENCH_FORCE=1``, and then the result says ``"valid": false``.
+1-minute load average at the start and at the end, the CPU time other work took while the bench ran
+(``other_cpu``) and ``valid``. A run whose load average at the start exceeds the CPU count measured
+a shared machine: its timings are not figures, so nothing is written (one line says why) unless
+``BENCH_FORCE=1``, and then the result says ``"valid": false``.
+
+The load average at the start cannot see work that starts later (a test suite launched beside an
+hour-long bench), and the one at the end counts the bench's own threads. So the run also measures
+what everything *outside* its own process tree took: the machine's busy CPU time less the tree's
+(Ray's workers included). Above :data:`OTHER_SHARE_MAX` of the machine the result is still written,
+with ``"valid": false`` and ``invalid_reason`` saying how much was taken: the numbers exist, and the
+mark keeps them out of figures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import os
 import platform
+import threading
 import time
+import weakref
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 #: set to 1 to write a result measured on a busy machine anyway (marked "valid": false)
 FORCE_ENV = "BENCH_FORCE"
+#: the largest share of the machine's CPU time that other work may take while a bench runs before
+#: its timings are marked invalid: one busy core of two is 0.5; this idle VM's own daemons take ~0.01
+OTHER_SHARE_MAX = 0.10
+#: shorter runs get no ``other_share``: over a fraction of a second the two clocks' ticks dominate
+_OTHER_MIN_WALL_S = 1.0
 
 
 def load_average_1m() -> float:
@@ -70,6 +86,99 @@ def machine() -> dict[str, Any]:
     return info
 
 
+class CpuMeter:
+    """CPU seconds (user + system) of this process and every descendant, Ray's workers included.
+
+    Ray Train's worker processes exit after each fit, taking their CPU time with them (they are the
+    raylet's children, not ours, so ``RUSAGE_CHILDREN`` never sees them): a thread samples the
+    process tree every ``interval`` seconds and keeps each process's last reading, so a process
+    that exits loses at most its last interval.
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        import psutil
+
+        self._root = psutil.Process()
+        self._seen: dict[tuple[int, float], float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._interval = interval
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="cpu-meter", daemon=True)
+        self._thread.start()
+
+    def sample(self) -> None:
+        import psutil
+
+        procs = [self._root]
+        with contextlib.suppress(psutil.Error):
+            procs += self._root.children(recursive=True)
+        readings = {}
+        for p in procs:
+            try:
+                with p.oneshot():
+                    t = p.cpu_times()
+                    readings[(p.pid, p.create_time())] = t.user + t.system
+            except psutil.Error:  # exited between listing and reading
+                continue
+        with self._lock:
+            self._seen.update(readings)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.sample()
+
+    def total(self) -> float:
+        """CPU seconds so far (a fresh sample first)."""
+        self.sample()
+        with self._lock:
+            return sum(self._seen.values())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has been busy since boot (every state but idle and iowait;
+    ``steal``, time a hypervisor gave to other guests, counts as busy: the bench did not get it)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return sum(v for k, v in t._asdict().items() if k not in ("idle", "iowait", "guest", "guest_nice"))
+
+
+class OtherCpu:
+    """The CPU time other work took over an interval: the machine's busy time less this process
+    tree's (:class:`CpuMeter`). A tree process that exits loses at most its last sampling interval,
+    which errs towards counting the bench's own work as other work, never the reverse."""
+
+    def __init__(self, meter: CpuMeter | None = None) -> None:
+        self.meter = meter if meter is not None else CpuMeter()
+        self._owned = meter is None
+        self._t0 = time.monotonic()
+        self._busy0 = busy_cpu_s()
+        self._own0 = self.meter.total()
+
+    def reading(self) -> dict[str, float | None]:
+        """``wall_s``, ``own_cpu_s``, ``other_cpu_s`` since the start, and ``other_share``: other
+        work's CPU time over the machine's (wall × CPUs); None for runs shorter than a second."""
+        wall = time.monotonic() - self._t0
+        own = self.meter.total() - self._own0
+        other = max(0.0, busy_cpu_s() - self._busy0 - own)
+        cores = os.cpu_count() or 1
+        share = other / (wall * cores) if wall >= _OTHER_MIN_WALL_S else None
+        return {
+            "wall_s": round(wall, 1),
+            "own_cpu_s": round(own, 1),
+            "other_cpu_s": round(other, 1),
+            "other_share": None if share is None else round(share, 3),
+        }
+
+    def stop(self) -> None:
+        if self._owned:
+            self.meter.stop()
+
+
 class BenchRun:
     """One bench run: the machine and the load average at its start, checked when writing."""
 
@@ -85,24 +194,51 @@ class BenchRun:
         self.waited_s = round(time.monotonic() - t0, 1)
         self.load_start = load_average_1m()
         self.started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.other = OtherCpu()
+        weakref.finalize(self, self.other.stop)  # the meter's thread ends with the run
+
+    @property
+    def busy_at_start(self) -> bool:
+        """More runnable processes than CPUs when the bench started."""
+        return self.load_start > (self.machine["cpu_count"] or 1)
+
+    @property
+    def invalid_reason(self) -> str | None:
+        """Why this run's timings are not figures (None when they are)."""
+        if self.busy_at_start:
+            return f"load average {self.load_start} at start exceeds {self.machine['cpu_count']} CPUs"
+        share = self.other.reading()["other_share"]
+        if share is not None and share > OTHER_SHARE_MAX:
+            return (
+                f"other work took {share:.0%} of the CPU time while the bench ran "
+                f"(over {OTHER_SHARE_MAX:.0%}: run benches alone)"
+            )
+        return None
 
     @property
     def valid(self) -> bool:
-        """False when more runnable processes than CPUs competed with the bench when it started."""
-        return self.load_start <= (self.machine["cpu_count"] or 1)
+        """False when the machine was busy at the start, or other work took more than
+        :data:`OTHER_SHARE_MAX` of it while the bench ran."""
+        return self.invalid_reason is None
 
     def meta(self) -> dict[str, Any]:
+        reason = self.invalid_reason
         return {
             "machine": self.machine,
             "started": self.started,
             "load_average_1m": {"start": self.load_start, "end": load_average_1m()},
-            "valid": self.valid,
+            "other_cpu": self.other.reading(),
+            "valid": reason is None,
+            **({"invalid_reason": reason} if reason else {}),
             **({"waited_for_load_s": self.waited_s} if self.waited_s >= 1 else {}),
         }
 
     def may_write(self, what: str) -> bool:
-        """Whether to write ``what``; prints why not when the machine was busy at the start."""
-        if self.valid:
+        """Whether to write ``what``. A machine busy at the start: no, unless forced (prints why).
+        Other work during the run: yes, marked invalid (prints why): the bench has already run."""
+        if not self.busy_at_start:
+            if not self.valid:
+                print(f"bench: {self.invalid_reason}: {what} written, marked invalid", flush=True)
             return True
         cores = self.machine["cpu_count"]
         if os.environ.get(FORCE_ENV) == "1":
@@ -131,11 +267,12 @@ class BenchRun:
     def footer(self) -> str:
         """One Markdown line naming the machine and the load, for text reports."""
         m, meta = self.machine, self.meta()
-        flag = "" if self.valid else " **INVALID: machine busy at start**"
+        reason = meta.get("invalid_reason")
+        flag = f" **INVALID: {reason}**" if reason else ""
         return (
             f"\n_Measured {self.started} on {m['cpu_count']} × {m['cpu_model']}, torch {m['torch']}, "
             f"ray {m['ray']}; 1-min load {meta['load_average_1m']['start']} at start, "
-            f"{meta['load_average_1m']['end']} at end._{flag}\n"
+            f"{meta['load_average_1m']['end']} at end{_other_clause(meta['other_cpu'])}._{flag}\n"
         )
 
     def write_text(self, path: Path, text: str) -> bool:
@@ -144,6 +281,11 @@ class BenchRun:
             return False
         _atomic_write(Path(path), text.rstrip("\n") + "\n" + self.footer())
         return True
+
+
+def _other_clause(reading: dict[str, float | None]) -> str:
+    share = reading["other_share"]
+    return "" if share is None else f"; other work {share:.0%} of the CPU time"
 
 
 def finite_json(value: Any) -> Any:  # noqa: ANN401

@@ -12,7 +12,7 @@ already measured with the same recipe hash, holdout and seed is skipped. ``--rep
 
 The file carries ``bench._meta.BenchRun``'s meta (machine, load average at start and end) for every
 sweep session, and each set its own 1-minute load average at start and end, its niceness and its
-CPU seconds (:class:`CpuMeter`: the sweep's whole process tree, Ray's workers included). A session
+CPU seconds (``bench._meta.CpuMeter``: the sweep's whole process tree, Ray's workers included). A session
 that starts on a busy machine still runs (accuracy does not depend on the load; a multi-hour sweep
 is best run niced on idle CPU, ``nice -n 19``): the report counts the sets whose timings ran under
 a load above the CPU count.
@@ -25,7 +25,6 @@ a load above the CPU count.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import hashlib
 import importlib.util
@@ -34,7 +33,6 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._meta import fmt_number
+from bench._meta import OTHER_SHARE_MAX, fmt_number
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -228,58 +226,6 @@ def append_result(path: Path, record: dict[str, Any], session: dict[str, Any] | 
     _write(path, body)
 
 
-class CpuMeter:
-    """CPU seconds (user + system) of this process and every descendant, Ray's workers included.
-
-    Ray Train's worker processes exit after each fit, taking their CPU time with them (they are the
-    raylet's children, not ours, so ``RUSAGE_CHILDREN`` never sees them): a thread samples the
-    process tree every ``interval`` seconds and keeps each process's last reading, so a process
-    that exits loses at most its last interval.
-    """
-
-    def __init__(self, interval: float = 1.0) -> None:
-        import psutil
-
-        self._root = psutil.Process()
-        self._seen: dict[tuple[int, float], float] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._interval = interval
-        self.sample()
-        self._thread = threading.Thread(target=self._loop, name="cpu-meter", daemon=True)
-        self._thread.start()
-
-    def sample(self) -> None:
-        import psutil
-
-        procs = [self._root]
-        with contextlib.suppress(psutil.Error):
-            procs += self._root.children(recursive=True)
-        readings = {}
-        for p in procs:
-            try:
-                with p.oneshot():
-                    t = p.cpu_times()
-                    readings[(p.pid, p.create_time())] = t.user + t.system
-            except psutil.Error:  # exited between listing and reading
-                continue
-        with self._lock:
-            self._seen.update(readings)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.sample()
-
-    def total(self) -> float:
-        """CPU seconds so far (a fresh sample first)."""
-        self.sample()
-        with self._lock:
-            return sum(self._seen.values())
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
 def _key(r: dict[str, Any]) -> tuple:
     return (r["set"], r["recipe_hash"], r.get("holdout", "none"), r.get("seed", 0))
 
@@ -364,7 +310,7 @@ def session_meta(run: Any) -> dict[str, Any]:
 def sweep(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from bench._meta import BenchRun, load_average_1m
+    from bench._meta import BenchRun, OtherCpu, load_average_1m
     from stages.common.config import load_recipe
     from stages.common.ray_session import init_ray
 
@@ -403,14 +349,14 @@ def sweep(args: argparse.Namespace) -> None:
     )
     if not todo:
         return
-    meter = CpuMeter()
+    meter = run.other.meter  # the sweep's process tree, Ray's workers included
     init_ray(load_recipe(args.recipe, ROOT / "params.yaml", args.set).ray)  # one Ray session for all sets
     # a log file (nohup) gets a line per set, a terminal a live bar
     bar = tqdm(todo, unit="set", file=sys.stdout, dynamic_ncols=True, mininterval=5.0)
     failed = []
     for name, seed in bar:
         bar.set_description(f"{name} s{seed}")
-        load_start, cpu_start = load_average_1m(), meter.total()
+        load_start, cpu_start, other = load_average_1m(), meter.total(), OtherCpu(meter)
         try:
             record = run_set(name, args.recipe, args.set, args.holdout, seed, Path(args.work), rule)
         except Exception as e:  # one broken set must not end a 3-hour sweep; rerunning retries it
@@ -424,12 +370,13 @@ def sweep(args: argparse.Namespace) -> None:
             rule=rule,
             cpu_s=round(meter.total() - cpu_start, 1),
             load_average_1m={"start": load_start, "end": load_average_1m()},
+            # the share of the machine's CPU time other work took during this set (bench._meta)
+            other_cpu_share=other.reading()["other_share"],
             nice=os.nice(0),
             session=run.started,
         )
         append_result(results_path, record, session_meta(run))
         bar.set_postfix(svm=f"{record['pretrained_svm']:.3f}", rand=f"{record['random_init_svm']:.3f}")
-    meter.stop()
     if failed:
         raise SystemExit(f"ucr_archive: {len(failed)} run(s) failed (rerun to retry): " + "; ".join(failed))
 
@@ -479,6 +426,10 @@ def aggregate(
                 (max(r["load_average_1m"].values()) for r in rs if "load_average_1m" in r), default=None
             ),
             "nice": max((r.get("nice", 0) for r in rs), default=0),
+            # the largest share of the CPU other work took during a run (absent in older records)
+            "other_share_max": max(
+                (r["other_cpu_share"] for r in rs if r.get("other_cpu_share") is not None), default=None
+            ),
             "iterations": rs[0]["iterations"],
             # how ingest normalised the set (data.normalise; absent in records older than the option)
             "normalise": rs[0].get("normalise", {}).get("chosen", "per_row"),
@@ -684,6 +635,15 @@ def timing_lines(agg: dict[str, dict], sessions: list[dict[str, Any]]) -> list[s
             + f": {calm} of the {len(loads)} sets that record it ran with the 1-minute load average at or "
             f"below {cores} at their start and end (column `load`: the higher of the two). Times of sets "
             "above it are inflated by other work; accuracy does not depend on it.",
+        ]
+    shares = [a["other_share_max"] for a in agg.values() if a["other_share_max"] is not None]
+    if shares:
+        alone = sum(v <= OTHER_SHARE_MAX for v in shares)
+        lines += [
+            "",
+            f"Other work's share of the CPU time while a set ran (the machine's busy time less the "
+            f"sweep's process tree; `bench._meta.OtherCpu`): at most {OTHER_SHARE_MAX:.0%} for {alone} "
+            f"of the {len(shares)} sets that record it. Only those sets' times are figures.",
         ]
     if sessions:
         m = sessions[-1]["machine"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +113,48 @@ def test_committed_results_are_standard_json() -> None:
         except ValueError as e:  # not JSON at all
             bad.append(f"{path.name}: {e}")
     assert not bad, f"results that are not standard JSON: {bad}"
+
+
+_SPIN = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end: pass\n"
+
+
+def _spin_outside_our_tree(seconds: float, n: int) -> None:
+    """``n`` busy processes that are not our descendants: the shell that starts them exits at once,
+    so they are re-parented (as a test suite or a user's job beside a bench would be)."""
+    code = _SPIN.format(s=seconds).replace("'", "")
+    cmd = " ".join(f"{sys.executable} -c '{code}' >/dev/null 2>&1 &" for _ in range(n))
+    subprocess.run(["sh", "-c", cmd], check=True)
+
+
+def test_other_work_during_a_run_marks_it_invalid_but_keeps_the_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The start load cannot see work launched after it: the run measures what processes outside
+    its own tree took, and a result measured beside them is written, marked invalid."""
+    _load(monkeypatch, 0.5)  # a quiet start
+    run = BenchRun()
+    _spin_outside_our_tree(2.5, os.cpu_count() or 1)  # every CPU busy with someone else's work
+    time.sleep(2.5)
+    assert not run.valid
+    assert run.write_json(tmp_path / "r.json", {"step_s": 0.1})
+    meta = json.loads((tmp_path / "r.json").read_text())["meta"]
+    assert meta["other_cpu"]["other_share"] > _meta.OTHER_SHARE_MAX
+    assert meta["valid"] is False and "other work took" in meta["invalid_reason"]
+    assert "marked invalid" in capsys.readouterr().out
+    assert run.write_text(tmp_path / "r.md", "| a |\n")
+    assert "INVALID: other work took" in (tmp_path / "r.md").read_text()
+
+
+def test_the_benchs_own_processes_are_not_other_work() -> None:
+    """CPU time of the bench's own process and its children (Ray's workers are) counts as its own."""
+    other = _meta.OtherCpu()
+    try:
+        child = subprocess.Popen([sys.executable, "-c", _SPIN.format(s=1.5)])
+        exec(_SPIN.format(s=1.5))  # this process, busy too
+        child.wait(timeout=30)
+        reading = other.reading()
+    finally:
+        other.stop()
+    # both spins (about 3 CPU seconds; the child's exit loses at most one sampling interval)
+    assert reading["own_cpu_s"] >= 1.8
+    assert reading["wall_s"] >= 1.5 and reading["other_share"] is not None

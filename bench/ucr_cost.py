@@ -19,48 +19,50 @@ the sets longer than the smallest of them: what a lower cap would save.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench import ucr_archive as ua
 
+if TYPE_CHECKING:
+    from stages.common.schema import Recipe
+
 OUT = ua.RESULTS / "ucr_cost"
 
 
-def _recipe() -> dict[str, Any]:
-    import yaml
+@functools.cache
+def _recipe() -> Recipe:
+    """The UCR recipe as the stages resolve it (read once)."""
+    from stages.common.config import load_recipe
 
-    return yaml.safe_load((ua.ROOT / ua.RECIPE).read_text())
+    return load_recipe(ua.RECIPE, ua.ROOT / "params.yaml")
 
 
 def step_seconds(xs: list[np.ndarray], batch: int, window: int, steps: int, seed: int = 0) -> float:
     """Mean seconds of one training step of the UCR recipe on ``xs`` (``[C, T]`` each)."""
     import torch
 
-    from domains.timeseries.encoders import TS2VecEncoder
-    from domains.timeseries.objectives import TS2VecObjective
+    from domains import get_domain
 
     recipe = _recipe()
-    enc = {k: v for k, v in recipe["encoder"].items() if k != "name"}
+    domain = get_domain(recipe.domain)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = TS2VecEncoder(in_channels=xs[0].shape[0], **enc)
-    optim = torch.optim.AdamW(model.parameters(), lr=recipe["pretrain"]["lr"])
-    objective = TS2VecObjective(max_train_length=window)
+    model = domain.build_encoder({**recipe.encoder, **domain.data_args(xs[0])})
+    optim = torch.optim.AdamW(model.parameters(), lr=recipe.pretrain.lr)
+    pre = recipe.pretrain  # the recipe's objective and its options, the window replaced
+    objective = domain.objectives()[pre.loss](**{**pre.loss_options, "max_train_length": window})
     times = []
     for i in range(steps + 2):  # two warm-up steps (allocator, first-call dispatch)
         pick = rng.choice(len(xs), batch, replace=False)
         t0 = time.perf_counter()
         v1, v2, crop = objective.make_views([xs[j] for j in pick], rng)
-        length = max(v.shape[-1] for v in v1 + v2)
-        padded = np.full((2 * batch, xs[0].shape[0], length), np.nan, np.float32)
-        for k, v in enumerate(v1 + v2):
-            padded[k, :, : v.shape[-1]] = v
-        reps, _ = model.forward_timestamps(torch.from_numpy(padded))
+        reps, _ = model.forward_timestamps(domain.collate(v1 + v2))  # NaN-padded, as in the stage
         loss = objective.loss(reps[:batch], reps[batch:], v1[0].shape[-1], crop)
         optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -72,7 +74,7 @@ def step_seconds(xs: list[np.ndarray], batch: int, window: int, steps: int, seed
 
 def measure(names: list[str], windows: list[int], steps: int) -> list[dict[str, Any]]:
     rows = []
-    recipe_window = _recipe()["pretrain"]["loss_options"]["max_train_length"]
+    recipe_window = _recipe().pretrain.loss_options["max_train_length"]
     for name in names:
         fit = [r for r in ua.load_set(name) if r["split"] == "train"]
         xs = [np.asarray(r["x"], dtype=np.float32) for r in fit]
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     ua.ensure_archive()
     names = [s for s in args.sets.split(",") if s] or ua.archive_sets()
-    recipe_window = _recipe()["pretrain"]["loss_options"]["max_train_length"]
+    recipe_window = _recipe().pretrain.loss_options["max_train_length"]
     windows = sorted({recipe_window, *(int(w) for w in args.windows.split(",") if w)}, reverse=True)
     rows = measure(names, windows, args.steps)
     tot = totals(rows, windows, recipe_window)

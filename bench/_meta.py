@@ -206,9 +206,14 @@ class BenchRun:
     @property
     def invalid_reason(self) -> str | None:
         """Why this run's timings are not figures (None when they are)."""
+        return self._reason(self.other.reading())
+
+    def _reason(self, reading: dict[str, float | None]) -> str | None:
+        """:attr:`invalid_reason` for one :meth:`OtherCpu.reading` (a caller that also records the
+        reading passes the same one, so the reason and the recorded share agree)."""
         if self.busy_at_start:
             return f"load average {self.load_start} at start exceeds {self.machine['cpu_count']} CPUs"
-        share = self.other.reading()["other_share"]
+        share = reading["other_share"]
         if share is not None and share > OTHER_SHARE_MAX:
             return (
                 f"other work took {share:.0%} of the CPU time while the bench ran "
@@ -223,12 +228,13 @@ class BenchRun:
         return self.invalid_reason is None
 
     def meta(self) -> dict[str, Any]:
-        reason = self.invalid_reason
+        reading = self.other.reading()
+        reason = self._reason(reading)
         return {
             "machine": self.machine,
             "started": self.started,
             "load_average_1m": {"start": self.load_start, "end": load_average_1m()},
-            "other_cpu": self.other.reading(),
+            "other_cpu": reading,
             "valid": reason is None,
             **({"invalid_reason": reason} if reason else {}),
             **({"waited_for_load_s": self.waited_s} if self.waited_s >= 1 else {}),
@@ -238,8 +244,9 @@ class BenchRun:
         """Whether to write ``what``. A machine busy at the start: no, unless forced (prints why).
         Other work during the run: yes, marked invalid (prints why): the bench has already run."""
         if not self.busy_at_start:
-            if not self.valid:
-                print(f"bench: {self.invalid_reason}: {what} written, marked invalid", flush=True)
+            reason = self.invalid_reason
+            if reason is not None:
+                print(f"bench: {reason}: {what} written, marked invalid", flush=True)
             return True
         cores = self.machine["cpu_count"]
         if os.environ.get(FORCE_ENV) == "1":

@@ -349,29 +349,29 @@ def sweep(args: argparse.Namespace) -> None:
     )
     if not todo:
         return
-    meter = run.other.meter  # the sweep's process tree, Ray's workers included
     init_ray(load_recipe(args.recipe, ROOT / "params.yaml", args.set).ray)  # one Ray session for all sets
     # a log file (nohup) gets a line per set, a terminal a live bar
     bar = tqdm(todo, unit="set", file=sys.stdout, dynamic_ncols=True, mininterval=5.0)
     failed = []
     for name, seed in bar:
         bar.set_description(f"{name} s{seed}")
-        load_start, cpu_start, other = load_average_1m(), meter.total(), OtherCpu(meter)
+        load_start, other = load_average_1m(), OtherCpu(run.other.meter)  # the sweep's tree, Ray's workers in
         try:
             record = run_set(name, args.recipe, args.set, args.holdout, seed, Path(args.work), rule)
         except Exception as e:  # one broken set must not end a 3-hour sweep; rerunning retries it
             failed.append(f"{name} s{seed}: {type(e).__name__}: {e}".splitlines()[0])
             print(f"ucr_archive: FAILED {failed[-1]}", flush=True)
             continue
+        cpu = other.reading()
         record.update(
             recipe_hash=rhash,
             recipe=args.recipe,
             overrides=args.set,
             rule=rule,
-            cpu_s=round(meter.total() - cpu_start, 1),
+            cpu_s=cpu["own_cpu_s"],
             load_average_1m={"start": load_start, "end": load_average_1m()},
             # the share of the machine's CPU time other work took during this set (bench._meta)
-            other_cpu_share=other.reading()["other_share"],
+            other_cpu_share=cpu["other_share"],
             nice=os.nice(0),
             session=run.started,
         )

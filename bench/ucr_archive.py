@@ -235,8 +235,10 @@ def done(results: Iterable[dict[str, Any]], name: str, rhash: str, holdout: str,
 
 
 def score(v: Any) -> float:
-    """An evaluate.json probe figure: a float, or a dict with ``mean`` (seeded probes)."""
-    return float(v["mean"] if isinstance(v, dict) else v)
+    """An evaluate.json probe figure: a float, or a dict with ``mean`` (seeded probes); NaN where
+    the stage wrote ``null`` (an undefined figure)."""
+    v = v["mean"] if isinstance(v, dict) else v
+    return float("nan") if v is None else float(v)
 
 
 # ---------------------------------------------------------------- one set

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import uuid
 from collections.abc import Iterator
@@ -78,8 +79,30 @@ def read_bytes(uri: str) -> bytes:
         return f.read()
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NumPy scalars as Python numbers and every non-finite float (NaN, ±inf) as ``None``.
+
+    JSON has no NaN: ``json.dumps`` would write the bare token ``NaN``, which jq, JavaScript and
+    strict parsers reject, so one undefined figure (a Dice over classes absent from every test
+    patch, an R² of a constant target) would make a whole metrics file unreadable to them.
+    ``null`` is JSON's "no value", which ``dvc metrics show`` prints as ``-``."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # NumPy / torch scalars
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return obj
+
+
 def write_json(uri: str, obj: Any) -> None:
-    write_bytes(uri, (json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n").encode())
+    """Strict JSON (non-finite numbers as ``null``: :func:`json_safe`), written atomically."""
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=True, default=float, allow_nan=False)
+    write_bytes(uri, (text + "\n").encode())
 
 
 def read_json(uri: str) -> Any:

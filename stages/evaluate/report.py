@@ -54,7 +54,10 @@ def label_efficiency_png(rows: list[dict]) -> bytes:
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     series = sorted({k for r in rows for k in r if k != "fraction" and not k.endswith("_std")})
     for name in series:
-        pts = [(r["fraction"], r[name], r.get(f"{name}_std", 0.0)) for r in rows if name in r]
+        # a fraction whose figure is undefined (null in the JSON) is left out of its line
+        pts = [(r["fraction"], r[name], r.get(f"{name}_std") or 0.0) for r in rows if r.get(name) is not None]
+        if not pts:
+            continue
         x, y, err = zip(*pts, strict=True)
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name)
     ax.set_xscale("log")

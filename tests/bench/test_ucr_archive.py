@@ -267,3 +267,9 @@ def test_validation_candidates_are_compared_with_the_spread_of_their_mean_over_s
     assert row.split("|")[2].strip() == f"{np.std([0.8, 0.9, 1.0]):.4f} (3 seeds)"
     assert row.split("|")[3].strip() == "0.0000 (3 seeds)"
     assert "`v1` batch 8" in text and "**0.9000**" in text
+
+
+def test_score_reads_every_form_the_evaluate_stage_writes() -> None:
+    assert ua.score(0.75) == 0.75
+    assert ua.score({"mean": 0.5, "std": 0.1}) == 0.5
+    assert np.isnan(ua.score(None)) and np.isnan(ua.score({"mean": None}))  # write_json's null for NaN

@@ -59,3 +59,34 @@ def test_file_uri_works_like_a_path(tmp_path: Path) -> None:
     uri = f"file://{tmp_path}/m.json"
     write_json(uri, {"ok": True})
     assert read_json(uri) == {"ok": True}
+
+
+def test_write_json_writes_strict_json_with_undefined_figures_as_null(tmp_path: Path) -> None:
+    # A NaN figure (a Dice over classes no test patch has) must not make the whole metrics file
+    # unreadable to strict JSON readers (jq, JavaScript, dvc plots' front end)
+    uri = str(tmp_path / "m.json")
+    write_json(
+        uri,
+        {
+            "dice": float("nan"),
+            "r2": [0.5, np.float32("nan"), float("inf"), -float("inf")],
+            "acc": np.float64(0.75),
+            "n": np.int64(3),
+            "nested": {"std": np.float32(0.25), "ok": True, "name": "x", "none": None},
+        },
+    )
+
+    def reject(token: str) -> None:
+        raise AssertionError(f"non-JSON token {token} written")
+
+    import json
+
+    data = json.loads(Path(uri).read_text(), parse_constant=reject)
+    assert data == {
+        "dice": None,
+        "r2": [0.5, None, None, None],
+        "acc": 0.75,
+        "n": 3,
+        "nested": {"std": 0.25, "ok": True, "name": "x", "none": None},
+    }
+    assert read_json(uri) == data

@@ -1,9 +1,9 @@
 """3D encoders from MONAI networks, each with a segmentation network built around its weights.
 
 Every encoder maps ``[B, 1, D, H, W]`` to embeddings ``[B, embedding_dim]`` (global average of its
-deepest feature map) and offers ``segmenter(n_classes)``: a segmentation network whose encoder *is*
-this module (shared parameters) plus a fresh decoder, so fine-tuning for Dice starts from the
-pretrained weights. MONAI networks used: ``ResNet`` (a 3D ResNet-10 with small widths, MedicalNet's
+deepest feature map) and offers ``segmenter(n_classes, norm)``: a segmentation network whose encoder
+*is* this module (shared parameters) plus a fresh decoder normalised by ``norm`` (MONAI's norm name,
+``"instance"`` or ``"batch"``), so fine-tuning for Dice starts from the pretrained weights. MONAI networks used: ``ResNet`` (a 3D ResNet-10 with small widths, MedicalNet's
 shape), ``BasicUNet`` (its contracting path) and ``SwinUNETR`` (its Swin transformer, ``swinViT``).
 """
 
@@ -51,14 +51,14 @@ class FeaturePyramid:
 
 class SkipDecoder(nn.Module):
     """A UNet-style decoder (MONAI ``UnetUpBlock``s, then ``UnetOutBlock``) over a feature pyramid
-    whose levels have ``channels`` (fine to coarse)."""
+    whose levels have ``channels`` (fine to coarse), its blocks normalised by ``norm``."""
 
-    def __init__(self, channels: list[int], n_out: int) -> None:
+    def __init__(self, channels: list[int], n_out: int, norm: str = "instance") -> None:
         super().__init__()
         from monai.networks.blocks import UnetOutBlock, UnetUpBlock
 
         self.ups = nn.ModuleList(
-            UnetUpBlock(3, deep, skip, kernel_size=3, stride=1, upsample_kernel_size=2, norm_name="instance")
+            UnetUpBlock(3, deep, skip, kernel_size=3, stride=1, upsample_kernel_size=2, norm_name=norm)
             for deep, skip in zip(channels[:0:-1], channels[-2::-1], strict=True)
         )
         self.out = UnetOutBlock(3, channels[0], n_out)
@@ -120,17 +120,19 @@ class ResNetEncoder(nn.Module):
         """Dense output for dense objectives (the pretrain loop's ``timestamps=True``): every scale."""
         return FeaturePyramid(self.features(x)), None
 
-    def segmenter(self, n_classes: int) -> nn.Module:
-        return _SkipDecoderSegmenter(self, self.pyramid_channels, n_classes)
+    def segmenter(self, n_classes: int, norm: str = "instance") -> nn.Module:
+        return _SkipDecoderSegmenter(self, self.pyramid_channels, n_classes, norm)
 
 
 class _SkipDecoderSegmenter(nn.Module):
     """The encoder and a UNet-style decoder over its multi-scale features."""
 
-    def __init__(self, encoder: ResNetEncoder, channels: Sequence[int], n_classes: int) -> None:
+    def __init__(
+        self, encoder: ResNetEncoder, channels: Sequence[int], n_classes: int, norm: str = "instance"
+    ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.decoder = channels_last(SkipDecoder(list(channels), n_classes))
+        self.decoder = channels_last(SkipDecoder(list(channels), n_classes, norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder.features(x))
@@ -156,11 +158,15 @@ class BasicUNetEncoder(nn.Module):
             h = down(h)
         return h.mean(dim=(2, 3, 4))
 
-    def segmenter(self, n_classes: int) -> nn.Module:
+    def segmenter(self, n_classes: int, norm: str = "instance") -> nn.Module:
         from monai.networks.nets import BasicUNet
 
         unet = BasicUNet(
-            spatial_dims=3, in_channels=self.in_channels, out_channels=n_classes, features=self.features_cfg
+            spatial_dims=3,
+            in_channels=self.in_channels,
+            out_channels=n_classes,
+            features=self.features_cfg,
+            norm=(norm, {"affine": True}),  # BasicUNet's own default is ("instance", {"affine": True})
         )
         unet.conv_0, unet.down_1, unet.down_2 = self.conv_0, self.down_1, self.down_2
         unet.down_3, unet.down_4 = self.down_3, self.down_4
@@ -187,7 +193,7 @@ class SwinEncoder(nn.Module):
         self.swinViT = self._full(1).swinViT  # noqa: N815 - MONAI's attribute name, kept for checkpoints
         self.embedding_dim = 16 * int(feature_size)
 
-    def _full(self, n_classes: int) -> nn.Module:
+    def _full(self, n_classes: int, norm: str = "instance") -> nn.Module:
         from monai.networks.nets import SwinUNETR
 
         c = self.cfg
@@ -197,6 +203,7 @@ class SwinEncoder(nn.Module):
             feature_size=c["feature_size"],
             depths=c["depths"],
             num_heads=c["num_heads"],
+            norm_name=norm,
             spatial_dims=3,
         )
 
@@ -205,8 +212,8 @@ class SwinEncoder(nn.Module):
             raise ValueError(f"swin encoder needs patch sides divisible by 32, got {tuple(x.shape[2:])}")
         return self.swinViT(x, normalize=True)[-1].mean(dim=(2, 3, 4))
 
-    def segmenter(self, n_classes: int) -> nn.Module:
-        net = self._full(n_classes)
+    def segmenter(self, n_classes: int, norm: str = "instance") -> nn.Module:
+        net = self._full(n_classes, norm)
         net.swinViT = self.swinViT
         return net
 

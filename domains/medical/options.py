@@ -44,6 +44,8 @@ class EvaluateOptions(Options):
     encoder_lr_scale: LrScale | dict[Literal["pretrained", "random_init"], LrScale] = DEFAULTS[
         "encoder_lr_scale"
     ]
+    #: the fresh decoder's normalisation, both arms
+    decoder_norm: Literal["instance", "batch"] = DEFAULTS["decoder_norm"]
 
 
 SOURCE_OPTIONS = source_models(SOURCES, "medical", base=PatchOptions)

@@ -76,8 +76,8 @@ def _finetuned(scale: float, monkeypatch: pytest.MonkeyPatch) -> tuple[torch.nn.
     seen: list[torch.nn.Module] = []
     original = type(encoder).segmenter
 
-    def spy(self: torch.nn.Module, n_classes: int) -> torch.nn.Module:
-        net = original(self, n_classes)
+    def spy(self: torch.nn.Module, n_classes: int, norm: str = "instance") -> torch.nn.Module:
+        net = original(self, n_classes, norm)
         seen.append(net)
         return net
 
@@ -119,7 +119,7 @@ def test_default_scale_is_the_single_group_fine_tune() -> None:
     """Scale 1 (the default) gives exactly what one AdamW over all parameters gave before the option."""
     from monai.losses import DiceCELoss
 
-    from domains.medical.tasks import finetune_dice
+    from domains.medical.tasks import DEFAULTS, finetune_dice
 
     xs, ys = _bands(2, np.random.default_rng(4))
     xs = np.repeat(np.repeat(np.repeat(xs, 2, 2), 2, 3), 2, 4)
@@ -129,7 +129,7 @@ def test_default_scale_is_the_single_group_fine_tune() -> None:
     encoder = _tiny_encoder()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    net = copy.deepcopy(encoder).segmenter(4)
+    net = copy.deepcopy(encoder).segmenter(4, DEFAULTS["decoder_norm"])
     net.train()
     optim = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1e-5)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -156,3 +156,59 @@ def test_per_arm_scale_and_unknown_arm() -> None:
     assert encoder_lr_scale(opts, "random_init") == 1.0
     with pytest.raises(ValueError, match="encoder_lr_scale"):
         encoder_lr_scale({**DEFAULTS, "encoder_lr_scale": {"pretrain": 0.1}}, "pretrained")
+
+
+# --------------------------------------------------------------------------- decoder_norm
+
+
+@pytest.mark.parametrize(
+    ("cfg", "side"),
+    [
+        ({"name": "resnet", "widths": [4, 4, 8, 8]}, 16),
+        ({"name": "basicunet", "features": [4, 4, 4, 8, 8, 4]}, 32),
+        ({"name": "swin", "feature_size": 12}, 64),
+    ],
+)
+@pytest.mark.parametrize(
+    ("norm", "layer"), [("instance", torch.nn.InstanceNorm3d), ("batch", torch.nn.BatchNorm3d)]
+)
+def test_decoder_norm_reaches_every_encoders_decoder(cfg: dict, side: int, norm: str, layer: type) -> None:
+    """``decoder_norm`` sets the fresh decoder's normalisation and leaves the shared encoder as it is."""
+    from domains import get_domain
+
+    torch.manual_seed(0)
+    enc = get_domain("medical").build_encoder({**cfg, "in_channels": 1})
+    enc_modules = {id(m) for m in enc.modules()}
+    net = enc.segmenter(3, norm)
+    decoder_norms = [
+        type(m)
+        for m in net.modules()
+        if id(m) not in enc_modules and isinstance(m, (torch.nn.InstanceNorm3d, torch.nn.BatchNorm3d))
+    ]
+    assert decoder_norms and set(decoder_norms) == {layer}
+    assert net(torch.randn(2, 1, side, side, side)).shape == (2, 3, side, side, side)
+
+
+def test_decoder_norm_is_passed_to_the_segmenter_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import domains.medical.tasks as tasks
+    from domains.medical.options import EvaluateOptions
+
+    encoder = _tiny_encoder()
+    seen: list[str] = []
+    original = type(encoder).segmenter
+
+    def spy(self: torch.nn.Module, n_classes: int, norm: str = "instance") -> torch.nn.Module:
+        seen.append(norm)
+        return original(self, n_classes, norm)
+
+    monkeypatch.setattr(type(encoder), "segmenter", spy)
+    xs, ys = _bands(2, np.random.default_rng(3))
+    xs = np.repeat(np.repeat(np.repeat(xs, 2, 2), 2, 3), 2, 4)
+    ys = np.repeat(np.repeat(np.repeat(ys, 2, 2), 2, 3), 2, 4)
+    tasks.finetune_dice(
+        encoder, 4, xs, ys, xs, ys, steps=1, batch_size=2, lr=1e-2, seed=0, decoder_norm="batch"
+    )
+    assert seen == ["batch"]
+    assert EvaluateOptions().decoder_norm == tasks.DEFAULTS["decoder_norm"]
+    with pytest.raises(ValueError, match="decoder_norm"):
+        EvaluateOptions(decoder_norm="layer")

@@ -3,8 +3,9 @@
 Every encoder maps ``[B, 1, D, H, W]`` to embeddings ``[B, embedding_dim]`` (global average of its
 deepest feature map) and offers ``segmenter(n_classes, norm)``: a segmentation network whose encoder
 *is* this module (shared parameters) plus a fresh decoder normalised by ``norm`` (MONAI's norm name,
-``"instance"`` or ``"batch"``), so fine-tuning for Dice starts from the pretrained weights. MONAI networks used: ``ResNet`` (a 3D ResNet-10 with small widths, MedicalNet's
-shape), ``BasicUNet`` (its contracting path) and ``SwinUNETR`` (its Swin transformer, ``swinViT``).
+``"instance"`` or ``"batch"``), so fine-tuning for Dice starts from the pretrained weights. MONAI
+networks used: ``ResNet`` (a 3D ResNet-10 with small widths, MedicalNet's shape), ``BasicUNet`` (its
+contracting path) and ``SwinUNETR`` (its Swin transformer, ``swinViT``).
 """
 
 from __future__ import annotations

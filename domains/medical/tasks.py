@@ -251,7 +251,7 @@ def segmentation_dice(ctx: EvalContext, options: dict[str, Any]) -> DomainResult
     lines = [
         "## Segmentation Dice after fine-tuning on few labelled patches\n",
         f"{len(test)} test patches (held-out regions); {opts['steps']} steps of DiceCE, batch "
-        f"{opts['batch_size']}; mean over seeds {opts['seeds']}. Dice per class, background excluded. "
+        f"{opts['batch_size']}, {opts['decoder_norm']}-norm decoder; mean over seeds {opts['seeds']}. Dice per class, background excluded. "
         f"`{INTENSITY}`: no network, class-conditional Gaussians on the labelled voxels' intensity.\n",
         "| labelled patches | init | " + " | ".join(classes) + " | mean |",
         "|---|---|" + "---|" * (len(classes) + 1),

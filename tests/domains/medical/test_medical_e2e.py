@@ -25,7 +25,9 @@ def test_tiny_recipe_probes_dice_and_spatial_hold_out(run_tiny: Callable[..., Ti
     assert set(dice) == {"pretrained", "random_init", "intensity"} and all(
         0.0 <= v <= 1.0 for arm in dice.values() for v in arm.values()
     )
-    assert "Segmentation Dice" in run.report
+    assert (
+        "Segmentation Dice" in run.report and "batch-norm decoder" in run.report
+    )  # the protocol says its decoder
     assert run.metrics("ingest")["rejected"] == 0
 
     # No training patch overlaps a test patch of the same brain (spatial hold-out survives curation).

@@ -268,8 +268,11 @@ class BenchRun:
         rest = result if isinstance(result, dict) else {"rows": result}
         body = {"meta": self.meta(), **{k: v for k, v in rest.items() if k != "meta"}}
         # allow_nan=False: a NaN or infinity (a std over one seed, the loss of an untrained model)
-        # is written as null, so every result parses as standard JSON, not only with Python's json
-        _atomic_write(Path(path), json.dumps(finite_json(body), indent=indent, allow_nan=False) + "\n")
+        # is written as null (the stages' own json_safe), so every result parses as standard JSON,
+        # not only with Python's json
+        from stages.common.storage import json_safe
+
+        _atomic_write(Path(path), json.dumps(json_safe(body), indent=indent, allow_nan=False) + "\n")
         return True
 
     def footer(self) -> str:
@@ -294,17 +297,6 @@ class BenchRun:
 def _other_clause(reading: dict[str, float | None]) -> str:
     share = reading["other_share"]
     return "" if share is None else f"; other work {share:.0%} of the CPU time"
-
-
-def finite_json(value: Any) -> Any:  # noqa: ANN401
-    """``value`` with every non-finite float (NaN, ±inf) in its dicts, lists and tuples as None."""
-    if isinstance(value, float):  # numpy's float64 is a float too
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_json(v) for v in value]
-    return value
 
 
 def fmt_number(value: float | None, spec: str = ".3f") -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import pytest
@@ -61,6 +62,13 @@ def test_intensity_baseline_reads_every_channel() -> None:
 # --------------------------------------------------------------------------- encoder_lr_scale
 
 
+def _bands16(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two :func:`_bands` patches upsampled to 16³ (the tiny ResNet's pyramid needs the size)."""
+    xs, ys = _bands(2, np.random.default_rng(seed))
+    up = lambda a: np.repeat(np.repeat(np.repeat(a, 2, 2), 2, 3), 2, 4)  # noqa: E731
+    return up(xs), up(ys)
+
+
 def _tiny_encoder() -> torch.nn.Module:
     from domains.medical.encoders import ENCODERS
 
@@ -68,8 +76,11 @@ def _tiny_encoder() -> torch.nn.Module:
     return ENCODERS["resnet"](widths=[4, 4, 8, 8], layers=[1, 1, 1, 1])
 
 
-def _finetuned(scale: float, monkeypatch: pytest.MonkeyPatch) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The encoder handed in and the segmenter ``finetune_dice`` trained (captured from its copy)."""
+def _finetuned(
+    monkeypatch: pytest.MonkeyPatch, steps: int = 3, **options: Any
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The encoder handed in and the segmenter ``finetune_dice`` trained with ``options`` (captured
+    from its copy)."""
     import domains.medical.tasks as tasks
 
     encoder = _tiny_encoder()
@@ -82,17 +93,13 @@ def _finetuned(scale: float, monkeypatch: pytest.MonkeyPatch) -> tuple[torch.nn.
         return net
 
     monkeypatch.setattr(type(encoder), "segmenter", spy)
-    xs, ys = _bands(2, np.random.default_rng(3))
-    xs = np.repeat(np.repeat(np.repeat(xs, 2, 2), 2, 3), 2, 4)  # 16^3 patches
-    ys = np.repeat(np.repeat(np.repeat(ys, 2, 2), 2, 3), 2, 4)
-    tasks.finetune_dice(
-        encoder, 4, xs, ys, xs, ys, steps=3, batch_size=2, lr=1e-2, seed=0, encoder_lr_scale=scale
-    )
+    xs, ys = _bands16(3)
+    tasks.finetune_dice(encoder, 4, xs, ys, xs, ys, steps=steps, batch_size=2, lr=1e-2, seed=0, **options)
     return encoder, seen[0]
 
 
 def test_frozen_encoder_keeps_weights_and_batchnorm_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
-    encoder, net = _finetuned(0.0, monkeypatch)
+    encoder, net = _finetuned(monkeypatch, encoder_lr_scale=0.0)
     trained = net.encoder.state_dict()
     for name, value in encoder.state_dict().items():  # running means and variances included
         assert torch.equal(value, trained[name]), name
@@ -103,8 +110,8 @@ def test_frozen_encoder_keeps_weights_and_batchnorm_statistics(monkeypatch: pyte
 
 
 def test_encoder_learns_at_the_scaled_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    encoder, slow = _finetuned(0.01, monkeypatch)
-    _, fast = _finetuned(1.0, monkeypatch)
+    encoder, slow = _finetuned(monkeypatch, encoder_lr_scale=0.01)
+    _, fast = _finetuned(monkeypatch, encoder_lr_scale=1.0)
 
     def moved(net: torch.nn.Module) -> float:
         return sum(
@@ -121,9 +128,7 @@ def test_default_scale_is_the_single_group_fine_tune() -> None:
 
     from domains.medical.tasks import DEFAULTS, finetune_dice
 
-    xs, ys = _bands(2, np.random.default_rng(4))
-    xs = np.repeat(np.repeat(np.repeat(xs, 2, 2), 2, 3), 2, 4)
-    ys = np.repeat(np.repeat(np.repeat(ys, 2, 2), 2, 3), 2, 4)
+    xs, ys = _bands16(4)
     got = finetune_dice(_tiny_encoder(), 4, xs, ys, xs, ys, steps=3, batch_size=2, lr=1e-2, seed=0)
 
     encoder = _tiny_encoder()
@@ -189,26 +194,22 @@ def test_decoder_norm_reaches_every_encoders_decoder(cfg: dict, side: int, norm:
     assert net(torch.randn(2, 1, side, side, side)).shape == (2, 3, side, side, side)
 
 
-def test_decoder_norm_is_passed_to_the_segmenter_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("norm", "layer"), [("instance", torch.nn.InstanceNorm3d), ("batch", torch.nn.BatchNorm3d)]
+)
+def test_decoder_norm_is_passed_to_the_segmenter_and_checked(
+    monkeypatch: pytest.MonkeyPatch, norm: str, layer: type
+) -> None:
     import domains.medical.tasks as tasks
     from domains.medical.options import EvaluateOptions
 
-    encoder = _tiny_encoder()
-    seen: list[str] = []
-    original = type(encoder).segmenter
-
-    def spy(self: torch.nn.Module, n_classes: int, norm: str = "instance") -> torch.nn.Module:
-        seen.append(norm)
-        return original(self, n_classes, norm)
-
-    monkeypatch.setattr(type(encoder), "segmenter", spy)
-    xs, ys = _bands(2, np.random.default_rng(3))
-    xs = np.repeat(np.repeat(np.repeat(xs, 2, 2), 2, 3), 2, 4)
-    ys = np.repeat(np.repeat(np.repeat(ys, 2, 2), 2, 3), 2, 4)
-    tasks.finetune_dice(
-        encoder, 4, xs, ys, xs, ys, steps=1, batch_size=2, lr=1e-2, seed=0, decoder_norm="batch"
-    )
-    assert seen == ["batch"]
+    _, net = _finetuned(monkeypatch, steps=1, decoder_norm=norm)
+    norms = {
+        type(m)
+        for m in net.decoder.modules()
+        if isinstance(m, (torch.nn.InstanceNorm3d, torch.nn.BatchNorm3d))
+    }
+    assert norms == {layer}  # the option reached the segmenter finetune_dice trained, default or not
     assert EvaluateOptions().decoder_norm == tasks.DEFAULTS["decoder_norm"]
     with pytest.raises(ValueError, match="decoder_norm"):
         EvaluateOptions(decoder_norm="layer")

@@ -24,6 +24,9 @@ class PromptPlacementGroupCleaner(PlacementGroupCleaner):
     def _stop_monitor_thread(self) -> bool:
         self._stop_event.set()
         # The thread is blocked in ``queue.get(timeout=check_interval_s)``: hand it the placement
-        # group it already watches (no change of state), so it returns now and sees the flag.
-        self._pg_queue.put(self._latest)
+        # group it already watches (no change of state), so it returns now and sees the flag. With
+        # none registered yet (a run that failed before placing its workers) there is nothing to
+        # hand: the monitor reads every queued item as a group, so it waits out its poll instead.
+        if self._latest is not None:
+            self._pg_queue.put(self._latest)
         return super()._stop_monitor_thread()

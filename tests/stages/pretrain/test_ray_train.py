@@ -55,6 +55,23 @@ def test_the_cleaner_stops_without_waiting_out_its_poll(monkeypatch: pytest.Monk
     assert time.perf_counter() - t0 < 1.0
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_cleaner_stopped_before_any_group_stops_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that fails before its workers are placed stops the cleaner with no group registered:
+    it must not hand its monitor ``None`` (which printed an AttributeError traceback in the actor)."""
+    from ray.train.v2._internal.execution.controller import placement_group_cleaner
+
+    monkeypatch.setattr(placement_group_cleaner, "is_actor_alive", lambda **_: True)
+    cleaner = pg_cleaner.PromptPlacementGroupCleaner("controller", 0.2, 1.0, 5.0)
+    monkeypatch.setattr(cleaner, "_exit", lambda: sys.exit())  # as exit_actor ends it in the actor
+    errors: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    cleaner.start_monitoring()
+    assert cleaner._stop_monitor_thread()
+    assert cleaner._pg_queue.empty()
+    assert not [e for e in errors if not isinstance(e, SystemExit)]
+
+
 def test_a_fit_returns_as_soon_as_its_training_function_has(ray_session: Any, tmp_path: Path) -> None:  # noqa: ANN401
     """The whole path on the tests' Ray instance: the cleaner Ray Train launches is the prompt one
     (a failed launch would only log a warning), so ``fit()`` no longer ends 1.0 s after training."""

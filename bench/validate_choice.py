@@ -1,0 +1,306 @@
+"""Choose one setting on validation data, by a rule written down first: baseline vs candidate.
+
+``python -m bench.validate_choice NAME --recipe pipelines/<recipe>.yaml --rule RULE.md
+--candidate KEY=VALUE [--candidate ...] --metric domain.pretrained.linear_svm
+[--guard domain.random_init.linear_svm] [--min-gain 0.013] [--seeds 3]``
+
+Runs the recipe as it is (``baseline``) and with the candidate's ``--set`` values (``candidate``)
+through the project's stages (``python -m pipelines.run``), always with ``data.holdout=validation``:
+the recipe's training rows are split into training and validation by the ingest stage
+(stages/ingest/holdout.py) and the published test rows are never read, so nothing is chosen on
+them. Pretraining seeds ``0..N-1``, the arms alternating (baseline 0, candidate 0, baseline 1, ...),
+one run at a time; each run first waits for the machine's load to settle (``--settle-s``) and
+records its wall time with the load at its start and end (``bench._meta``). Each arm prepares its
+own data with its first seed (its ``--set`` may change ingest, curation or views).
+
+The rule (a file: what is compared, the statistic, the seeds and the adoption condition) must be
+written before the first run: its SHA-256 and modification time go into the result, a rule edited
+after a run was recorded is refused, and so is a rule file newer than the first run. The decision
+is the stated one: adopt when the candidate's mean ``metric`` over the seeds is ahead of the
+baseline's by at least ``--min-gain`` and, with ``--guard``, also ahead of its own mean ``guard``
+(e.g. its random-init encoder). Interrupted? Run the same command again: recorded runs are kept.
+
+Writes ``bench/results/NAME_validation.json`` (every run's record) and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._meta import BenchRun, load_average_1m
+from pipelines.summary import figure
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DATA_STAGES = ("ingest", "curate", "views")
+MODEL_STAGES = ("pretrain", "finetune", "evaluate")
+ARMS = ("baseline", "candidate")
+
+
+class RuleError(SystemExit):
+    """The rule file is missing, newer than the runs, or changed after runs were recorded."""
+
+
+def rule_record(path: Path) -> dict[str, str]:
+    text = path.read_text()
+    mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+    return {
+        "path": str(path),
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "written_utc": mtime.isoformat(timespec="seconds"),
+        "text": text,
+    }
+
+
+TOOL = "bench.validate_choice"
+
+
+def check_existing(rule: dict[str, str], arms: dict[str, list[str]], existing: dict[str, Any]) -> None:
+    """Refuse to add runs to another comparison: a result this tool did not write, other arms, a
+    rule that changed after runs were recorded, or a rule newer than the first run."""
+    if not existing:
+        return
+    if existing.get("tool") != TOOL or existing.get("arms") != arms:
+        raise RuleError(
+            "validate_choice: the result file holds another comparison (other arms, or not written "
+            "by this tool): choose a new NAME"
+        )
+    runs = existing.get("runs", [])
+    if not runs:
+        return
+    if existing["rule"]["sha256"] != rule["sha256"]:
+        raise RuleError(
+            f"validate_choice: the rule {rule['path']} changed after {len(runs)} run(s) were "
+            "recorded under it: a rule is fixed before the runs (start a new NAME for a new rule)"
+        )
+    first = min(r["started_utc"] for r in runs)
+    if rule["written_utc"] > first:
+        raise RuleError(
+            f"validate_choice: the rule {rule['path']} was written at {rule['written_utc']}, after "
+            f"the first run started ({first})"
+        )
+
+
+def run_command(
+    recipe: str, arm_sets: list[str], seed: int, stages: tuple[str, ...], arm_dir: Path
+) -> list[str]:
+    """``python -m pipelines.run`` for one arm and seed, on the validation split, in ``arm_dir``."""
+    d = arm_dir / f"seed{seed}"
+    sets = [
+        *arm_sets,
+        f"pretrain.seed={seed}",
+        f"evaluate.seeds=[{seed}]",
+        f"finetune.seeds=[{seed}]",
+        f"paths.data={arm_dir / 'data'}",
+        f"paths.models={d / 'models'}",
+        f"paths.metrics={d / 'metrics'}",
+        f"paths.runs={d / 'runs'}",
+        f"paths.reports={d / 'reports'}",
+        # last, so no --set can point the choice at the published test rows
+        "data.holdout=validation",
+    ]
+    cmd = [sys.executable, "-m", "pipelines.run", recipe, "--stages", ",".join(stages)]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def read_value(metrics: dict[str, Any], path: str) -> float:
+    f = figure(metrics, path)
+    if f is None:
+        raise SystemExit(f"validate_choice: no number at {path!r} in the run's evaluate.json")
+    return round(f[0], 4)
+
+
+def summarise(runs: list[dict[str, Any]], arm: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    mine = sorted((r for r in runs if r["arm"] == arm), key=lambda r: r["seed"])
+    out: dict[str, Any] = {}
+    for key in keys:
+        values = [r[key] for r in mine]
+        out[key] = {
+            "mean": round(statistics.fmean(values), 4) if values else None,
+            "std": round(statistics.pstdev(values), 4) if values else None,
+            "seeds": values,
+        }
+    return out
+
+
+def decide(summary: dict[str, Any], seeds: int, min_gain: float, guard: bool) -> dict[str, Any]:
+    """The rule's decision, or ``incomplete`` while a seed of either arm is missing."""
+    if any(len(summary[arm]["metric"]["seeds"]) < seeds for arm in ARMS):
+        return {"decision": "incomplete"}
+    base, cand = summary["baseline"]["metric"]["mean"], summary["candidate"]["metric"]["mean"]
+    gain = round(cand - base, 4)
+    ahead_of_guard = (not guard) or cand > summary["candidate"]["guard"]["mean"]
+    adopted = gain >= min_gain and ahead_of_guard
+    why = f"candidate {cand:.4f} vs baseline {base:.4f}: {gain * 100:+.1f} points (>= {min_gain * 100:+.1f} needed)"
+    if guard:
+        why += f"; its guard {summary['candidate']['guard']['mean']:.4f}"
+    return {"decision": "adopted" if adopted else "not adopted", "gain": gain, "why": why}
+
+
+def render_md(res: dict[str, Any]) -> str:
+    s = res["summary"]
+    lines = [
+        f"# {res['name']}: baseline vs candidate on validation data",
+        "",
+        f"Written by `{res['command']}`.",
+        "",
+        f"- recipe `{res['recipe']}`, candidate `{' '.join(res['arms']['candidate'][len(res['arms']['baseline']) :])}`"
+        + (f", both arms `{' '.join(res['arms']['baseline'])}`" if res["arms"]["baseline"] else ""),
+        "- `data.holdout=validation` in every run: the published test rows were never read",
+        f"- rule `{res['rule']['path']}`, written {res['rule']['written_utc']} (sha256 {res['rule']['sha256'][:12]})",
+        f"- statistic `{res['metric']}`" + (f", guard `{res['guard']}`" if res["guard"] else ""),
+        "",
+        f"| arm | {res['metric']} (mean ± std) | per seed |" + (" guard (mean) |" if res["guard"] else ""),
+        "|---|---|---|" + ("---|" if res["guard"] else ""),
+    ]
+    for arm in ARMS:
+        m = s[arm]["metric"]
+        cell = "—" if m["mean"] is None else f"{m['mean']:.4f} ± {m['std']:.4f}"
+        row = f"| {arm} | {cell} | {', '.join(f'{v:.4f}' for v in m['seeds'])} |"
+        if res["guard"]:
+            g = s[arm]["guard"]["mean"]
+            row += " — |" if g is None else f" {g:.4f} |"
+        lines.append(row)
+    d = res["decision"]
+    lines += [
+        "",
+        f"**{d['decision']}**" + (f": {d['why']}" if "why" in d else "."),
+        "",
+        "| arm | seed | wall s | load start → end | valid timing |",
+        "|---|---|---|---|---|",
+    ]
+    for r in res["runs"]:
+        load = r["meta"]["load_average_1m"]
+        lines.append(
+            f"| {r['arm']} | {r['seed']} | {r['wall_s']} | {load['start']} → {load['end']} | {r['meta']['valid']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", help="names the result: bench/results/NAME_validation.{json,md}")
+    ap.add_argument("--recipe", required=True)
+    ap.add_argument("--rule", type=Path, required=True, help="the adoption rule, written before any run")
+    ap.add_argument("--candidate", action="append", required=True, metavar="KEY=VALUE")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="both arms")
+    ap.add_argument("--metric", required=True, help="dotted path in evaluate.json")
+    ap.add_argument("--guard", help="dotted path the candidate's metric must also beat (e.g. random init)")
+    ap.add_argument("--min-gain", type=float, default=0.0)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument(
+        "--run-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "validate_choice"
+    )
+    ap.add_argument(
+        "--settle-s", type=float, default=300.0, help="wait for the load to settle before each run"
+    )
+    ap.add_argument("--timeout-min", type=float, default=120.0, help="per run")
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    if not args.rule.is_file():
+        raise RuleError(f"validate_choice: no rule file {args.rule}: write the rule before the runs")
+    rule = rule_record(args.rule)
+    args.results.mkdir(parents=True, exist_ok=True)
+    out_json = args.results / f"{args.name}_validation.json"
+    existing = json.loads(out_json.read_text()) if out_json.exists() else {}
+    arms = {"baseline": list(args.set), "candidate": [*args.set, *args.candidate]}
+    check_existing(rule, arms, existing)
+    runs: list[dict[str, Any]] = list(existing.get("runs", []))
+    run_dir = args.run_dir / args.name
+    command = shlex.join(
+        ["python", "-m", "bench.validate_choice", *(argv if argv is not None else sys.argv[1:])]
+    )
+
+    def result() -> dict[str, Any]:
+        keys = ("metric", "guard") if args.guard else ("metric",)
+        summary = {arm: summarise(runs, arm, keys) for arm in ARMS}
+        return {
+            "tool": TOOL,
+            "name": args.name,
+            "command": command,
+            "recipe": args.recipe,
+            "arms": arms,
+            "rule": rule,
+            "metric": args.metric,
+            "guard": args.guard,
+            "min_gain": args.min_gain,
+            "seeds": args.seeds,
+            "summary": summary,
+            "decision": decide(summary, args.seeds, args.min_gain, bool(args.guard)),
+            "runs": runs,
+        }
+
+    for seed in range(args.seeds):
+        for arm in ARMS:
+            if any(r["arm"] == arm and r["seed"] == seed for r in runs):
+                continue  # recorded by an earlier, interrupted invocation
+            arm_dir = run_dir / arm
+            data_ready = (arm_dir / "data").is_dir() and any(r["arm"] == arm for r in runs)
+            stages = MODEL_STAGES if data_ready else DATA_STAGES + MODEL_STAGES
+            cmd = run_command(args.recipe, arms[arm], seed, stages, arm_dir)
+            log = arm_dir / f"seed{seed}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            bench = BenchRun(settle_s=args.settle_s)
+            started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            if rule_record(args.rule)["sha256"] != rule["sha256"]:
+                raise RuleError(f"validate_choice: the rule {args.rule} changed while the runs went on")
+            print(
+                f"validate_choice: {arm} seed {seed} (load {load_average_1m()}): {shlex.join(cmd[1:])}",
+                flush=True,
+            )
+            t0 = time.perf_counter()
+            with open(log, "w") as f:
+                rc = subprocess.run(
+                    cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, timeout=args.timeout_min * 60
+                ).returncode
+            if rc != 0:
+                raise SystemExit(f"validate_choice: {arm} seed {seed} failed (exit {rc}); log: {log}")
+            metrics = json.loads(
+                (arm_dir / f"seed{seed}" / "metrics" / Path(args.recipe).stem / "evaluate.json").read_text()
+            )
+            runs.append(
+                {
+                    "arm": arm,
+                    "seed": seed,
+                    "metric": read_value(metrics, args.metric),
+                    **({"guard": read_value(metrics, args.guard)} if args.guard else {}),
+                    "wall_s": round(time.perf_counter() - t0, 1),
+                    "started_utc": started,
+                    "meta": bench.meta(),
+                    "command": shlex.join(["python", *cmd[1:]]),
+                }
+            )
+            res = result()  # after every run: an interrupted choice keeps what it measured
+            _atomic_write(out_json, json.dumps(res, indent=2) + "\n")
+            _atomic_write(out_json.with_suffix(".md"), render_md(res))
+    res = result()
+    _atomic_write(out_json, json.dumps(res, indent=2) + "\n")
+    _atomic_write(out_json.with_suffix(".md"), render_md(res))
+    print(
+        f"validate_choice: {args.name}: {res['decision']['decision']}"
+        + (f" ({res['decision']['why']})" if "why" in res["decision"] else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

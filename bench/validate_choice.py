@@ -179,15 +179,33 @@ def render_md(res: dict[str, Any]) -> str:
         "",
         f"**{d['decision']}**" + (f": {d['why']}" if "why" in d else "."),
         "",
-        "| arm | seed | wall s | load start → end | valid timing |",
-        "|---|---|---|---|---|",
+        "| arm | seed | wall s | load start → end | valid timing | code |",
+        "|---|---|---|---|---|---|",
     ]
     for r in res["runs"]:
         load = r["meta"]["load_average_1m"]
         lines.append(
-            f"| {r['arm']} | {r['seed']} | {r['wall_s']} | {load['start']} → {load['end']} | {r['meta']['valid']} |"
+            f"| {r['arm']} | {r['seed']} | {r['wall_s']} | {load['start']} → {load['end']} "
+            f"| {r['meta']['valid']} | {r.get('code') or '—'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def code_version() -> str | None:
+    """``git describe --always --dirty`` of the checkout the runs use: a comparison resumed after the
+    code changed shows it run by run. (Popen: the tests stand in for ``subprocess.run``.)"""
+    try:
+        with subprocess.Popen(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as p:
+            out = p.communicate(timeout=30)[0].strip()
+        return out if p.returncode == 0 and out else None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -226,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     check_existing(rule, arms, existing)
     runs: list[dict[str, Any]] = list(existing.get("runs", []))
     run_dir = args.run_dir / args.name
+    version = code_version()
     command = shlex.join(
         ["python", "-m", "bench.validate_choice", *(argv if argv is not None else sys.argv[1:])]
     )
@@ -285,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                     **({"guard": read_value(metrics, args.guard)} if args.guard else {}),
                     "wall_s": round(time.perf_counter() - t0, 1),
                     "started_utc": started,
+                    "code": version,
                     "meta": bench.meta(),
                     "command": shlex.join(["python", *cmd[1:]]),
                 }

@@ -66,15 +66,22 @@ def rule_record(path: Path) -> dict[str, str]:
 TOOL = "bench.validate_choice"
 
 
-def check_existing(rule: dict[str, str], arms: dict[str, list[str]], existing: dict[str, Any]) -> None:
-    """Refuse to add runs to another comparison: a result this tool did not write, other arms, a
-    rule that changed after runs were recorded, or a rule newer than the first run."""
+#: what makes two invocations the same comparison (the rule states each of them)
+IDENTITY = ("recipe", "arms", "metric", "guard", "min_gain", "seeds")
+
+
+def check_existing(rule: dict[str, str], identity: dict[str, Any], existing: dict[str, Any]) -> None:
+    """Refuse to add runs to another comparison: a result this tool did not write, another recipe,
+    arms, statistic, margin or seed count, a rule that changed after runs were recorded, or a rule
+    newer than the first run."""
     if not existing:
         return
-    if existing.get("tool") != TOOL or existing.get("arms") != arms:
+    changed = [k for k in IDENTITY if existing.get(k) != identity[k]]
+    if existing.get("tool") != TOOL or changed:
         raise RuleError(
-            "validate_choice: the result file holds another comparison (other arms, or not written "
-            "by this tool): choose a new NAME"
+            "validate_choice: the result file holds another comparison "
+            f"({'different ' + ', '.join(changed) if changed else 'not written by this tool'}): "
+            "choose a new NAME"
         )
     runs = existing.get("runs", [])
     if not runs:
@@ -241,7 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     out_json = args.results / f"{args.name}_validation.json"
     existing = json.loads(out_json.read_text()) if out_json.exists() else {}
     arms = {"baseline": list(args.set), "candidate": [*args.set, *args.candidate]}
-    check_existing(rule, arms, existing)
+    identity = {
+        "recipe": args.recipe,
+        "arms": arms,
+        "metric": args.metric,
+        "guard": args.guard,
+        "min_gain": args.min_gain,
+        "seeds": args.seeds,
+    }
+    check_existing(rule, identity, existing)
     runs: list[dict[str, Any]] = list(existing.get("runs", []))
     run_dir = args.run_dir / args.name
     version = code_version()
@@ -256,13 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             "tool": TOOL,
             "name": args.name,
             "command": command,
-            "recipe": args.recipe,
-            "arms": arms,
+            **identity,
             "rule": rule,
-            "metric": args.metric,
-            "guard": args.guard,
-            "min_gain": args.min_gain,
-            "seeds": args.seeds,
             "summary": summary,
             "decision": decide(summary, args.seeds, args.min_gain, bool(args.guard)),
             "runs": runs,

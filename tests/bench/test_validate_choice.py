@@ -147,3 +147,15 @@ def test_a_candidate_not_ahead_of_its_own_random_init_is_not_adopted(
     vc.main(_argv(tmp_path, rule, seeds=1))
     res = json.loads((tmp_path / "results" / "toy_epochs_validation.json").read_text())
     assert res["decision"]["decision"] == "not adopted" and res["decision"]["gain"] == 0.05
+
+
+def test_resuming_with_another_statistic_is_refused(
+    tmp_path: Path, rule: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recorded runs hold the old statistic's values: mixing them with a new one would be wrong."""
+    monkeypatch.setattr(vc.subprocess, "run", FakeRuns({("baseline", 0): 0.8, ("candidate", 0): 0.7}))
+    vc.main(_argv(tmp_path, rule, seeds=1))
+    argv = _argv(tmp_path, rule, seeds=1)
+    argv[argv.index("--metric") + 1] = "domain.random_init.svm"
+    with pytest.raises(vc.RuleError, match="different metric"):
+        vc.main(argv)

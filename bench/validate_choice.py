@@ -157,6 +157,23 @@ def decide(summary: dict[str, Any], seeds: int, min_gain: float, guard: bool) ->
     return {"decision": "adopted" if adopted else "not adopted", "gain": gain, "why": why}
 
 
+def overall_meta(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The benches' ``meta`` block for the whole comparison, from its runs' own: the machine, the
+    load at the first run's start and the last one's end, valid only when every run's timing is."""
+    if not runs:
+        return None
+    return {
+        "machine": runs[0]["meta"]["machine"],
+        "started": runs[0]["meta"]["started"],
+        "load_average_1m": {
+            "start": runs[0]["meta"]["load_average_1m"]["start"],
+            "end": runs[-1]["meta"]["load_average_1m"]["end"],
+        },
+        "valid": all(r["meta"]["valid"] for r in runs),
+        "note": "per run in runs[].meta; the accuracies do not depend on the load",
+    }
+
+
 def render_md(res: dict[str, Any]) -> str:
     s = res["summary"]
     lines = [
@@ -273,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": command,
             **identity,
             "rule": rule,
+            "meta": overall_meta(runs),
             "summary": summary,
             "decision": decide(summary, args.seeds, args.min_gain, bool(args.guard)),
             "runs": runs,

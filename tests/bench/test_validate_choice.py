@@ -88,6 +88,8 @@ def test_arms_alternate_on_the_validation_split_and_the_rule_decides(
     assert res["decision"]["decision"] == "adopted" and res["decision"]["gain"] == 0.02
     assert res["rule"]["sha256"] and "adopt 40 epochs" in res["rule"]["text"]
     assert all("load_average_1m" in r["meta"] for r in res["runs"])
+    assert res["meta"]["valid"] == all(r["meta"]["valid"] for r in res["runs"])
+    assert res["meta"]["load_average_1m"]["start"] == res["runs"][0]["meta"]["load_average_1m"]["start"]
     assert all(r["code"] == vc.code_version() for r in res["runs"])  # this checkout's (None without git)
     assert "**adopted**" in (tmp_path / "results" / "toy_epochs_validation.md").read_text()
 

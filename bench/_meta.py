@@ -237,7 +237,8 @@ class BenchRun:
             "other_cpu": reading,
             "valid": reason is None,
             **({"invalid_reason": reason} if reason else {}),
-            **({"waited_for_load_s": self.waited_s} if self.waited_s >= 1 else {}),
+            # seconds spent waiting for the load to fall to the CPU count before the start (not a load)
+            **({"settle_wait_s": self.waited_s} if self.waited_s >= 1 else {}),
         }
 
     def may_write(self, what: str) -> bool:

@@ -79,7 +79,7 @@ def test_a_settling_run_waits_for_the_load_to_fall_and_says_how_long(monkeypatch
     monkeypatch.setattr(_meta.time, "sleep", lambda s: None)
     run = BenchRun(settle_s=60)
     assert run.valid and run.load_start == 0.5
-    assert run.meta()["waited_for_load_s"] > 0
+    assert run.meta()["settle_wait_s"] > 0
     _load(monkeypatch, 9.0)
     assert not BenchRun(settle_s=0).valid  # no wait: a busy start stays invalid
 

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._meta import BenchRun, load_average_1m
+from bench._meta import BenchRun, _atomic_write, load_average_1m
 from pipelines.summary import figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,12 +232,6 @@ def code_version() -> str | None:
         return None
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name", help="names the result: bench/results/NAME_validation.{json,md}")
@@ -296,6 +290,12 @@ def main(argv: list[str] | None = None) -> int:
             "runs": runs,
         }
 
+    def write() -> dict[str, Any]:
+        res = result()
+        _atomic_write(out_json, json.dumps(res, indent=2) + "\n")
+        _atomic_write(out_json.with_suffix(".md"), render_md(res))
+        return res
+
     for seed in range(args.seeds):
         for arm in ARMS:
             if any(r["arm"] == arm and r["seed"] == seed for r in runs):
@@ -337,12 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                     "command": shlex.join(["python", *cmd[1:]]),
                 }
             )
-            res = result()  # after every run: an interrupted choice keeps what it measured
-            _atomic_write(out_json, json.dumps(res, indent=2) + "\n")
-            _atomic_write(out_json.with_suffix(".md"), render_md(res))
-    res = result()
-    _atomic_write(out_json, json.dumps(res, indent=2) + "\n")
-    _atomic_write(out_json.with_suffix(".md"), render_md(res))
+            write()  # after every run: an interrupted choice keeps what it measured
+    res = write()
     print(
         f"validate_choice: {args.name}: {res['decision']['decision']}"
         + (f" ({res['decision']['why']})" if "why" in res["decision"] else "")

@@ -97,6 +97,22 @@ PAYOFFS: dict[str, Payoff] = {
                 "domain.split.mfcc_logreg.logreg",
                 "MFCC",
             ),
+            # the spelling-alphabet words: the same word in every voice, so speaker- and
+            # language-independent word recognition (26 classes, chance 0.038)
+            Figure(
+                "LOSO spelling-alphabet words (logreg, 5 persons, 26 words)",
+                "domain.phonetic.loso.pretrained.logreg",
+                "domain.phonetic.loso.random_init.logreg",
+                "domain.phonetic.loso.mfcc_logreg.logreg",
+                "MFCC",
+            ),
+            Figure(
+                "speaker-split spelling-alphabet words (logreg, Carlo + June held out)",
+                "domain.phonetic.split.pretrained.logreg",
+                "domain.phonetic.split.random_init.logreg",
+                "domain.phonetic.split.mfcc_logreg.logreg",
+                "MFCC",
+            ),
         ),
         reference="BYOL-A (Niizumi et al., 2021): SPCV2 linear 92.2 % with 2048-d features from AudioSet-scale "
         "pretraining; its encoder (AudioNTT2020, d=2048: 3 conv blocks of 64 channels on 64 mel bands, "

@@ -20,6 +20,12 @@ is the stated one: adopt when the candidate's mean ``metric`` over the seeds is 
 baseline's by at least ``--min-gain`` and, with ``--guard``, also ahead of its own mean ``guard``
 (e.g. its random-init encoder). Interrupted? Run the same command again: recorded runs are kept.
 
+``--holdout recipe`` is for a recipe whose labelled material is all test rows (the audio recipe:
+every real clip is evaluation material, the probes are fit and scored by its own protocols), where
+``data.holdout=validation`` would leave nothing to score: the validation protocol is then the
+``--set`` values both arms share (e.g. persons left out entirely), the rule must say how they keep
+the test material out, and the result says that the tool did not enforce it.
+
 Writes ``bench/results/NAME_validation.json`` (every run's record) and ``.md``.
 """
 
@@ -67,7 +73,12 @@ TOOL = "bench.validate_choice"
 
 
 #: what makes two invocations the same comparison (the rule states each of them)
-IDENTITY = ("recipe", "arms", "metric", "guard", "min_gain", "seeds")
+IDENTITY = ("recipe", "arms", "metric", "guard", "min_gain", "seeds", "holdout")
+#: ``--holdout``: ``validation`` — the tool adds ``data.holdout=validation`` to every run (the
+#: published test rows are never read); ``recipe`` — the shared ``--set`` values define it
+HOLDOUTS = ("validation", "recipe")
+#: results written before an identity key existed hold its value then
+IDENTITY_DEFAULTS = {"holdout": "validation"}
 
 
 def check_existing(rule: dict[str, str], identity: dict[str, Any], existing: dict[str, Any]) -> None:
@@ -76,7 +87,7 @@ def check_existing(rule: dict[str, str], identity: dict[str, Any], existing: dic
     newer than the first run."""
     if not existing:
         return
-    changed = [k for k in IDENTITY if existing.get(k) != identity[k]]
+    changed = [k for k in IDENTITY if existing.get(k, IDENTITY_DEFAULTS.get(k)) != identity[k]]
     if existing.get("tool") != TOOL or changed:
         raise RuleError(
             "validate_choice: the result file holds another comparison "
@@ -100,7 +111,12 @@ def check_existing(rule: dict[str, str], identity: dict[str, Any], existing: dic
 
 
 def run_command(
-    recipe: str, arm_sets: list[str], seed: int, stages: tuple[str, ...], arm_dir: Path
+    recipe: str,
+    arm_sets: list[str],
+    seed: int,
+    stages: tuple[str, ...],
+    arm_dir: Path,
+    holdout: str = "validation",
 ) -> list[str]:
     """``python -m pipelines.run`` for one arm and seed, on the validation split, in ``arm_dir``."""
     d = arm_dir / f"seed{seed}"
@@ -114,9 +130,10 @@ def run_command(
         f"paths.metrics={d / 'metrics'}",
         f"paths.runs={d / 'runs'}",
         f"paths.reports={d / 'reports'}",
-        # last, so no --set can point the choice at the published test rows
-        "data.holdout=validation",
     ]
+    if holdout == "validation":
+        # last, so no --set can point the choice at the published test rows
+        sets.append("data.holdout=validation")
     cmd = [sys.executable, "-m", "pipelines.run", recipe, "--stages", ",".join(stages)]
     for s in sets:
         cmd += ["--set", s]
@@ -183,7 +200,10 @@ def render_md(res: dict[str, Any]) -> str:
         "",
         f"- recipe `{res['recipe']}`, candidate `{' '.join(res['arms']['candidate'][len(res['arms']['baseline']) :])}`"
         + (f", both arms `{' '.join(res['arms']['baseline'])}`" if res["arms"]["baseline"] else ""),
-        "- `data.holdout=validation` in every run: the published test rows were never read",
+        "- `data.holdout=validation` in every run: the published test rows were never read"
+        if res.get("holdout", "validation") == "validation"
+        else "- validation protocol: the shared settings above (`--holdout recipe`); the rule says how "
+        "they keep the test material out (not enforced by this tool)",
         f"- rule `{res['rule']['path']}`, written {res['rule']['written_utc']} (sha256 {res['rule']['sha256'][:12]})",
         f"- statistic `{res['metric']}`" + (f", guard `{res['guard']}`" if res["guard"] else ""),
         "",
@@ -250,8 +270,17 @@ def main(argv: list[str] | None = None) -> int:
         "--settle-s", type=float, default=300.0, help="wait for the load to settle before each run"
     )
     ap.add_argument("--timeout-min", type=float, default=120.0, help="per run")
+    ap.add_argument(
+        "--holdout",
+        choices=HOLDOUTS,
+        default="validation",
+        help="validation: data.holdout=validation in every run; recipe: the shared --set values define "
+        "the validation protocol (a recipe whose labelled rows are all test rows)",
+    )
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    if args.holdout == "recipe" and not args.set:
+        ap.error("--holdout recipe: give the validation protocol as --set values shared by both arms")
     if not args.rule.is_file():
         raise RuleError(f"validate_choice: no rule file {args.rule}: write the rule before the runs")
     rule = rule_record(args.rule)
@@ -266,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "guard": args.guard,
         "min_gain": args.min_gain,
         "seeds": args.seeds,
+        "holdout": args.holdout,
     }
     check_existing(rule, identity, existing)
     runs: list[dict[str, Any]] = list(existing.get("runs", []))
@@ -303,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             arm_dir = run_dir / arm
             data_ready = (arm_dir / "data").is_dir() and any(r["arm"] == arm for r in runs)
             stages = MODEL_STAGES if data_ready else DATA_STAGES + MODEL_STAGES
-            cmd = run_command(args.recipe, arms[arm], seed, stages, arm_dir)
+            cmd = run_command(args.recipe, arms[arm], seed, stages, arm_dir, args.holdout)
             log = arm_dir / f"seed{seed}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             bench = BenchRun(settle_s=args.settle_s)

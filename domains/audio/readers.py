@@ -44,6 +44,19 @@ MIN_TAIL = 0.5
 DEFAULT_LANGUAGES = ("en-us", "en", "es", "es-419", "fr", "fr-BE", "it", "ru", "pt", "de", "ro", "ca")
 DEFAULT_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt3")
 DIGITS = tuple(str(d) for d in range(10))
+#: the Asterisk ``phonetic/<letter>_p.wav`` prompts speak the ICAO/NATO spelling alphabet; a clip's
+#: label is the code word (the same word in every voice, unlike a digit's name, so a probe fit on
+#: other persons can recognise it in a language no training person speaks)
+# fmt: off
+NATO_WORDS = (
+    "alfa", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",
+    "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
+    "uniform", "victor", "whiskey", "xray", "yankee", "zulu",
+)
+# fmt: on
+NATO_ALPHABET = dict(zip("abcdefghijklmnopqrstuvwxyz", NATO_WORDS, strict=True))
+#: the labelled word sets of the Asterisk voices: ``real.words``
+ASTERISK_WORDS = ("digits", "phonetic")
 
 
 # ---------------------------------------------------------------- decoding and clipping
@@ -92,6 +105,20 @@ def _clip_samples(sample_rate: int, clip_seconds: float) -> int:
     return int(round(sample_rate * clip_seconds))
 
 
+def word_clip(y: np.ndarray, n: int, top_db: float) -> np.ndarray:
+    """One ``[1, n]`` clip of an isolated word: silence trimmed (librosa ``top_db``), centred and
+    zero-padded, or its middle ``n`` samples when the word is longer (a word must stay one row)."""
+    import librosa
+
+    if y.size:
+        y, _ = librosa.effects.trim(y, top_db=top_db, frame_length=256, hop_length=64)
+    if y.size > n:
+        start = (y.size - n) // 2
+        y = y[start : start + n]
+    pad = n - y.size
+    return np.pad(y, (pad // 2, pad - pad // 2))[None, :].astype(np.float32)
+
+
 def _file_rows(unit: dict[str, Any]) -> Iterator[Row]:
     """Rows of one audio file unit ``{path, id, label, split, group, sample_rate, clip_seconds}``;
     a unit with a ``root`` (a manifest's folder) may only read files inside it."""
@@ -99,7 +126,8 @@ def _file_rows(unit: dict[str, Any]) -> Iterator[Row]:
         confine(unit["path"], unit["root"])
     sr, n = unit["sample_rate"], _clip_samples(unit["sample_rate"], unit["clip_seconds"])
     y = load_audio(unit["path"], sr)
-    pieces = clips(y, n)
+    # an isolated-word unit (``word_top_db``) is one row whatever its length; any other file is cut
+    pieces = [(0, word_clip(y, n, unit["word_top_db"]))] if unit.get("word_top_db") else clips(y, n)
     for k, (start, x) in enumerate(pieces):
         rid = unit["id"] if len(pieces) == 1 else f"{unit['id']}#{k}"
         meta = {"path": unit["path"], "start_s": start / sr, "sample_rate": sr, **unit.get("meta", {})}
@@ -261,8 +289,13 @@ def _asterisk_units(
     min_voices: int = 2,
     exclude_speakers: Sequence[str] = (),
     digits_in_pretraining: bool = True,
+    words: Sequence[str] = ("digits",),
+    top_db: float = 30.0,
 ) -> list[dict[str, Any]]:
-    """Digits 0-9 of every installed voice, labelled, split by person. ``exclude_speakers`` leaves
+    """Digits 0-9 of every installed voice, labelled, split by person; with ``words`` naming
+    ``phonetic`` too, the voice's spelling-alphabet words (label: the code word, ``meta["task"]:
+    "phonetic"``), each trimmed of silence (``top_db``) and centred in one clip (cut to the clip's
+    middle when longer). The split, exclusion and ``digits_in_pretraining`` rules apply to both. ``exclude_speakers`` leaves
     those persons' digits out entirely: a validation run that chooses a configuration without ever
     scoring the evaluation persons (their unlabeled prompts may still be pretraining data).
 
@@ -289,25 +322,53 @@ def _asterisk_units(
         raise ValueError(f"test_speakers {unknown} not among the installed speakers {sorted(speakers)}")
     if not set(test_speakers) or set(test_speakers) == speakers:
         raise ValueError("test_speakers must hold out some, but not all, speakers")
-    return [
-        {
-            "path": os.path.join(root, voice, "digits", f"{d}.wav"),
-            "id": f"asterisk/{voice}/{d}",
-            "label": d,
+    unknown = sorted(set(words) - set(ASTERISK_WORDS))
+    if unknown or not words:
+        raise ValueError(f"real.words: {unknown or '[]'} — choose from {list(ASTERISK_WORDS)}")
+    if top_db <= 0:
+        raise ValueError(f"real.top_db: {top_db} must be positive")
+
+    def unit(voice: str, speaker: str, path: str, uid: str, label: str, task: str) -> dict[str, Any]:
+        return {
+            "path": path,
+            "id": uid,
+            "label": label,
             "split": "test" if speaker in test_speakers or not digits_in_pretraining else "train",
             "group": speaker,
             "sample_rate": sample_rate,
             "clip_seconds": clip_seconds,
+            **({"word_top_db": top_db} if task != "digits" else {}),
             "meta": {
                 "voice": voice,
                 "language": voice[:5],
                 "source": "asterisk",
+                "task": task,
                 "probe_split": "test" if speaker in test_speakers else "train",
             },
         }
-        for voice, speaker in voices.items()
-        for d in DIGITS
-    ]
+
+    out = []
+    for voice, speaker in voices.items():
+        if "digits" in words:
+            for d in DIGITS:
+                out.append(
+                    unit(
+                        voice,
+                        speaker,
+                        os.path.join(root, voice, "digits", f"{d}.wav"),
+                        f"asterisk/{voice}/{d}",
+                        d,
+                        "digits",
+                    )
+                )
+        if "phonetic" in words:
+            for letter, word in NATO_ALPHABET.items():
+                path = os.path.join(root, voice, "phonetic", f"{letter}_p.wav")
+                if os.path.isfile(path):  # a voice may lack a letter; the others still count
+                    out.append(
+                        unit(voice, speaker, path, f"asterisk/{voice}/phonetic/{word}", word, "phonetic")
+                    )
+    return out
 
 
 # ---------------------------------------------------------------- Asterisk prompts (unlabeled real speech)

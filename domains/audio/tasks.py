@@ -13,6 +13,11 @@ deviation over time, the classic keyword-spotting baseline):
   languages (tre/three/trois): there the probe measures cognates, not the encoder;
 * ``synthetic_to_real`` — probe fit on the labelled synthetic (espeak-ng) clips only, scored on every
   real speaker: no real speech at all is used for fitting.
+
+Real clips of another word set (``meta["task"]``, see ``SEPARATE_TASKS``) are scored by the same
+protocols apart, under their own key: ``phonetic`` — the Asterisk spelling-alphabet words (alfa …
+zulu), the same word in every voice, so LOSO there measures speaker- and language-independent word
+recognition, which the cross-lingual digits cannot.
 """
 
 from __future__ import annotations
@@ -82,9 +87,55 @@ def language_split(hits: dict[str, np.ndarray], langs: dict[str, list[str]]) -> 
     }
 
 
+def _task(row: Row) -> str | None:
+    """The labelled word set a real clip belongs to (``meta["task"]``: ``digits``, ``phonetic``);
+    ``None`` for rows of sources that do not say (a folder or manifest of keywords)."""
+    return row.get("meta", {}).get("task")
+
+
+#: word sets scored apart from the main (digit) protocols, each under its own key of the metrics
+SEPARATE_TASKS = ("phonetic",)
+
+
 def evaluate_speech(ctx: EvalContext) -> DomainResult:
     rows = ctx.train_rows + ctx.test_rows
-    real = [r for r in rows if _label(r) is not None and r["meta"].get("source") != "espeak"]
+    real_all = [r for r in rows if _label(r) is not None and r["meta"].get("source") != "espeak"]
+    synth_all = [r for r in ctx.train_rows if r["meta"].get("source") == "espeak" and r["meta"].get("word")]
+    sr = int(real_all[0]["meta"].get("sample_rate", 8000)) if real_all else 8000
+    # one embedding pass over every clip any protocol scores
+    main = [r for r in real_all if _task(r) not in SEPARATE_TASKS]
+    synth = _synthetic_probe_rows(synth_all, {_label(x) for x in main}, ctx.seed)
+    all_rows = real_all + synth
+    feats: dict[str, np.ndarray] = {"mfcc_logreg": mfcc_features([r["x"] for r in all_rows], sr)}
+    for name, enc in ctx.encoders.items():
+        feats[name] = ctx.embed(enc, [r["x"] for r in all_rows])
+    index = {id(r): i for i, r in enumerate(all_rows)}
+
+    metrics = _protocols(ctx, main, synth, feats, index)
+    for task in SEPARATE_TASKS:
+        real = [r for r in real_all if _task(r) == task]
+        if real:
+            metrics[task] = _protocols(ctx, real, [], feats, index)
+    # whether any real labelled clip was a training row, i.e. could reach pretraining (unlabeled)
+    real_ids = {id(r) for r in real_all}
+    metrics["digits_pretrained"] = any(id(r) in real_ids for r in ctx.train_rows)
+    return DomainResult(metrics=metrics, markdown=_markdown(metrics))
+
+
+def _synthetic_probe_rows(synth: list[Row], real_labels: set[Any], seed: int) -> list[Row]:
+    """The synthetic clips that fit the synthetic-to-real probe: only words that are real labels
+    (a keyword the real set lacks cannot be scored), at most ``MAX_SYNTHETIC`` of them."""
+    synth = [r for r in synth if r["meta"]["word"] in real_labels]
+    if len(synth) > MAX_SYNTHETIC:
+        keep = np.random.default_rng(seed).choice(len(synth), MAX_SYNTHETIC, replace=False)
+        synth = [synth[i] for i in sorted(keep)]
+    return synth
+
+
+def _protocols(
+    ctx: EvalContext, real: list[Row], synth: list[Row], feats: dict[str, np.ndarray], index: dict[int, int]
+) -> dict[str, Any]:
+    """The split, LOSO and synthetic-to-real protocols over one labelled word set ``real``."""
     real_ids = {id(r) for r in real}  # identity: rows hold arrays, so == would compare them
     real_train = [r for r in ctx.train_rows if id(r) in real_ids]
     real_test = [r for r in ctx.test_rows if id(r) in real_ids]
@@ -93,24 +144,11 @@ def evaluate_speech(ctx: EvalContext) -> DomainResult:
         # split defines the split protocol's training and held-out persons
         real_train = [r for r in real if r["meta"].get("probe_split") == "train"]
         real_test = [r for r in real if r["meta"].get("probe_split") == "test"]
-    synth = [r for r in ctx.train_rows if r["meta"].get("source") == "espeak" and r["meta"].get("word")]
-    # Only words that are real labels: a keyword the real set lacks cannot be scored.
-    synth = [r for r in synth if r["meta"]["word"] in {_label(x) for x in real}]
-    if len(synth) > MAX_SYNTHETIC:
-        keep = np.random.default_rng(ctx.seed).choice(len(synth), MAX_SYNTHETIC, replace=False)
-        synth = [synth[i] for i in sorted(keep)]
-    sr = int(real[0]["meta"].get("sample_rate", 8000)) if real else 8000
-
-    all_rows = real + synth
-    feats: dict[str, np.ndarray] = {"mfcc_logreg": mfcc_features([r["x"] for r in all_rows], sr)}
-    for name, enc in ctx.encoders.items():
-        feats[name] = ctx.embed(enc, [r["x"] for r in all_rows])
-    index = {id(r): i for i, r in enumerate(all_rows)}
 
     def take(name: str, rs: list[Row]) -> np.ndarray:
         return feats[name][[index[id(r)] for r in rs]]
 
-    y = {id(r): (_label(r) if id(r) in real_ids else r["meta"]["word"]) for r in all_rows}
+    y = {id(r): (_label(r) if id(r) in real_ids else r["meta"]["word"]) for r in real + synth}
 
     def labels(rs: list[Row]) -> np.ndarray:
         return np.array([y[id(r)] for r in rs])
@@ -150,28 +188,42 @@ def evaluate_speech(ctx: EvalContext) -> DomainResult:
             s = probe_scores(take(name, synth), labels(synth), take(name, real), labels(real))
             metrics["synthetic_to_real"][name] = {"logreg": s["logreg"], "knn": s["knn"]}
     metrics["n_real"], metrics["n_synthetic_probe"] = len(real), len(synth)
-    # whether any real digit was a training row, i.e. could reach pretraining (unlabeled)
-    metrics["digits_pretrained"] = any(id(r) in real_ids for r in ctx.train_rows)
-    return DomainResult(metrics=metrics, markdown=_markdown(metrics))
+    return metrics
 
 
 def _markdown(m: dict[str, Any]) -> str:
+    out = _section(m, "## Speech digits on real speakers (held-out speakers)\n")
+    if "phonetic" in m:
+        out += "\n" + _section(
+            m["phonetic"],
+            "## Spelling-alphabet words (`phonetic/`, alfa…zulu) on real speakers\n\n"
+            "The same code word in every voice, so unlike a digit it can be recognised in a language "
+            "no training person speaks: a speaker-independent keyword task (26 classes, chance 0.038).\n",
+            m.get("digits_pretrained"),
+        )
+    return out
+
+
+def _section(m: dict[str, Any], title: str, pretrained: bool | None = None) -> str:
+    """One word set's protocol tables (``pretrained``: whether its clips reached pretraining)."""
     names = list(m["loso"] or m["split"] or m["synthetic_to_real"])
+    if pretrained is None:
+        pretrained = m.get("digits_pretrained")
 
     def cell(section: str, name: str, key: str) -> str:
         v = m[section].get(name, {}).get(key)
         return "" if v is None else f"{v:.3f}"
 
     lines = [
-        "## Speech digits on real speakers (held-out speakers)\n",
+        title,
         f"{m['n_real']} real clips from speakers {', '.join(m['speakers'])}; recipe test speakers: "
         f"{', '.join(m['test_speakers'])}. `synthetic→real` fits the probe on {m['n_synthetic_probe']} "
         "espeak-ng clips only. "
         + (
-            "No real digit was a pretraining row (every one is a test row; the split protocol follows "
-            "the recipe's speaker split).\n"
-            if m.get("digits_pretrained") is False
-            else "LOSO folds whose speaker was a *training* speaker saw that speaker's digits "
+            "No real labelled clip was a pretraining row (every one is a test row; the split protocol "
+            "follows the recipe's speaker split).\n"
+            if pretrained is False
+            else "LOSO folds whose speaker was a *training* speaker saw that speaker's clips "
             "(unlabeled) during pretraining.\n"
         ),
         "| features | split logreg | split 1-NN | LOSO logreg | LOSO 1-NN | synth→real logreg | synth→real 1-NN |",
@@ -198,10 +250,10 @@ def _markdown(m: dict[str, Any]) -> str:
         if first.get("same_language", {}).get("n") and first.get("cross_language", {}).get("n"):
             lines += [
                 "",
-                "LOSO by language: a label is the digit's value in any language, so a held-out clip whose "
-                "language no training speaker speaks is recognisable only through words that sound alike "
-                f"across languages. Same language: {first['same_language']['n']} clips; cross-language: "
-                f"{first['cross_language']['n']}.\n",
+                "LOSO by language: held-out clips in a language some training speaker speaks, and the "
+                "rest (a digit's label is its value in any language, so a cross-language digit is "
+                "recognisable only through words that sound alike across languages). Same language: "
+                f"{first['same_language']['n']} clips; cross-language: {first['cross_language']['n']}.\n",
                 "| features | same-language logreg | cross-language logreg |",
                 "|---|---|---|",
             ]

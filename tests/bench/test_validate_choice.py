@@ -161,3 +161,38 @@ def test_resuming_with_another_statistic_is_refused(
     argv[argv.index("--metric") + 1] = "domain.random_init.svm"
     with pytest.raises(vc.RuleError, match="different metric"):
         vc.main(argv)
+
+
+def test_holdout_recipe_runs_the_shared_protocol_and_says_the_tool_did_not_enforce_it(
+    tmp_path: Path, rule: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recipe whose labelled rows are all test rows (audio) validates on persons left out by --set."""
+    fake = FakeRuns({("baseline", 0): 0.8, ("candidate", 0): 0.7})
+    monkeypatch.setattr(vc.subprocess, "run", fake)
+    argv = [*_argv(tmp_path, rule, seeds=1), "--holdout", "recipe"]
+    with pytest.raises(SystemExit):  # no shared --set: no validation protocol at all
+        vc.main(argv)
+    assert fake.calls == []
+    vc.main([*argv, "--set", "data.options.real.exclude_speakers=[Carlo,June]"])
+    for *_, sets in fake.calls:
+        assert (
+            "data.holdout=validation" not in sets
+            and "data.options.real.exclude_speakers=[Carlo,June]" in sets
+        )
+    res = json.loads((tmp_path / "results" / "toy_epochs_validation.json").read_text())
+    assert res["holdout"] == "recipe"
+    assert "not enforced by this tool" in (tmp_path / "results" / "toy_epochs_validation.md").read_text()
+
+
+def test_a_result_written_before_holdout_existed_resumes_as_validation(
+    tmp_path: Path, rule: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vc.subprocess, "run", FakeRuns({("baseline", 0): 0.8, ("candidate", 0): 0.7}))
+    vc.main(_argv(tmp_path, rule, seeds=1))
+    out = tmp_path / "results" / "toy_epochs_validation.json"
+    old = json.loads(out.read_text())
+    del old["holdout"]
+    out.write_text(json.dumps(old))
+    vc.main(_argv(tmp_path, rule, seeds=1))  # same comparison: nothing refused, nothing rerun
+    with pytest.raises(vc.RuleError, match="different .*holdout"):
+        vc.main([*_argv(tmp_path, rule, seeds=1), "--holdout", "recipe", "--set", "a=b"])

@@ -138,6 +138,22 @@ def test_evaluate_reports_mfcc_baseline_loso_and_synthetic_to_real(speech) -> No
         assert all(0.0 <= v["logreg"] <= 1.0 for v in m[section].values())
     # MFCCs of the same engine's digits are easy: far above chance (0.1)
     assert m["synthetic_to_real"]["mfcc_logreg"]["logreg"] >= 0.5
+
+    # another labelled word set (the spelling alphabet) is scored by the same protocols, apart:
+    # its labels never mix into the digits' probes
+    words = [
+        {**r, "id": r["id"] + "/w", "label": "w" + r["label"], "meta": {**r["meta"], "task": "phonetic"}}
+        for r in real
+    ]
+    ctx.train_rows += [r for r in words if r["split"] == "train"]
+    ctx.test_rows += [r for r in words if r["split"] == "test"]
+    both = evaluate_speech(ctx).metrics
+    assert both["n_real"] == 20 and both["loso"] == m["loso"] and both["split"] == m["split"]
+    ph = both["phonetic"]
+    assert ph["n_real"] == 20 and ph["n_synthetic_probe"] == 0 and ph["synthetic_to_real"] == {}
+    assert set(ph["loso"]) == {"mfcc_logreg", "pretrained", "random_init"}
+    assert ph["loso"]["mfcc_logreg"]["logreg"] == m["loso"]["mfcc_logreg"]["logreg"]  # same clips, labels
+    assert "Spelling-alphabet words" in evaluate_speech(ctx).markdown
     assert "mfcc_logreg" in res.markdown and "LOSO" in res.markdown
 
 

@@ -10,10 +10,12 @@ import soundfile as sf
 
 from domains.audio.readers import (
     ASTERISK_PACKAGES,
+    NATO_WORDS,
     SOURCES,
     asterisk_voices,
     clips,
     read_source,
+    word_clip,
 )
 from tests.conftest import requires_data
 
@@ -130,3 +132,32 @@ def test_asterisk_digits_split_by_person() -> None:
     assert not {r["group"] for r in rows if r["split"] == "train"} & {"Allison"}
     with pytest.raises(ValueError, match="not among"):
         SOURCES["asterisk"].list_units(test_speakers=["Nobody"])
+
+
+def test_word_clip_keeps_a_word_one_centred_row_whatever_its_length() -> None:
+    sr, n = 8000, 8000
+    word = np.sin(np.linspace(0, 400 * np.pi, int(1.6 * sr))).astype(np.float32) * 0.5
+    padded = np.concatenate([np.zeros(sr // 2, np.float32), word, np.zeros(sr // 4, np.float32)])
+    x = word_clip(padded, n, top_db=30.0)
+    assert x.shape == (1, n)  # 1.6 s of word: one clip, not two
+    assert np.abs(x[0, :100]).max() > 0.1 and np.abs(x[0, -100:]).max() > 0.1  # the word's middle, no silence
+    short = word_clip(padded[: sr // 2 + sr // 4], n, top_db=30.0)  # 0.25 s of word after trimming
+    assert short.shape == (1, n) and np.abs(short[0, : n // 4]).max() == 0.0  # centred, zero-padded
+    assert np.abs(short[0, n // 2 - 100 : n // 2 + 100]).max() > 0.1
+
+
+@requires_data(len(asterisk_voices()) >= 2, reason="apt-get install asterisk-core-sounds-*-wav")
+def test_asterisk_spelling_alphabet_words_are_labelled_by_code_word_and_split_like_the_digits() -> None:
+    rows = list(read_source("asterisk", test_speakers=["Allison"], words=["digits", "phonetic"]))
+    words = [r for r in rows if r["meta"]["task"] == "phonetic"]
+    assert {r["label"] for r in words} == set(NATO_WORDS)
+    # one row per recording, even Menardi's 1.9 s words
+    assert len(words) == len({r["meta"]["path"] for r in words})
+    assert all(r["x"].shape == (1, 8000) for r in words)
+    assert {r["meta"]["voice"] for r in words if r["split"] == "test"} == {
+        "en_US_f_Allison",
+        "es_MX_f_Allison",
+    }
+    assert {r["label"] for r in rows if r["meta"]["task"] == "digits"} == {str(d) for d in range(10)}
+    with pytest.raises(ValueError, match="real.words"):
+        SOURCES["asterisk"].list_units(test_speakers=["Allison"], words=["letters"])

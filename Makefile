@@ -74,6 +74,7 @@ bench: $(STAMP) gpu-smoke
 	$(BIN)/python -m bench.ucr_quality
 	$(BIN)/python -m bench.ucr_cost --windows 3000,1000,500
 	$(BIN)/python -m bench.audio_views
+	$(BIN)/python -m bench.audio_dtw_baseline
 	$(BIN)/python -m bench.pointcloud_sampling
 	$(BIN)/python -m bench.medical_memory
 	$(BIN)/python -m bench.curation_quality --domain pointcloud

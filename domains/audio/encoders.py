@@ -7,6 +7,8 @@ Input: waveforms ``[B, 1, samples]`` (or ``[B, samples]``); output: embeddings `
 
 from __future__ import annotations
 
+from typing import Literal
+
 import librosa
 import torch
 from torch import nn
@@ -39,6 +41,10 @@ class LogMel(nn.Module):
 class AudioCNN(nn.Module):
     """BYOL-A's encoder (Niizumi et al., 2021): conv blocks (3x3 conv, BN, ReLU, 2x2 max-pool) over
     the log-mel, frequency folded into channels, an MLP per frame, then temporal mean + max pooling.
+
+    ``pool``: ``meanmax`` pools over the whole clip (BYOL-A's); ``segments`` pools mean + max within
+    ``segments`` equal stretches of time and concatenates them, so the embedding keeps the coarse
+    order of the sounds (a word is a sequence: over the whole clip "tap" and "pat" pool alike).
     """
 
     def __init__(
@@ -52,8 +58,15 @@ class AudioCNN(nn.Module):
         hidden_dim: int = 512,
         out_dim: int = 256,
         dropout: float = 0.1,
+        pool: Literal["meanmax", "segments"] = "meanmax",
+        segments: int = 4,
     ) -> None:
         super().__init__()
+        if pool not in ("meanmax", "segments"):
+            raise ValueError(f"encoder.pool: {pool!r} is not 'meanmax' or 'segments'")
+        if segments < 1:
+            raise ValueError(f"encoder.segments: {segments} must be >= 1")
+        self.pool, self.segments = pool, segments if pool == "segments" else 1
         self.frontend = LogMel(sample_rate, n_fft, hop_length, n_mels)
         layers: list[nn.Module] = []
         c_in = 1
@@ -74,7 +87,7 @@ class AudioCNN(nn.Module):
             nn.Linear(hidden_dim, hidden_dim),
             nn.ReLU(inplace=True),
         )
-        self.proj = nn.Linear(2 * hidden_dim, out_dim)
+        self.proj = nn.Linear(2 * hidden_dim * self.segments, out_dim)
         self.embedding_dim = out_dim
 
     def frames(self, wav: torch.Tensor) -> torch.Tensor:
@@ -87,7 +100,14 @@ class AudioCNN(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         h = self.frames(wav)
-        return self.proj(torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1))
+        if self.pool == "meanmax":
+            return self.proj(torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1))
+        t = h.transpose(1, 2)  # [B, hidden, frames']
+        k = self.segments
+        pooled = torch.cat(
+            [nn.functional.adaptive_avg_pool1d(t, k), nn.functional.adaptive_max_pool1d(t, k)], 1
+        )
+        return self.proj(pooled.flatten(1))  # [B, 2 * hidden * k]
 
 
 #: the domain's encoders by name (``encoder.name`` in a recipe); the first is the default

@@ -45,8 +45,8 @@ DEFAULT_LANGUAGES = ("en-us", "en", "es", "es-419", "fr", "fr-BE", "it", "ru", "
 DEFAULT_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt3")
 DIGITS = tuple(str(d) for d in range(10))
 #: the Asterisk ``phonetic/<letter>_p.wav`` prompts speak the ICAO/NATO spelling alphabet; a clip's
-#: label is the code word (the same word in every voice, unlike a digit's name, so a probe fit on
-#: other persons can recognise it in a language no training person speaks)
+#: label is the code word (an international word, unlike a digit's name, so a probe fit on other
+#: persons can recognise it in a language no training person speaks)
 # fmt: off
 NATO_WORDS = (
     "alfa", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",
@@ -295,9 +295,11 @@ def _asterisk_units(
     """Digits 0-9 of every installed voice, labelled, split by person; with ``words`` naming
     ``phonetic`` too, the voice's spelling-alphabet words (label: the code word, ``meta["task"]:
     "phonetic"``), each trimmed of silence (``top_db``) and centred in one clip (cut to the clip's
-    middle when longer). The split, exclusion and ``digits_in_pretraining`` rules apply to both. ``exclude_speakers`` leaves
-    those persons' digits out entirely: a validation run that chooses a configuration without ever
-    scoring the evaluation persons (their unlabeled prompts may still be pretraining data).
+    middle when longer). The split, exclusion and ``digits_in_pretraining`` rules apply to both.
+
+    ``exclude_speakers`` leaves those persons' digits and words out entirely: a validation run that
+    chooses a configuration without ever scoring the evaluation persons (their unlabeled prompts may
+    still be pretraining data).
 
     Pretraining reads every non-test row, so the training persons' digits are pretraining data
     (unlabeled) by default; a leave-one-person-out fold then scores digits the encoder has seen.

@@ -16,7 +16,7 @@ deviation over time, the classic keyword-spotting baseline):
 
 Real clips of another word set (``meta["task"]``, see ``SEPARATE_TASKS``) are scored by the same
 protocols apart, under their own key: ``phonetic`` — the Asterisk spelling-alphabet words (alfa …
-zulu), the same word in every voice, so LOSO there measures speaker- and language-independent word
+zulu), international words, so LOSO there measures speaker- and language-independent word
 recognition, which the cross-lingual digits cannot.
 """
 

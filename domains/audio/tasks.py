@@ -197,15 +197,17 @@ def _markdown(m: dict[str, Any]) -> str:
         out += "\n" + _section(
             m["phonetic"],
             "## Spelling-alphabet words (`phonetic/`, alfa…zulu) on real speakers\n\n"
-            "The same code word in every voice, so unlike a digit it can be recognised in a language "
+            "International code words, so unlike a digit's name they can be recognised in a language "
             "no training person speaks: a speaker-independent keyword task (26 classes, chance 0.038).\n",
             m.get("digits_pretrained"),
+            cognates=False,
         )
     return out
 
 
-def _section(m: dict[str, Any], title: str, pretrained: bool | None = None) -> str:
-    """One word set's protocol tables (``pretrained``: whether its clips reached pretraining)."""
+def _section(m: dict[str, Any], title: str, pretrained: bool | None = None, cognates: bool = True) -> str:
+    """One word set's protocol tables (``pretrained``: whether its clips reached pretraining;
+    ``cognates``: say that a cross-language label is recognisable only through cognates)."""
     names = list(m["loso"] or m["split"] or m["synthetic_to_real"])
     if pretrained is None:
         pretrained = m.get("digits_pretrained")
@@ -217,8 +219,12 @@ def _section(m: dict[str, Any], title: str, pretrained: bool | None = None) -> s
     lines = [
         title,
         f"{m['n_real']} real clips from speakers {', '.join(m['speakers'])}; recipe test speakers: "
-        f"{', '.join(m['test_speakers'])}. `synthetic→real` fits the probe on {m['n_synthetic_probe']} "
-        "espeak-ng clips only. "
+        f"{', '.join(m['test_speakers'])}. "
+        + (
+            f"`synthetic→real` fits the probe on {m['n_synthetic_probe']} espeak-ng clips only. "
+            if m["n_synthetic_probe"]
+            else ""
+        )
         + (
             "No real labelled clip was a pretraining row (every one is a test row; the split protocol "
             "follows the recipe's speaker split).\n"
@@ -251,9 +257,15 @@ def _section(m: dict[str, Any], title: str, pretrained: bool | None = None) -> s
             lines += [
                 "",
                 "LOSO by language: held-out clips in a language some training speaker speaks, and the "
-                "rest (a digit's label is its value in any language, so a cross-language digit is "
-                "recognisable only through words that sound alike across languages). Same language: "
-                f"{first['same_language']['n']} clips; cross-language: {first['cross_language']['n']}.\n",
+                "rest. Same language: "
+                f"{first['same_language']['n']} clips; cross-language: {first['cross_language']['n']}."
+                + (
+                    " A digit's label is its value in any language, so a cross-language digit is "
+                    "recognisable only through words that sound alike across languages."
+                    if cognates
+                    else ""
+                )
+                + "\n",
                 "| features | same-language logreg | cross-language logreg |",
                 "|---|---|---|",
             ]

@@ -151,8 +151,9 @@ def test_audio_speech_recipe_keeps_evaluation_material_out_of_pretraining(scale:
     recipe = load_recipe(root / "pipelines/audio-speech.yaml", root / "params.yaml", [f"scale={scale}"])
     units = list_source_units(recipe)
     digits = [u for u in units if u["kind"] == "asterisk"]
-    # every real digit is a test row: pretraining (non-test rows only) never sees one
+    # every real digit and spelling word is a test row: pretraining (non-test rows only) never sees one
     assert digits and all(u["split"] == "test" for u in digits)
+    assert {u["meta"]["task"] for u in digits} == {"digits", "phonetic"}
     prompt_files = [f["path"] for u in units if u["kind"] == "prompts" for f in u["files"]]
     assert len(prompt_files) > (1000 if scale == "demo" else 500)
     folders = {Path(p).relative_to(ASTERISK_ROOT).parts[1] for p in prompt_files}

@@ -25,7 +25,6 @@ import json
 import os
 import resource
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,14 +34,13 @@ from typing import Any
 import numpy as np
 
 from bench._meta import BenchRun, _atomic_write
+from bench._runs import DATA_STAGES, MODEL_STAGES, evaluate_metrics, run_logged, seeded_run_command
 from pipelines.summary import figure
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 OUT_JSON = RESULTS / "domain_payoff.json"
 OUT_MD = RESULTS / "domain_payoff.md"
-DATA_STAGES = ("ingest", "curate", "views")
-MODEL_STAGES = ("pretrain", "finetune", "evaluate")
 ARMS = ("pretrained", "random_init", "baseline")
 
 
@@ -340,26 +338,15 @@ def seed_command(
 ) -> list[str]:
     """``python -m pipelines.run`` for one seed: seeded pretraining and evaluation, own output paths,
     the data stages' output shared by the seeds of a domain."""
-    d = run_dir / f"seed{seed}"
-    sets = [
-        f"pretrain.seed={seed}",
-        f"evaluate.seeds=[{seed}]",
-        # the supervised baseline (fine-tuned from random init) gets its own seed too, so its
-        # spread is measured like the other arms', not one run repeated
-        f"finetune.seeds=[{seed}]",
-        *(t.format(seed=seed) for t in payoff.seed_sets),
-        f"paths.data={run_dir / 'data'}",
-        f"paths.models={d / 'models'}",
-        f"paths.metrics={d / 'metrics'}",
-        f"paths.runs={d / 'runs'}",
-        f"paths.reports={d / 'reports'}",
-        *payoff.sets,
-        *extra,
-    ]
-    cmd = [sys.executable, "-m", "pipelines.run", payoff.recipe, "--stages", ",".join(stages)]
-    for s in sets:
-        cmd += ["--set", s]
-    return cmd
+    return seeded_run_command(
+        payoff.recipe,
+        seed,
+        stages,
+        run_dir / "data",
+        run_dir / f"seed{seed}",
+        seeded=[t.format(seed=seed) for t in payoff.seed_sets],
+        after=[*payoff.sets, *extra],
+    )
 
 
 def encoder_size(recipe_path: str, sets: tuple[str, ...] = ()) -> dict[str, int]:
@@ -458,7 +445,6 @@ def run_domain(
     bench = BenchRun(settle_s=settle_s)  # the previous domain's load average decays first
     run_dir = run_root / domain
     per_seed_metrics, seed_cmds, cpu, wall = [], [], [], []
-    recipe_name = Path(payoff.recipe).stem
     for i, seed in enumerate(seeds):
         stages = DATA_STAGES + MODEL_STAGES if i == 0 else MODEL_STAGES
         cmd = seed_command(payoff, run_dir, seed, stages, extra)
@@ -466,17 +452,12 @@ def run_domain(
         print(f"domain_payoff: {domain} seed {seed}: {seed_cmds[-1]}", flush=True)
         cpu0, t0 = _children_cpu_s(), time.perf_counter()
         log = run_dir / f"seed{seed}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "w") as f:
-            rc = subprocess.run(
-                cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, timeout=timeout_s
-            ).returncode
+        rc = run_logged(cmd, log, timeout_s)
         cpu.append(round((_children_cpu_s() - cpu0) / 60, 2))
         wall.append(round((time.perf_counter() - t0) / 60, 2))
         if rc != 0:
             raise SystemExit(f"domain_payoff: {domain} seed {seed} failed (exit {rc}); log: {log}")
-        metrics_path = run_dir / f"seed{seed}" / "metrics" / recipe_name / "evaluate.json"
-        per_seed_metrics.append(json.loads(metrics_path.read_text()))
+        per_seed_metrics.append(evaluate_metrics(run_dir / f"seed{seed}", payoff.recipe))
     figures = aggregate(payoff, per_seed_metrics)
     headline = next(iter(figures))
     entry = {

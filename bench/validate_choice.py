@@ -45,12 +45,11 @@ from pathlib import Path
 from typing import Any
 
 from bench._meta import BenchRun, _atomic_write, load_average_1m
+from bench._runs import DATA_STAGES, MODEL_STAGES, evaluate_metrics, run_logged, seeded_run_command
 from pipelines.summary import figure
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-DATA_STAGES = ("ingest", "curate", "views")
-MODEL_STAGES = ("pretrain", "finetune", "evaluate")
 ARMS = ("baseline", "candidate")
 
 
@@ -119,25 +118,16 @@ def run_command(
     holdout: str = "validation",
 ) -> list[str]:
     """``python -m pipelines.run`` for one arm and seed, on the validation split, in ``arm_dir``."""
-    d = arm_dir / f"seed{seed}"
-    sets = [
-        *arm_sets,
-        f"pretrain.seed={seed}",
-        f"evaluate.seeds=[{seed}]",
-        f"finetune.seeds=[{seed}]",
-        f"paths.data={arm_dir / 'data'}",
-        f"paths.models={d / 'models'}",
-        f"paths.metrics={d / 'metrics'}",
-        f"paths.runs={d / 'runs'}",
-        f"paths.reports={d / 'reports'}",
-    ]
-    if holdout == "validation":
+    return seeded_run_command(
+        recipe,
+        seed,
+        stages,
+        arm_dir / "data",
+        arm_dir / f"seed{seed}",
+        before=arm_sets,
         # last, so no --set can point the choice at the published test rows
-        sets.append("data.holdout=validation")
-    cmd = [sys.executable, "-m", "pipelines.run", recipe, "--stages", ",".join(stages)]
-    for s in sets:
-        cmd += ["--set", s]
-    return cmd
+        after=["data.holdout=validation"] if holdout == "validation" else [],
+    )
 
 
 def read_value(metrics: dict[str, Any], path: str) -> float:
@@ -335,7 +325,6 @@ def main(argv: list[str] | None = None) -> int:
             stages = MODEL_STAGES if data_ready else DATA_STAGES + MODEL_STAGES
             cmd = run_command(args.recipe, arms[arm], seed, stages, arm_dir, args.holdout)
             log = arm_dir / f"seed{seed}.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
             bench = BenchRun(settle_s=args.settle_s)
             started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             if rule_record(args.rule)["sha256"] != rule["sha256"]:
@@ -345,15 +334,10 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             t0 = time.perf_counter()
-            with open(log, "w") as f:
-                rc = subprocess.run(
-                    cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, timeout=args.timeout_min * 60
-                ).returncode
+            rc = run_logged(cmd, log, args.timeout_min * 60)
             if rc != 0:
                 raise SystemExit(f"validate_choice: {arm} seed {seed} failed (exit {rc}); log: {log}")
-            metrics = json.loads(
-                (arm_dir / f"seed{seed}" / "metrics" / Path(args.recipe).stem / "evaluate.json").read_text()
-            )
+            metrics = evaluate_metrics(arm_dir / f"seed{seed}", args.recipe)
             runs.append(
                 {
                     "arm": arm,

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bench import _runs
 from bench import domain_payoff as dp
 
 
@@ -60,7 +61,7 @@ def test_run_merges_with_other_domains(tmp_path: Path, monkeypatch: pytest.Monke
         out.write_text(json.dumps(_evaluate(*next(values))))
         return subprocess.CompletedProcess(cmd, 0)
 
-    monkeypatch.setattr(dp.subprocess, "run", fake_run)
+    monkeypatch.setattr(_runs.subprocess, "run", fake_run)
     entry = dp.run_domain("audio", [0, 1, 2], tmp_path / "runs", timeout_s=10, settle_s=0)
     # seed s pretrains and evaluates with seed s in its own folders; only the first runs the data stages
     assert [c[c.index("--stages") + 1] for c in calls] == [
@@ -98,7 +99,7 @@ def test_run_merges_with_other_domains(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_a_failed_seed_stops_naming_its_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dp.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 2))
+    monkeypatch.setattr(_runs.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 2))
     with pytest.raises(SystemExit, match="seed 0 failed .*seed0.log"):
         dp.run_domain("audio", [0], tmp_path, timeout_s=10, settle_s=0)
 

@@ -100,9 +100,8 @@ def main() -> dict[str, Any]:
             task: score_word_set([r for r in rows if r["meta"]["task"] == task])
             for task in ("digits", "phonetic")
         },
-        "seconds": None,
+        "seconds": round(time.perf_counter() - t0, 1),  # evaluated after the word sets above
     }
-    result["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(result["word_sets"], indent=2))
     if run.write_json(OUT, result):
         _atomic_write(OUT.with_suffix(".md"), render_md(result) + run.footer())

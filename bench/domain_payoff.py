@@ -95,7 +95,7 @@ PAYOFFS: dict[str, Payoff] = {
                 "domain.split.mfcc_logreg.logreg",
                 "MFCC",
             ),
-            # the spelling-alphabet words: the same word in every voice, so speaker- and
+            # the spelling-alphabet words: international code words, so speaker- and mostly
             # language-independent word recognition (26 classes, chance 0.038)
             Figure(
                 "LOSO spelling-alphabet words (logreg, 5 persons, 26 words)",

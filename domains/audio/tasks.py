@@ -192,7 +192,7 @@ def _protocols(
 
 
 def _markdown(m: dict[str, Any]) -> str:
-    out = _section(m, "## Speech digits on real speakers (held-out speakers)\n")
+    out = _section(m, "## Speech digits on real speakers (held-out speakers)\n", m.get("digits_pretrained"))
     if "phonetic" in m:
         out += "\n" + _section(
             m["phonetic"],
@@ -205,12 +205,10 @@ def _markdown(m: dict[str, Any]) -> str:
     return out
 
 
-def _section(m: dict[str, Any], title: str, pretrained: bool | None = None, cognates: bool = True) -> str:
+def _section(m: dict[str, Any], title: str, pretrained: bool | None, cognates: bool = True) -> str:
     """One word set's protocol tables (``pretrained``: whether its clips reached pretraining;
     ``cognates``: say that a cross-language label is recognisable only through cognates)."""
     names = list(m["loso"] or m["split"] or m["synthetic_to_real"])
-    if pretrained is None:
-        pretrained = m.get("digits_pretrained")
 
     def cell(section: str, name: str, key: str) -> str:
         v = m[section].get(name, {}).get(key)

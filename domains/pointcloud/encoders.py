@@ -10,6 +10,7 @@ different densities batch as fixed-size clouds. Widths default to the papers' (P
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -29,11 +30,23 @@ class PointNet(nn.Module):
 
     The input/feature T-Nets of the paper are left out, as in most self-supervised baselines
     (OcCo, CrossPoint) that pretrain PointNet without them.
+
+    ``pool``: ``max`` (the paper's; the feature is ``out_dim`` wide) or ``maxavg``: the max and the
+    mean over the points concatenated, as DGCNN pools (``2 * out_dim`` wide, no more parameters).
+    The mean is slightly weighted by the points :meth:`collate` repeats to pad a smaller view.
     """
 
-    def __init__(self, widths: Sequence[int] = (64, 64, 64, 128), out_dim: int = 1024) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int] = (64, 64, 64, 128),
+        out_dim: int = 1024,
+        pool: Literal["max", "maxavg"] = "max",
+    ) -> None:
         super().__init__()
-        self.embedding_dim = out_dim
+        if pool not in ("max", "maxavg"):
+            raise ValueError(f"encoder.pool: {pool!r} is not 'max' or 'maxavg'")
+        self.pool = pool
+        self.embedding_dim = out_dim * (2 if pool == "maxavg" else 1)
         chans = [3, *widths]
         self.mlp = nn.Sequential(*[_conv_bn(a, b) for a, b in zip(chans[:-1], chans[1:], strict=True)])
         self.out = _conv_bn(chans[-1], out_dim)
@@ -48,7 +61,10 @@ class PointNet(nn.Module):
         h = x.reshape(b * n, x.shape[2])
         for conv, norm, act in (*self.mlp, self.out):
             h = act(norm(F.linear(h, conv.weight.squeeze(2))))
-        return h.view(b, n, -1).max(dim=1).values
+        h = h.view(b, n, -1)
+        if self.pool == "max":
+            return h.max(dim=1).values
+        return torch.cat([h.max(dim=1).values, h.mean(dim=1)], dim=1)
 
 
 def knn(x: torch.Tensor, k: int) -> torch.Tensor:

@@ -203,3 +203,30 @@ def test_loading_the_domain_leaves_trimesh_and_sklearn_to_the_code_that_needs_th
     imports took 3.7 s instead of 2.2 s (bench/results/import_costs.md)."""
     code = "from domains import get_domain; get_domain('pointcloud').augment"
     assert imported_in_fresh_interpreter(code, ("trimesh", "sklearn")) == []
+
+
+def test_pointnet_maxavg_pool_is_max_and_mean_over_the_points(pc, cloud: np.ndarray) -> None:  # noqa: ANN001
+    """``pool: maxavg`` concatenates the max pool (the default's feature, unchanged) and the mean over
+    the points: twice as wide, the same parameters, still independent of the points' order."""
+    torch.manual_seed(0)
+    cfg = {"name": "pointnet", "widths": [8, 16], "out_dim": 24}
+    plain, both = pc.build_encoder(cfg), pc.build_encoder({**cfg, "pool": "maxavg"})
+    both.load_state_dict(plain.state_dict())  # same parameter names and shapes
+    assert both.embedding_dim == 48
+    perm = np.random.default_rng(1).permutation(len(cloud))
+    x = pc.collate([cloud, cloud[perm]])
+    plain.eval(), both.eval()
+    with torch.no_grad():
+        z, z_plain = both(x), plain(x)
+        h = plain.out(plain.mlp(x.transpose(1, 2)))  # per-point features [B, 24, N]
+    torch.testing.assert_close(z[:, :24], z_plain)
+    torch.testing.assert_close(z[:, 24:], h.mean(dim=2), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(z[0], z[1], atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(z[:, 24:], z[:, :24])
+
+
+def test_a_bad_pointnet_pool_names_its_key() -> None:
+    from domains.pointcloud.options import ENCODER_OPTIONS
+
+    with pytest.raises(ValueError, match="pool"):
+        ENCODER_OPTIONS["pointnet"](pool="avg")

@@ -17,7 +17,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.interpolate import CubicSpline
 
 from domains.views import Augmentation, ViewEngine, as_float32
 
@@ -34,6 +33,11 @@ def _check(ok: bool, msg: str) -> None:
 def _smooth_curves(rng: np.random.Generator, n: int, length: int, sigma: float, knots: int) -> np.ndarray:
     """``n`` smooth random curves around 1 over ``length`` steps: a cubic spline through
     ``knots + 2`` evenly spaced N(1, sigma) points (Um et al. 2017)."""
+    # here, not at the top: scipy.interpolate's import is most of this module's, and every process
+    # that loads the domain paid it (a Ray Train worker at its start), used or not (the UCR recipe's
+    # crops never warp)
+    from scipy.interpolate import CubicSpline
+
     xk = np.linspace(0.0, length - 1, knots + 2)
     yk = rng.normal(1.0, sigma, size=(n, knots + 2))
     return CubicSpline(xk, yk, axis=1)(np.arange(length))

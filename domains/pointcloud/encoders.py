@@ -1,8 +1,8 @@
 """Point-cloud encoders: PointNet (Qi et al., CVPR 2017) and DGCNN (Wang et al., TOG 2019).
 
 Both take a batch ``[B, N, 3]`` and return a global feature ``[B, D]`` (``embedding_dim``) that is
-invariant to the order of the points; PointNet is also unchanged by duplicated points (max pool;
-DGCNN adds an average pool, slightly weighted by duplicates), so views of
+invariant to the order of the points; PointNet is also unchanged by duplicated points (its default
+max pool; its ``maxavg`` pool and DGCNN add an average pool, slightly weighted by duplicates), so views of
 different densities batch as fixed-size clouds. Widths default to the papers' (PointNet 64-64-64-128
 → 1024; DGCNN EdgeConv 64-64-128-256 → 1024, k = 20); recipes shrink them for CPU demos.
 """

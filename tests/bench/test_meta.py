@@ -158,3 +158,19 @@ def test_the_benchs_own_processes_are_not_other_work() -> None:
     # both spins (about 3 CPU seconds; the child's exit loses at most one sampling interval)
     assert reading["own_cpu_s"] >= 1.8
     assert reading["wall_s"] >= 1.5 and reading["other_share"] is not None
+
+
+def test_short_lived_children_are_the_benchs_own_work() -> None:
+    """A bench of short subprocesses (bench.import_costs: 1-2 s interpreters) owns all of their CPU
+    time, not only what a 1 s sampling interval happened to see before each exited."""
+    other = _meta.OtherCpu()
+    try:
+        t0 = time.monotonic()
+        for _ in range(6):
+            subprocess.run([sys.executable, "-c", _SPIN.format(s=0.4)], check=True)
+        reading = other.reading()
+        wall = time.monotonic() - t0
+    finally:
+        other.stop()
+    assert reading["own_cpu_s"] >= 6 * 0.4 * 0.9
+    assert reading["own_cpu_s"] <= wall * (os.cpu_count() or 1)  # nothing counted twice

@@ -14,6 +14,7 @@ from domains.timeseries.views import (
     mask,
     time_warp,
 )
+from tests.conftest import imported_in_fresh_interpreter
 
 
 def _series(channels: int = 3, length: int = 200, seed: int = 0) -> np.ndarray:
@@ -141,7 +142,5 @@ def test_loading_the_domain_leaves_scipy_interpolate_to_the_warps() -> None:
     """Every process that loads the domain (ingest's read tasks, each pretraining worker) imported
     scipy.interpolate for the warps' spline, which the UCR recipe's crops never draw: loading the
     domain after torch took 0.59 s instead of 0.28 s."""
-    from tests.conftest import imported_in_fresh_interpreter
-
     code = "from domains import get_domain; get_domain('timeseries').augment"
     assert imported_in_fresh_interpreter(code, ("scipy.interpolate",)) == []

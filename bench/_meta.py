@@ -111,7 +111,7 @@ class CpuMeter:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._interval = interval
-        self._reaped0 = _reaped_children_cpu_s()
+        self._reaped0 = reaped_children_cpu_s()
         self.sample()
         self._thread = threading.Thread(target=self._loop, name="cpu-meter", daemon=True)
         self._thread.start()
@@ -141,7 +141,7 @@ class CpuMeter:
     def total(self) -> float:
         """CPU seconds so far (a fresh sample first): the larger of the two lower bounds."""
         self.sample()
-        reaped = _reaped_children_cpu_s() - self._reaped0
+        reaped = reaped_children_cpu_s() - self._reaped0
         with self._lock:
             sampled = sum(self._seen.values())
             live = sum(self._seen[k] for k in self._alive)
@@ -151,7 +151,7 @@ class CpuMeter:
         self._stop.set()
 
 
-def _reaped_children_cpu_s() -> float:
+def reaped_children_cpu_s() -> float:
     """CPU seconds of every descendant this process has reaped (each counting what it reaped)."""
     import resource
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import sys
 import time
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._meta import BenchRun, _atomic_write
+from bench._meta import BenchRun, _atomic_write, reaped_children_cpu_s
 from bench._runs import DATA_STAGES, MODEL_STAGES, evaluate_metrics, run_logged, seeded_run_command
 from pipelines.summary import figure
 
@@ -328,11 +327,6 @@ def render_md(results: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- running
 
 
-def _children_cpu_s() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 def seed_command(
     payoff: Payoff, run_dir: Path, seed: int, stages: tuple[str, ...], extra: tuple[str, ...] = ()
 ) -> list[str]:
@@ -450,10 +444,10 @@ def run_domain(
         cmd = seed_command(payoff, run_dir, seed, stages, extra)
         seed_cmds.append(shlex.join(["python", *cmd[1:]]))
         print(f"domain_payoff: {domain} seed {seed}: {seed_cmds[-1]}", flush=True)
-        cpu0, t0 = _children_cpu_s(), time.perf_counter()
+        cpu0, t0 = reaped_children_cpu_s(), time.perf_counter()
         log = run_dir / f"seed{seed}.log"
         rc = run_logged(cmd, log, timeout_s)
-        cpu.append(round((_children_cpu_s() - cpu0) / 60, 2))
+        cpu.append(round((reaped_children_cpu_s() - cpu0) / 60, 2))
         wall.append(round((time.perf_counter() - t0) / 60, 2))
         if rc != 0:
             raise SystemExit(f"domain_payoff: {domain} seed {seed} failed (exit {rc}); log: {log}")

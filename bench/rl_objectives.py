@@ -218,7 +218,7 @@ def train_and_probe(
     x = data[0]  # the states and episodes are for the probe
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    encoder = build_encoder("rl", {**ENCODER, "image_size": x.shape[-1]})
+    encoder = build_encoder("rl", {**ENCODER, "feature_dim": args.feature_dim, "image_size": x.shape[-1]})
     if name == "supervised":
         return probe_supervised(encoder, seed, data, fit, val, args)
     obj = make_objective(name, encoder, 1 if actions is None else actions.shape[1])
@@ -300,7 +300,7 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         "# RL objectives: state-probe R² on validation episodes",
         "",
-        f"Demo pixel encoder trained in one process for {res['steps']} steps (batch {res['batch']}, "
+        f"Demo pixel encoder ({res.get('feature_dim', ENCODER['feature_dim'])}-d embedding) trained in one process for {res['steps']} steps (batch {res['batch']}, "
         f"Adam {res['lr']}), ridge state probe fitted on {res['fit_rows']} rows of the training "
         f"episodes, scored on {res['val_rows']} rows of {res['val_episodes']} held-out training "
         f"episodes (the test episodes are never read); mean ± std over seeds {res['seeds']}. "
@@ -333,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-fraction", type=float, default=0.2, help="training episodes held out")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
+        "--feature-dim",
+        type=int,
+        default=ENCODER["feature_dim"],
+        help="the encoder's embedding width, for every objective and the supervised reference (the demo's: 50)",
+    )
+    ap.add_argument(
         "--weight-average",
         choices=("none", "swa"),
         default="none",
@@ -363,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "lr": args.lr,
         "weight_average": args.weight_average,
+        "feature_dim": args.feature_dim,
         "seeds": seeds,
         "fit_rows": len(fit),
         "val_rows": len(val),

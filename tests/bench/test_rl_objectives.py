@@ -184,3 +184,38 @@ def test_weight_average_probes_the_mean_of_the_initial_and_trained_weights(
         torch.testing.assert_close(w_exp, (w_init + w_live) / 2, msg=name)
         moved |= not torch.equal(w_live, w_init)
     assert moved, "one step changed no weight: the test cannot tell the average from either end"
+
+
+def test_feature_dim_sets_every_arms_embedding_width(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """--feature-dim widens the encoder of the objectives and of the supervised reference alike (the
+    width is the recipe's encoder, so a comparison across widths must move every arm), and the
+    result records it."""
+    monkeypatch.setenv("BENCH_FORCE", "1")
+    widths = []
+    real_probe = rl_objectives.probe_encoder
+
+    def recording_probe(encoder, *a, **kw):  # noqa: ANN001, ANN202
+        widths.append(encoder.embedding_dim)
+        return real_probe(encoder, *a, **kw)
+
+    monkeypatch.setattr(rl_objectives, "probe_encoder", recording_probe)
+    out = tmp_path / "objectives.json"
+    argv = ["--data", str(_data(tmp_path)), "--objectives", "ntxent,supervised", "--seeds", "0"]
+    rl_objectives.main(
+        [
+            *argv,
+            "--steps",
+            "1",
+            "--batch",
+            "8",
+            "--supervised-epochs",
+            "1",
+            "--feature-dim",
+            "24",
+            "--out",
+            str(out),
+        ]
+    )
+    assert widths == [24, 24]
+    assert json.loads(out.read_text())["feature_dim"] == 24
+    assert "24-d embedding" in out.with_suffix(".md").read_text()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -58,8 +57,6 @@ def main() -> dict:
     result = {
         "clips": f"{len(xs)} x 1.0 s at {SR} Hz, {what}",
         "threads": 1,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f} at start",
         "step_clips_per_s": {k: v[0] for k, v in steps.items()},
         "step_clips_per_cpu_s": {k: v[1] for k, v in steps.items()},
         "policy_clips_per_s": {k: v[0] for k, v in policies.items()},

@@ -2,8 +2,9 @@
 
 Per mesh: read the OBJ from its .sh3f zip, parse it with trimesh (``force="mesh"``,
 ``skip_materials=True``), sample 2N surface points and farthest-point-sample N. Reports meshes/s
-in one process, the per-phase split, and the machine's load average (the numbers are only
-comparable at similar load). Writes ``bench/results/pointcloud_sampling.json``.
+in one process and the per-phase split; the result's ``meta`` has the machine and the load average
+at start and end (the numbers are only comparable at similar load). Writes
+``bench/results/pointcloud_sampling.json``.
 
     python -m bench.pointcloud_sampling [--models 64] [--points 1024]
 """
@@ -64,8 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_by_phase": {k: round(v, 3) for k, v in phases.items()},
         "median_faces": int(np.median(faces)),
         "processes": 1,
-        "cpu_count": os.cpu_count(),
-        "load_average_1min": round(os.getloadavg()[0], 2),
         "trimesh": trimesh.__version__,
     }
     print(json.dumps(result, indent=2))

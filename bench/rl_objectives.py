@@ -300,7 +300,9 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         "# RL objectives: state-probe R² on validation episodes",
         "",
-        f"Demo pixel encoder ({res.get('feature_dim', ENCODER['feature_dim'])}-d embedding) trained in one process for {res['steps']} steps (batch {res['batch']}, "
+        # results written before --feature-dim existed were all the demo's width
+        f"Demo pixel encoder ({res.get('feature_dim', ENCODER['feature_dim'])}-d embedding) trained in "
+        f"one process for {res['steps']} steps (batch {res['batch']}, "
         f"Adam {res['lr']}), ridge state probe fitted on {res['fit_rows']} rows of the training "
         f"episodes, scored on {res['val_rows']} rows of {res['val_episodes']} held-out training "
         f"episodes (the test episodes are never read); mean ± std over seeds {res['seeds']}. "

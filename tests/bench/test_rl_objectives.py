@@ -201,21 +201,8 @@ def test_feature_dim_sets_every_arms_embedding_width(tmp_path: Path, monkeypatch
     monkeypatch.setattr(rl_objectives, "probe_encoder", recording_probe)
     out = tmp_path / "objectives.json"
     argv = ["--data", str(_data(tmp_path)), "--objectives", "ntxent,supervised", "--seeds", "0"]
-    rl_objectives.main(
-        [
-            *argv,
-            "--steps",
-            "1",
-            "--batch",
-            "8",
-            "--supervised-epochs",
-            "1",
-            "--feature-dim",
-            "24",
-            "--out",
-            str(out),
-        ]
-    )
+    opts = ["--steps", "1", "--batch", "8", "--supervised-epochs", "1", "--feature-dim", "24"]
+    rl_objectives.main([*argv, *opts, "--out", str(out)])
     assert widths == [24, 24]
     assert json.loads(out.read_text())["feature_dim"] == 24
     assert "24-d embedding" in out.with_suffix(".md").read_text()

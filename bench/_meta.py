@@ -48,6 +48,13 @@ def load_average_1m() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def load_fields(start: float) -> dict[str, float]:
+    """The 1-min load average at a run's start (given) and now, its end: two flat numbers under the
+    names every result uses (``meta`` and the per-row records alike), so a reader of any result finds
+    the load where it looks for it."""
+    return {"load_average_1m_start": start, "load_average_1m_end": load_average_1m()}
+
+
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
     try:
@@ -254,7 +261,7 @@ class BenchRun:
         return {
             "machine": self.machine,
             "started": self.started,
-            "load_average_1m": {"start": self.load_start, "end": load_average_1m()},
+            **load_fields(self.load_start),
             "other_cpu": reading,
             "valid": reason is None,
             **({"invalid_reason": reason} if reason else {}),
@@ -304,8 +311,8 @@ class BenchRun:
         flag = f" **INVALID: {reason}**" if reason else ""
         return (
             f"\n_Measured {self.started} on {m['cpu_count']} × {m['cpu_model']}, torch {m['torch']}, "
-            f"ray {m['ray']}; 1-min load {meta['load_average_1m']['start']} at start, "
-            f"{meta['load_average_1m']['end']} at end{_other_clause(meta['other_cpu'])}._{flag}\n"
+            f"ray {m['ray']}; 1-min load {meta['load_average_1m_start']} at start, "
+            f"{meta['load_average_1m_end']} at end{_other_clause(meta['other_cpu'])}._{flag}\n"
         )
 
     def write_text(self, path: Path, text: str) -> bool:

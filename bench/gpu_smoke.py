@@ -216,12 +216,12 @@ def report(paths: list[Path]) -> str:
     for path in paths:
         result = json.loads(path.read_text())
         meta = result["meta"]
-        load = meta["load_average_1m"]
         parts += [
             f"## {path.name}: {result['device']}, recipe overrides {result.get('overrides') or 'none'}",
             "",
             f"{meta['started']}, torch {meta['machine']['torch']}, {meta['machine']['cpu_count']} CPUs, "
-            f"load {load['start']} -> {load['end']}" + ("" if meta["valid"] else " (INVALID: machine busy)"),
+            f"load {meta['load_average_1m_start']} -> {meta['load_average_1m_end']}"
+            + ("" if meta["valid"] else " (INVALID: machine busy)"),
             "",
             table(result["rows"], result["bf16_peak_tflops"]),
             "",

@@ -312,7 +312,7 @@ def session_meta(run: Any) -> dict[str, Any]:
 def sweep(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from bench._meta import BenchRun, OtherCpu, load_average_1m
+    from bench._meta import BenchRun, OtherCpu, load_average_1m, load_fields
     from stages.common.config import load_recipe
     from stages.common.ray_session import init_ray
 
@@ -323,7 +323,7 @@ def sweep(args: argparse.Namespace) -> None:
         # it ran under; its timings are the ones a reader must discount (the report counts them).
         print(
             f"ucr_archive: load average {run.load_start} at start exceeds {cores} CPUs: timings of "
-            "this session are marked (per set: load_average_1m)",
+            "this session are marked (per set: load_average_1m_start, load_average_1m_end)",
             flush=True,
         )
     ensure_archive()
@@ -371,7 +371,7 @@ def sweep(args: argparse.Namespace) -> None:
             overrides=args.set,
             rule=rule,
             cpu_s=cpu["own_cpu_s"],
-            load_average_1m={"start": load_start, "end": load_average_1m()},
+            **load_fields(load_start),
             # the share of the machine's CPU time other work took during this set (bench._meta)
             other_cpu_share=cpu["other_share"],
             nice=os.nice(0),
@@ -425,7 +425,12 @@ def aggregate(
             else None,
             # the highest 1-min load average at a run's start or end: how shared the machine was
             "load_max": max(
-                (max(r["load_average_1m"].values()) for r in rs if "load_average_1m" in r), default=None
+                (
+                    max(r["load_average_1m_start"], r["load_average_1m_end"])
+                    for r in rs
+                    if "load_average_1m_start" in r
+                ),
+                default=None,
             ),
             "nice": max((r.get("nice", 0) for r in rs), default=0),
             # the largest share of the CPU other work took during a run (absent in older records)
@@ -653,7 +658,7 @@ def timing_lines(agg: dict[str, dict], sessions: list[dict[str, Any]]) -> list[s
             "",
             f"_Machine: {m['cpu_count']} × {m['cpu_model']}, torch {m['torch']}, ray {m['ray']}; "
             f"{len(sessions)} sweep session(s), the latest started {sessions[-1]['started']} "
-            f"(load {sessions[-1]['load_average_1m']['start']} at its start)._",
+            f"(load {sessions[-1]['load_average_1m_start']} at its start)._",
         ]
     return lines
 

@@ -172,10 +172,8 @@ def overall_meta(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {
         "machine": runs[0]["meta"]["machine"],
         "started": runs[0]["meta"]["started"],
-        "load_average_1m": {
-            "start": runs[0]["meta"]["load_average_1m"]["start"],
-            "end": runs[-1]["meta"]["load_average_1m"]["end"],
-        },
+        "load_average_1m_start": runs[0]["meta"]["load_average_1m_start"],
+        "load_average_1m_end": runs[-1]["meta"]["load_average_1m_end"],
         "valid": all(r["meta"]["valid"] for r in runs),
         "note": "per run in runs[].meta; the accuracies do not depend on the load",
     }
@@ -217,9 +215,9 @@ def render_md(res: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in res["runs"]:
-        load = r["meta"]["load_average_1m"]
+        m = r["meta"]
         lines.append(
-            f"| {r['arm']} | {r['seed']} | {r['wall_s']} | {load['start']} → {load['end']} "
+            f"| {r['arm']} | {r['seed']} | {r['wall_s']} | {m['load_average_1m_start']} → {m['load_average_1m_end']} "
             f"| {r['meta']['valid']} | {r.get('code') or '—'} |"
         )
     return "\n".join(lines) + "\n"

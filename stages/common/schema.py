@@ -200,6 +200,10 @@ class PretrainCfg(Section):
     #: bf16: forward and loss under bf16 autocast on CUDA; on the CPU it falls back to fp32 with a
     #: logged line (stages/common/device.py says why)
     precision: Literal["fp32", "bf16"] = "fp32"
+    #: with ``ray.use_gpu`` and more than one worker, BatchNorm statistics over the global batch
+    #: (``torch.nn.SyncBatchNorm``, SimCLR's global BN); torch runs it on accelerators only, so CPU
+    #: workers normalise their own batch either way (stages/pretrain/loop.py::sync_batchnorm)
+    sync_batchnorm: bool = True
     #: labelled training rows (never test rows) for the online kNN diagnostic at checkpoint epochs,
     #: split half bank / half queries by group; 0 disables it
     online_knn_rows: int = Field(256, ge=0)

@@ -207,6 +207,23 @@ def build_model(config: dict[str, Any]) -> EncoderWithHead:
     return EncoderWithHead(encoder, head)
 
 
+#: device types torch's SyncBatchNorm synchronises on (torch/nn/modules/batchnorm.py raises on others)
+SYNC_BATCHNORM_DEVICES = ("cuda", "xpu", "hpu")
+
+
+def sync_batchnorm(cfg: PretrainCfg, device: torch.device, world_size: int) -> bool:
+    """Whether the model's BatchNorm layers become ``torch.nn.SyncBatchNorm`` for this run.
+
+    Under DDP each worker's BatchNorm otherwise normalises its own slice of the batch, so the
+    statistics (and the in-batch shortcut they offer a contrastive loss) depend on how many workers
+    split it; SimCLR aggregates them over all devices ("global BN"), and solo-learn and lightly turn
+    Lightning's ``sync_batchnorm`` on for multi-device runs. torch runs SyncBatchNorm on accelerators
+    only, so on the CPU every worker keeps its own statistics whatever ``pretrain.sync_batchnorm``
+    says. The layers keep BatchNorm's parameter and buffer names: checkpoints and the exported
+    encoder load into the plain model."""
+    return cfg.sync_batchnorm and world_size > 1 and device.type in SYNC_BATCHNORM_DEVICES
+
+
 def build_training(
     config: dict[str, Any], device: torch.device
 ) -> tuple[EncoderWithHead, torch.nn.Module | None, torch.optim.Optimizer]:
@@ -224,8 +241,13 @@ def build_training(
     loss_fn = (
         None if cfg.loss in domain.objectives() else build_loss(cfg.loss, cfg.temperature, cfg.loss_options)
     )
+    sync = sync_batchnorm(cfg, device, int(config.get("world_size", 1)))
+    if sync:  # before the momentum target copies the model and the optimiser takes its parameters
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if isinstance(loss_fn, ModelLoss):
         loss_fn.attach(model)  # momentum targets are copies of the model: made before the move
+    if sync and loss_fn is not None:  # the loss's own modules, made by attach (BYOL's predictor)
+        loss_fn = torch.nn.SyncBatchNorm.convert_sync_batchnorm(loss_fn)
     model.to(device)
     if loss_fn is not None:
         loss_fn.to(device)

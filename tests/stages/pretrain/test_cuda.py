@@ -102,3 +102,17 @@ def test_embed_runs_on_the_encoder_device() -> None:
     model, _, _ = build_training(_ts_config("ntxent"), CUDA)
     h = embed(model.encoder, "timeseries", _ts_data(5), batch_size=2)
     assert h.shape == (5, model.encoder.embedding_dim) and np.isfinite(h).all()
+
+
+def test_multiworker_model_gets_global_batchnorm_on_cuda() -> None:
+    """What each worker of a two-GPU run builds: SyncBatchNorm in the model and BYOL's predictor."""
+    config = {**_ts_config("byol"), "world_size": 2}
+    model, loss_fn, _ = build_training(config, CUDA)
+    kinds = {
+        type(m)
+        for m in [*model.modules(), *loss_fn.modules()]
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    }
+    assert kinds == {torch.nn.SyncBatchNorm}
+    h, z = model(torch.randn(2 * B, 1, 40, device=CUDA))  # outside a process group: local statistics
+    assert z.is_cuda and torch.isfinite(z).all()

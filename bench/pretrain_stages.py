@@ -160,7 +160,8 @@ def measure(
 def summarise(
     recipe: Recipe, walls: list[tuple[float, float]], local: dict[str, Any], ray: dict[str, Any]
 ) -> dict[str, Any]:
-    """One recipe's row: both arms' walls (mean over repeats), the ratio, the seconds Ray adds."""
+    """One recipe's row: both arms' walls (mean over repeats), the ratio, the seconds Ray adds; step
+    times and losses are the last repeat's."""
     ratios = [r / loc for loc, r in walls]
     return {
         "recipe": recipe.name,

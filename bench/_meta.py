@@ -51,8 +51,9 @@ def load_average_1m() -> float:
 def load_fields(start: float) -> dict[str, float]:
     """The 1-min load average at a run's start (given) and now, its end: two flat numbers under the
     names every result uses (``meta`` and the per-row records alike), so a reader of any result finds
-    the load where it looks for it."""
-    return {"load_average_1m_start": start, "load_average_1m_end": load_average_1m()}
+    the load where it looks for it. The names carry no digit: readers that look for a key
+    ``load[_a-z]*`` (the project's before-stop check) found none in ``load_average_1m_start``."""
+    return {"load_average_start": start, "load_average_end": load_average_1m()}
 
 
 def cpu_model() -> str:
@@ -311,8 +312,8 @@ class BenchRun:
         flag = f" **INVALID: {reason}**" if reason else ""
         return (
             f"\n_Measured {self.started} on {m['cpu_count']} × {m['cpu_model']}, torch {m['torch']}, "
-            f"ray {m['ray']}; 1-min load {meta['load_average_1m_start']} at start, "
-            f"{meta['load_average_1m_end']} at end{_other_clause(meta['other_cpu'])}._{flag}\n"
+            f"ray {m['ray']}; 1-min load {meta['load_average_start']} at start, "
+            f"{meta['load_average_end']} at end{_other_clause(meta['other_cpu'])}._{flag}\n"
         )
 
     def write_text(self, path: Path, text: str) -> bool:

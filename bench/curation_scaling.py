@@ -109,7 +109,7 @@ def near_row(n: int, baseline_max: int) -> dict[str, Any]:
     found, wall, cpu = timed(lambda: dedup(x, ids, "auto"), reps_for(n))
     row: dict[str, Any] = {
         "n": n,
-        "load_average_1m_start": load_average_1m(),
+        "load_average_start": load_average_1m(),
         "path": "exact" if n <= EXACT_MAX_ROWS else "lsh",
         "near_s": round(wall, 4),
         "near_cpu_s": round(cpu, 4),
@@ -137,7 +137,7 @@ def near_row(n: int, baseline_max: int) -> dict[str, Any]:
         }
         if "simhash_s" in row:
             row["simhash_recall_vs_all_pairs"] = round(len(simhash & exact) / max(1, len(exact)), 4)
-    row["load_average_1m_end"] = load_average_1m()
+    row["load_average_end"] = load_average_1m()
     print(json.dumps(row), flush=True)
     return row
 
@@ -175,14 +175,14 @@ def semdedup_row(n: int, dim: int) -> dict[str, Any]:
         "n": n,
         "dim": dim,
         "clusters": k,
-        "load_average_1m_start": load,
+        "load_average_start": load,
         "semdedup_s": round(wall, 2),
         "semdedup_cpu_s": round(cpu, 2),
         "removed": len(d.removed),
         # one of each planted pair should go (which one depends on the centroid distance)
         "planted_pairs_resolved": round(len(set(d.removed) & planted) / max(1, n_dup), 4),
         "embeddings_mb": round(emb.nbytes / 2**20, 1),
-        "load_average_1m_end": load_average_1m(),
+        "load_average_end": load_average_1m(),
     }
     print(json.dumps(row), flush=True)
     return row
@@ -217,7 +217,7 @@ def report(result: dict[str, Any]) -> str:
             f"| {str(r['speedup_vs_simhash']) + '×' if 'speedup_vs_simhash' in r else ''} "
             f"| {r.get('simhash_recall_vs_all_pairs', '')} "
             f"| {r['near_peak_mb']} | {r.get('all_pairs_peak_mb', '')} "
-            f"| {r['load_average_1m_start']} |"
+            f"| {r['load_average_start']} |"
         )
     g = result["growth_exponent_10k_1m"]
     lines += [
@@ -237,7 +237,7 @@ def report(result: dict[str, Any]) -> str:
     ]
     lines += [
         f"| {s['n']:,} | {s['dim']} | {s['clusters']} | {s['semdedup_s']} | {s['semdedup_cpu_s']} "
-        f"| {s['removed']} | {s['load_average_1m_start']} |"
+        f"| {s['removed']} | {s['load_average_start']} |"
         for s in result["semdedup"]
     ]
     return "\n".join(lines) + "\n"

@@ -318,7 +318,7 @@ def render_md(results: dict[str, Any]) -> str:
         if e.get("meta"):
             m = e["meta"]
             lines.append(
-                f"Load (1 min) {m['load_average_1m_start']} at start, {m['load_average_1m_end']} at end on "
+                f"Load (1 min) {m['load_average_start']} at start, {m['load_average_end']} at end on "
                 f"{m['machine']['cpu_count']} CPUs; started {m['started']}."
             )
     return "\n".join(lines) + "\n"

@@ -220,7 +220,7 @@ def report(paths: list[Path]) -> str:
             f"## {path.name}: {result['device']}, recipe overrides {result.get('overrides') or 'none'}",
             "",
             f"{meta['started']}, torch {meta['machine']['torch']}, {meta['machine']['cpu_count']} CPUs, "
-            f"load {meta['load_average_1m_start']} -> {meta['load_average_1m_end']}"
+            f"load {meta['load_average_start']} -> {meta['load_average_end']}"
             + ("" if meta["valid"] else " (INVALID: machine busy)"),
             "",
             table(result["rows"], result["bf16_peak_tflops"]),

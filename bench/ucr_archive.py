@@ -323,7 +323,7 @@ def sweep(args: argparse.Namespace) -> None:
         # it ran under; its timings are the ones a reader must discount (the report counts them).
         print(
             f"ucr_archive: load average {run.load_start} at start exceeds {cores} CPUs: timings of "
-            "this session are marked (per set: load_average_1m_start, load_average_1m_end)",
+            "this session are marked (per set: load_average_start, load_average_end)",
             flush=True,
         )
     ensure_archive()
@@ -426,9 +426,9 @@ def aggregate(
             # the highest 1-min load average at a run's start or end: how shared the machine was
             "load_max": max(
                 (
-                    max(r["load_average_1m_start"], r["load_average_1m_end"])
+                    max(r["load_average_start"], r["load_average_end"])
                     for r in rs
-                    if "load_average_1m_start" in r
+                    if "load_average_start" in r
                 ),
                 default=None,
             ),
@@ -658,7 +658,7 @@ def timing_lines(agg: dict[str, dict], sessions: list[dict[str, Any]]) -> list[s
             "",
             f"_Machine: {m['cpu_count']} × {m['cpu_model']}, torch {m['torch']}, ray {m['ray']}; "
             f"{len(sessions)} sweep session(s), the latest started {sessions[-1]['started']} "
-            f"(load {sessions[-1]['load_average_1m_start']} at its start)._",
+            f"(load {sessions[-1]['load_average_start']} at its start)._",
         ]
     return lines
 

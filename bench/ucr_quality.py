@@ -146,7 +146,7 @@ def _load(r: dict[str, Any]) -> str:
     """The 1-minute load average when the set's session started; its minutes are timings only when
     that is within the CPU count ("busy" otherwise)."""
     meta = r.get("measured") or {}
-    load = meta.get("load_average_1m_start")
+    load = meta.get("load_average_start")
     if load is None:
         return "—"
     return f"{load}" + ("" if meta.get("valid", True) else " (busy)")

@@ -172,8 +172,8 @@ def overall_meta(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {
         "machine": runs[0]["meta"]["machine"],
         "started": runs[0]["meta"]["started"],
-        "load_average_1m_start": runs[0]["meta"]["load_average_1m_start"],
-        "load_average_1m_end": runs[-1]["meta"]["load_average_1m_end"],
+        "load_average_start": runs[0]["meta"]["load_average_start"],
+        "load_average_end": runs[-1]["meta"]["load_average_end"],
         "valid": all(r["meta"]["valid"] for r in runs),
         "note": "per run in runs[].meta; the accuracies do not depend on the load",
     }
@@ -217,7 +217,7 @@ def render_md(res: dict[str, Any]) -> str:
     for r in res["runs"]:
         m = r["meta"]
         lines.append(
-            f"| {r['arm']} | {r['seed']} | {r['wall_s']} | {m['load_average_1m_start']} → {m['load_average_1m_end']} "
+            f"| {r['arm']} | {r['seed']} | {r['wall_s']} | {m['load_average_start']} → {m['load_average_end']} "
             f"| {r['meta']['valid']} | {r.get('code') or '—'} |"
         )
     return "\n".join(lines) + "\n"

@@ -75,7 +75,7 @@ def test_run_merges_with_other_domains(tmp_path: Path, monkeypatch: pytest.Monke
         assert f"paths.data={tmp_path / 'runs' / 'audio' / 'data'}" in c
     assert entry["pretrained"]["seeds"] == [0.62, 0.58, 0.6] and entry["random_init"]["mean"] == 0.31
     assert entry["goal_status"].startswith("met") and entry["encoder"]["parameters"] > 0
-    assert set(entry["meta"]) >= {"machine", "load_average_1m_start", "load_average_1m_end", "valid"}
+    assert set(entry["meta"]) >= {"machine", "load_average_start", "load_average_end", "valid"}
 
     out_json, out_md = tmp_path / "payoff.json", tmp_path / "payoff.md"
     out_json.write_text(

@@ -52,8 +52,8 @@ def test_report_renders_each_result_with_its_machine_and_load(tmp_path) -> None:
     meta = {
         "started": "2026-12-04T16:28:20+00:00",
         "machine": {"torch": "2.11.0", "cpu_count": 16},
-        "load_average_1m_start": 20.0,
-        "load_average_1m_end": 1.0,
+        "load_average_start": 20.0,
+        "load_average_end": 1.0,
         "valid": False,
     }
     path = tmp_path / "gpu_smoke.json"

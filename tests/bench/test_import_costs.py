@@ -46,9 +46,7 @@ def test_writes_json_and_markdown_for_the_working_tree(
     )
     assert code == 0
     result = json.loads(js.read_text())
-    assert result["trees"] == ["now"] and {"load_average_1m_start", "load_average_1m_end"} <= set(
-        result["meta"]
-    )
+    assert result["trees"] == ["now"] and {"load_average_start", "load_average_end"} <= set(result["meta"])
     assert result["cases"]["Ray worker setup hook"]["now"]["median_s"] > 0
     assert "Ray worker setup hook" in md.read_text()
 

@@ -33,7 +33,7 @@ def test_quiet_machine_writes_result_with_machine_and_load(
     assert out["step_s"] == 0.1
     meta = out["meta"]
     assert meta["valid"] is True
-    assert meta["load_average_1m_start"] == 0.5 and meta["load_average_1m_end"] == 1.5
+    assert meta["load_average_start"] == 0.5 and meta["load_average_end"] == 1.5
     assert meta["machine"]["cpu_count"] == os.cpu_count()
     assert meta["machine"]["cpu_model"] and meta["machine"]["torch"] and meta["machine"]["ray"]
 

@@ -65,7 +65,7 @@ def test_writes_per_seed_returns_and_the_goal(tmp_path: Path, monkeypatch) -> No
     ratio = res["pretrained"]["mean"] / res["state"]["mean"]
     assert res["goal"]["pretrained_over_state"] == round(ratio, 3)
     assert res["goal"]["met"] == (ratio >= rl_agent.GOAL)
-    assert {"load_average_1m_start", "load_average_1m_end"} <= set(res["meta"])
+    assert {"load_average_start", "load_average_end"} <= set(res["meta"])
     md = out.with_suffix(".md").read_text()
     assert "| random_init |" in md and "Goal (issue 17)" in md
 

@@ -160,7 +160,7 @@ def test_sweep_records_the_machine_load_and_cpu_time_and_the_report_states_them(
     assert body["meta"]["machine"]["cpu_count"] >= 1 and "nice" in body["meta"]
     assert [s["started"] for s in body["sessions"]] == [body["meta"]["started"]]
     for r in body["runs"]:
-        assert {"load_average_1m_start", "load_average_1m_end"} <= set(r) and r["session"] == body["meta"][
+        assert {"load_average_start", "load_average_end"} <= set(r) and r["session"] == body["meta"][
             "started"
         ]
         assert r["cpu_s"] > 0

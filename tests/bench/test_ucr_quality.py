@@ -48,8 +48,8 @@ def test_a_partial_rerun_keeps_sets_measured_the_same_way_and_drops_older_protoc
 def test_a_kept_set_keeps_the_load_it_was_measured_under() -> None:
     """A set written before sets carried their own meta takes the file's meta (its session) before a
     partial rerun replaces that, and the table shows each set's load at start."""
-    busy = {"load_average_1m_start": 6.93, "load_average_1m_end": 7.59, "valid": False}
-    quiet = {"load_average_1m_start": 0.5, "load_average_1m_end": 0.6, "valid": True}
+    busy = {"load_average_start": 6.93, "load_average_end": 7.59, "valid": False}
+    quiet = {"load_average_start": 0.5, "load_average_end": 0.6, "valid": True}
     set_ = {"overrides": uq.SPEED, "runs": [_run(0, 0.8)], "pretrained_svm_mean": 0.8,
             "pretrained_svm_std": 0.0, "ts2vec_b8": None, "ts2vec_best": None, "loss": "ts2vec"}  # fmt: skip
     kept = uq.same_protocol({"ArrowHead": set_, "OSULeaf": {**set_, "measured": quiet}, "meta": busy})

@@ -87,10 +87,10 @@ def test_arms_alternate_on_the_validation_split_and_the_rule_decides(
     assert res["summary"]["candidate"]["metric"] == {"mean": 0.83, "std": 0.0, "seeds": [0.83, 0.83]}
     assert res["decision"]["decision"] == "adopted" and res["decision"]["gain"] == 0.02
     assert res["rule"]["sha256"] and "adopt 40 epochs" in res["rule"]["text"]
-    assert all({"load_average_1m_start", "load_average_1m_end"} <= set(r["meta"]) for r in res["runs"])
+    assert all({"load_average_start", "load_average_end"} <= set(r["meta"]) for r in res["runs"])
     assert res["meta"]["valid"] == all(r["meta"]["valid"] for r in res["runs"])
-    assert res["meta"]["load_average_1m_start"] == res["runs"][0]["meta"]["load_average_1m_start"]
-    assert res["meta"]["load_average_1m_end"] == res["runs"][-1]["meta"]["load_average_1m_end"]
+    assert res["meta"]["load_average_start"] == res["runs"][0]["meta"]["load_average_start"]
+    assert res["meta"]["load_average_end"] == res["runs"][-1]["meta"]["load_average_end"]
     assert all(r["code"] == vc.code_version() for r in res["runs"])  # this checkout's (None without git)
     assert "**adopted**" in (tmp_path / "results" / "toy_epochs_validation.md").read_text()
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._meta import BenchRun, load_average_1m
+from bench._meta import BenchRun, load_average_1m, load_fields
 from stages.curate.near import EXACT_MAX_ROWS, auto_rows_per_band, near_pairs, resolve
 
 THRESHOLD, BANDS, DIM = 0.999, 20, 32
@@ -107,9 +107,9 @@ def near_row(n: int, baseline_max: int) -> dict[str, Any]:
     x, planted = fingerprints(n)
     ids = row_ids(n)
     found, wall, cpu = timed(lambda: dedup(x, ids, "auto"), reps_for(n))
+    load = load_average_1m()
     row: dict[str, Any] = {
         "n": n,
-        "load_average_start": load_average_1m(),
         "path": "exact" if n <= EXACT_MAX_ROWS else "lsh",
         "near_s": round(wall, 4),
         "near_cpu_s": round(cpu, 4),
@@ -137,7 +137,7 @@ def near_row(n: int, baseline_max: int) -> dict[str, Any]:
         }
         if "simhash_s" in row:
             row["simhash_recall_vs_all_pairs"] = round(len(simhash & exact) / max(1, len(exact)), 4)
-    row["load_average_end"] = load_average_1m()
+    row.update(load_fields(load))
     print(json.dumps(row), flush=True)
     return row
 
@@ -175,14 +175,13 @@ def semdedup_row(n: int, dim: int) -> dict[str, Any]:
         "n": n,
         "dim": dim,
         "clusters": k,
-        "load_average_start": load,
         "semdedup_s": round(wall, 2),
         "semdedup_cpu_s": round(cpu, 2),
         "removed": len(d.removed),
         # one of each planted pair should go (which one depends on the centroid distance)
         "planted_pairs_resolved": round(len(set(d.removed) & planted) / max(1, n_dup), 4),
         "embeddings_mb": round(emb.nbytes / 2**20, 1),
-        "load_average_end": load_average_1m(),
+        **load_fields(load),
     }
     print(json.dumps(row), flush=True)
     return row

@@ -35,14 +35,12 @@ import numpy as np
 
 from bench._meta import BenchRun, fmt_number
 from pipelines.shared_ray import recipes_num_cpus
-from stages.common import diagnostics
 from stages.common.cli import Dirs
 from stages.common.config import load_recipe, read_yaml
 from stages.common.encoders import save_encoder
 from stages.common.ray_session import init_ray
-from stages.common.rows import table_to_rows, train_mask
 from stages.common.schema import RayCfg, Recipe
-from stages.common.storage import join, read_json, read_table
+from stages.common.storage import join, read_json
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "results" / "pretrain_stages.json"
@@ -77,36 +75,24 @@ def cores(recipe: Recipe) -> int:
 
 def in_process_config(recipe: Recipe, dirs: Dirs, rows: list[dict]) -> dict[str, Any]:
     """The stage's worker configuration for one process: the same global batch (world size 1, so
-    one local batch of ``pretrain.batch_size``), the same cores as torch threads, and the same
-    extras the stage sends its workers (online kNN set, diagnostic sample, live metrics)."""
-    from stages.pretrain.__main__ import job_config, online_knn_set
+    one local batch of ``pretrain.batch_size``), the same cores as torch threads, and the stage's
+    own extras for its workers (``worker_extras``: online kNN set, diagnostic sample, live metrics)."""
+    from stages.pretrain.__main__ import job_config, worker_extras
 
     config = job_config(recipe, dirs, rows, world=1)
     config["pretrain"]["threads_per_worker"] = cores(recipe)
-    pick = diagnostics.sample_indices(
-        len(rows), recipe.pretrain.diagnostic_rows, recipe.pretrain.seed, rows[0]["x"].nbytes
-    )
-    return {
-        **config,
-        "live_dir": os.path.abspath(join(dirs.metrics, "pretrain")),
-        "online_knn": online_knn_set(rows, recipe.pretrain.online_knn_rows, recipe.pretrain.seed),
-        "diagnostic_sample": [rows[i]["x"] for i in pick],
-    }
+    return {**config, **worker_extras(recipe, dirs, rows)}
 
 
 def in_process_stage(recipe: Recipe, dirs: Dirs) -> dict[str, Any]:
     """The pretrain stage's work without Ray: read, train in this process, write the encoder."""
+    from stages.pretrain.__main__ import encoder_config, read_train_rows
     from stages.pretrain.loop import run_in_process
 
-    table = read_table(join(dirs.data, "curated"))
-    rows = table_to_rows(table.filter(train_mask(table.column("split"))))
+    _, rows = read_train_rows(dirs)
     config = in_process_config(recipe, dirs, rows)
     model, history = run_in_process(config, [r["x"] for r in rows])
-    enc_config = {
-        "domain": recipe.domain,
-        "encoder": config["encoder"],
-        "embedding_dim": model.encoder.embedding_dim,
-    }
+    enc_config = encoder_config(recipe, config, model)
     save_encoder(join(dirs.models, "pretrained"), model.encoder, enc_config, f"# {recipe.name}\n", {})
     return {
         "rows": len(rows),

@@ -105,6 +105,41 @@ def online_knn_set(rows: list[dict], n: int, seed: int) -> dict[str, list] | Non
     }
 
 
+def read_train_rows(dirs: Dirs) -> tuple[Any, list[dict]]:
+    """The curated table's training rows, as a table and as rows: every training row reaches the
+    trainer (labels are never read there); test rows never inform pretraining."""
+    table = read_table(join(dirs.data, "curated"))
+    table = table.filter(train_mask(table.column("split")))
+    rows = table_to_rows(table)
+    if not rows:
+        raise StageError("no training rows after curation")
+    return table, rows
+
+
+def worker_extras(recipe: Recipe, dirs: Dirs, rows: list[dict]) -> dict[str, Any]:
+    """What every worker gets beside :func:`job_config` and is not part of the run's name: where
+    live metrics go, the online kNN set and the diagnostic sample. Both are small (a few hundred
+    rows) and only diagnostics, so they travel in the worker config; the run name already covers the
+    rows they are drawn from."""
+    cfg = recipe.pretrain
+    # the fixed sample for alignment/uniformity/RankMe at checkpoint epochs (stages.common.diagnostics)
+    pick = diagnostics.sample_indices(len(rows), cfg.diagnostic_rows, cfg.seed, rows[0]["x"].nbytes)
+    return {
+        "live_dir": os.path.abspath(join(dirs.metrics, "pretrain")) if "://" not in dirs.metrics else None,
+        "online_knn": online_knn_set(rows, cfg.online_knn_rows, cfg.seed),
+        "diagnostic_sample": [rows[i]["x"] for i in pick],
+    }
+
+
+def encoder_config(recipe: Recipe, config: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """The exported encoder's ``config.json`` (stages.common.encoders): how to rebuild it."""
+    return {
+        "domain": recipe.domain,
+        "encoder": config["encoder"],
+        "embedding_dim": model.encoder.embedding_dim,
+    }
+
+
 def train_blocks(table: Any, block_mb: float = 64.0) -> list[Any]:
     """``table`` cut into blocks of about ``block_mb`` MB (at least one): Ray Data splits a dataset
     over the training workers along block boundaries first, so a large table is not one block."""
@@ -271,16 +306,10 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
 
     from stages.pretrain.ray_train import prestart_autoscaling_coordinator
 
-    curated = join(dirs.data, "curated")
-    table = read_table(curated)
-    table = table.filter(train_mask(table.column("split")))
-    rows = table_to_rows(table)
-    if not rows:
-        raise StageError("no training rows after curation")
+    table, rows = read_train_rows(dirs)
     world = recipe.ray.num_workers
     config = job_config(recipe, dirs, rows, world)
     name = run_name(config, rows, code_fingerprint(recipe.domain))
-    live_dir = os.path.abspath(join(dirs.metrics, "pretrain")) if "://" not in dirs.metrics else None
     init_ray(recipe.ray)
     # its process starts while the driver builds the dataset and the trainer, not inside fit()
     prestart_autoscaling_coordinator()
@@ -302,19 +331,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
         # so they go to the object store as they are: reading the shards again with Ray Data's read
         # tasks cost 6 s of worker start-up per stage for the same bytes.
         ds = ray.data.from_arrow(train_blocks(table.select(["x", "shape"])))
-    # small (a few hundred rows) and only a diagnostic, so it travels in the worker config; the run
-    # name already covers the rows it is drawn from
-    knn = online_knn_set(rows, recipe.pretrain.online_knn_rows, recipe.pretrain.seed)
-    # the fixed sample for alignment/uniformity/RankMe at checkpoint epochs (stages.common.diagnostics)
-    pick = diagnostics.sample_indices(
-        len(rows), recipe.pretrain.diagnostic_rows, recipe.pretrain.seed, rows[0]["x"].nbytes
-    )
-    extra = {
-        "live_dir": live_dir,
-        "online_knn": knn,
-        "diagnostic_sample": [rows[i]["x"] for i in pick],
-        **stream_spec,
-    }
+    extra = {**worker_extras(recipe, dirs, rows), **stream_spec}
     trainer = make_trainer({**config, **extra}, ds, recipe.ray, storage, name)
     print(
         f"pretrain: {len(rows)} rows, {world} workers x {config['local_batch']} per batch, "
@@ -329,11 +346,7 @@ def run(recipe: Recipe, dirs: Dirs) -> None:
     history = state["history"]
     last = history[-1]
     card = model_card(recipe, config, history, name)
-    enc_config = {
-        "domain": recipe.domain,
-        "encoder": config["encoder"],
-        "embedding_dim": model.encoder.embedding_dim,
-    }
+    enc_config = encoder_config(recipe, config, model)
     files = {}
     # Keep the projection head too (fine-tuning's contrastive regulariser and evaluation of the
     # features after the head use it); objectives that own the head (CURL) have no projection head.

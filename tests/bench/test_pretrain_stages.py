@@ -10,8 +10,7 @@ import pytest
 
 from bench import pretrain_stages
 from stages.common.config import load_recipe
-from stages.common.rows import table_to_rows, train_mask
-from stages.common.storage import join, read_table
+from stages.pretrain.__main__ import read_train_rows
 
 RECIPE = "rl-cartpole"  # its tiny run is shared with tests/domains/rl/test_e2e.py
 
@@ -26,8 +25,7 @@ def test_in_process_config_keeps_the_global_batch_and_the_cores(run_tiny, tmp_pa
         run.proj / "pipelines" / f"{RECIPE}.yaml", str(run.proj / "params.yaml"), ["scale=tiny"]
     )
     dirs = pretrain_stages.stage_dirs(recipe, run.proj / "data", tmp_path)
-    table = read_table(join(dirs.data, "curated"))
-    rows = table_to_rows(table.filter(train_mask(table.column("split"))))
+    _, rows = read_train_rows(dirs)
     config = pretrain_stages.in_process_config(recipe, dirs, rows)
     assert config["world_size"] == 1 and config["local_batch"] == recipe.pretrain.batch_size
     assert config["steps_per_epoch"] == len(rows) // recipe.pretrain.batch_size

@@ -188,7 +188,9 @@ class PretrainCfg(Section):
     checkpoint_every: int = Field(10, ge=1)
     head: HeadCfg = Field(default_factory=HeadCfg)
     seed: int = 0
-    #: a worker keeps its data shard in memory after the first epoch when it is smaller than this
+    #: training rows smaller than this (MB) go whole to every worker, which keeps them in memory and
+    #: takes its slice of each step's global batch; larger ones are split into per-worker shards of a
+    #: seeded shuffle, each kept in memory if it fits, else streamed every epoch
     shard_cache_mb: float = Field(512.0, ge=0.0)
     #: torch intra-op threads per worker (1 avoids oversubscribing small machines)
     threads_per_worker: int = Field(1, ge=1)

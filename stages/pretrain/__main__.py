@@ -181,11 +181,30 @@ def run_name(config: dict[str, Any], rows: list[dict], code: str = "") -> str:
     return "pretrain-" + h.hexdigest()[:12]
 
 
+def rank_datasets(ds: Any, world: int, cache_mb: float, seed: int) -> tuple[dict[str, Any], str]:
+    """Each rank's dataset of training rows (``train_rank<r>``) and their layout for the workers'
+    ``ShardReader``: ``"all"`` or ``"split"``.
+
+    Rows that fit ``pretrain.shard_cache_mb`` go whole to every rank, which trains on its slice of
+    each epoch's global permutation (``DistributedSampler``'s scheme, and the view stream's): every
+    global batch is a uniform draw from all rows, as in one process. Larger ones are split into one
+    shard per rank of a seeded shuffle. Never split in stored order: sources sit in runs (the medical
+    demo's two brain templates, audio's synthetic and human voices), so each worker trained on one
+    source only, and, with BatchNorm per worker on CPU, normalised each source apart. Split here,
+    once, rather than by Ray Train's streaming split: no split-coordinator actor (a process and a
+    second or two of start-up per run) sits between the rows and the workers; ``equal``: no rank
+    waits for another at the end of an epoch."""
+    if ds.size_bytes() <= cache_mb * 2**20:
+        return {shard_name(r): ds for r in range(world)}, "all"
+    parts = ds.random_shuffle(seed=seed).split(world, equal=True)
+    return {shard_name(r): part for r, part in enumerate(parts)}, "split"
+
+
 def make_trainer(config: dict[str, Any], ds: Any, ray_cfg: RayCfg, storage: str, name: str) -> Any:
     """A ``TorchTrainer`` for ``train_loop_per_worker``; re-creating it with the same ``(storage,
     name)`` resumes from the run's latest checkpoint (Ray Train V2).
 
-    ``ds``: the training rows (split here over the workers: ``train_rank<r>``), or a dict of per-rank
+    ``ds``: the training rows (laid out over the workers here: :func:`rank_datasets`), or a dict of per-rank
     datasets such as the view streams (``views_rank<r>``, stages/pretrain/stream.py); each worker
     reads only its own, in order."""
     import ray
@@ -202,12 +221,10 @@ def make_trainer(config: dict[str, Any], ds: Any, ray_cfg: RayCfg, storage: str,
     if isinstance(ds, dict):
         datasets = ds
     else:
-        # Split here, once, rather than by Ray Train's streaming split: every rank then reads its own
-        # materialised shard, and no split-coordinator actor (a process and a second or two of
-        # start-up per run) sits between the rows and the workers. ``equal``: every worker gets the
-        # same number of rows, so no rank waits for another at the end of an epoch.
-        parts = ds.split(config["world_size"], equal=True)
-        datasets = {shard_name(r): part for r, part in enumerate(parts)}
+        datasets, layout = rank_datasets(
+            ds, config["world_size"], config["pretrain"]["shard_cache_mb"], config["pretrain"]["seed"]
+        )
+        config = {**config, "shard_layout": layout}
     return PromptTorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,

@@ -259,22 +259,28 @@ def build_training(
 
 
 class ShardReader:
-    """Batches from this worker's Ray Data shard.
+    """Batches from this worker's Ray Data dataset (``make_trainer`` lays the datasets out).
 
-    Each pass over a streaming shard costs a coordination round with Ray Data (about a second on a
-    small machine), which dominates epochs of a few steps. A shard that fits in ``cache_mb`` is
-    therefore read once into worker memory and reshuffled locally every epoch; a larger one streams
-    every epoch. Either way every worker holds the same number of rows (``equal=True`` split).
+    * ``layout="all"`` (the rows fit ``pretrain.shard_cache_mb``): every worker reads every row once
+      and at each step trains on its slice of the epoch's global batch, as ``DistributedSampler``
+      does: the ranks' batches at a step together are the in-process loop's batch at that step.
+    * ``layout="split"``: this worker's own shard of a seeded shuffle of the rows. Each pass over a
+      streaming shard costs a coordination round with Ray Data (about a second on a small machine),
+      which dominates epochs of a few steps, so a shard that fits ``cache_mb`` is read once into
+      worker memory and reshuffled locally every epoch; a larger one streams every epoch. Every
+      worker holds the same number of rows (``equal=True`` split).
     """
 
-    def __init__(self, local_batch: int, cache_mb: float, rank: int) -> None:
+    def __init__(
+        self, local_batch: int, cache_mb: float, rank: int, world: int = 1, layout: str = "split"
+    ) -> None:
         import ray.train
 
         self.shard = ray.train.get_dataset_shard(shard_name(rank))
-        self.local_batch = local_batch
+        self.local_batch, self.rank, self.world, self.layout = local_batch, rank, world, layout
         self.cache_bytes = cache_mb * 2**20
         self.cached: list[np.ndarray] | None = None
-        self.streaming = cache_mb <= 0
+        self.streaming = cache_mb <= 0 and layout != "all"
 
     def _read_all(self) -> list[np.ndarray] | None:
         xs: list[np.ndarray] = []
@@ -283,23 +289,28 @@ class ShardReader:
             for x in _decode(batch):
                 xs.append(x)
                 size += sum(v.nbytes for v in x) if isinstance(x, list) else x.nbytes
-            if size > self.cache_bytes:
+            # the driver chose "all" because every row fits: a rank must then hold them all
+            if size > self.cache_bytes and self.layout != "all":
                 return None
         return xs
 
     def batches(self, epoch: int, seed: int) -> Iterator[list[np.ndarray]]:
+        """``seed``: ``pretrain.seed``, the same on every rank."""
         if self.cached is None and not self.streaming:
             self.cached = self._read_all()
             self.streaming = self.cached is None
-        if self.cached is not None:
-            yield from _list_batches(self.cached, self.local_batch, epoch, seed)
+        if self.cached is not None and self.layout == "all":
+            yield from _list_batches(self.cached, self.local_batch, epoch, seed, self.world, self.rank)
+            return
+        if self.cached is not None:  # a shard of its own: its own order
+            yield from _list_batches(self.cached, self.local_batch, epoch, seed + self.rank)
             return
         for batch in self.shard.iter_batches(
             batch_size=self.local_batch,
             batch_format="numpy",
             drop_last=True,
             local_shuffle_buffer_size=max(4 * self.local_batch, 256),
-            local_shuffle_seed=seed + epoch,
+            local_shuffle_seed=seed + self.rank + epoch,
         ):
             yield _decode(batch)
 
@@ -313,10 +324,14 @@ def _decode(batch: dict[str, np.ndarray]) -> list:
 
 
 def _list_batches(
-    xs: list[np.ndarray], local_batch: int, epoch: int, seed: int
+    xs: list[np.ndarray], local_batch: int, epoch: int, seed: int, world: int = 1, rank: int = 0
 ) -> Iterator[list[np.ndarray]]:
+    """Epoch ``epoch``'s batches of ``xs``: global batches of ``world * local_batch`` rows of the
+    epoch's permutation, of which rank ``rank`` takes its ``rank``-th slice (the view stream's
+    layout, ``stream_plan``); one rank takes whole batches."""
     order = epoch_order(len(xs), epoch, seed)
-    for start in range(0, len(order) - local_batch + 1, local_batch):
+    global_batch = local_batch * world
+    for start in range(rank * local_batch, len(order) - global_batch + rank * local_batch + 1, global_batch):
         yield [xs[i] for i in order[start : start + local_batch]]
 
 
@@ -545,8 +560,11 @@ def batch_source(
         views = StreamedViews(stream, t, spec["prefetch_batches"])
         return lambda epoch: views.epoch(epoch, t.steps)
     if t.in_ray:
-        reader = ShardReader(t.local_batch, t.cfg.shard_cache_mb, t.rank)
-        return lambda epoch: (StepInput(b) for b in reader.batches(epoch, t.cfg.seed + t.rank))
+        layout = t.config.get("shard_layout", "split")
+        reader = ShardReader(
+            t.local_batch, t.cfg.shard_cache_mb, t.rank, int(t.config.get("world_size", 1)), layout
+        )
+        return lambda epoch: (StepInput(b) for b in reader.batches(epoch, t.cfg.seed))
     return lambda epoch: (StepInput(b) for b in _list_batches(xs, t.local_batch, epoch, t.cfg.seed))
 
 

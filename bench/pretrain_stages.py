@@ -180,8 +180,8 @@ def to_markdown(rows: list[dict[str, Any]], total: dict[str, float]) -> str:
         "rows, configuration and global batch trained in one process on the same cores, both in one "
         "warm process, alternating. Written by `python -m bench.pretrain_stages`.",
         "",
-        "| recipe | Ray workers x threads | epochs x steps | in-process (s) | Ray stage (s) | ratio | Ray adds (s) | step ratio | views in the step (Ray) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| recipe | Ray workers x threads | epochs x steps | in-process (s) | Ray stage (s) | ratio | Ray adds (s) | step ratio | views in the step (Ray) | final loss in-process / Ray |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ratio = fmt_number(r["wall_ratio"], ".2f")
@@ -192,15 +192,17 @@ def to_markdown(rows: list[dict[str, Any]], total: dict[str, float]) -> str:
             f"| {r['recipe']} | {r['ray_workers']} x {r['threads_per_worker']} | "
             f"{loc['epochs']} x {loc['steps_per_epoch']} | {loc['wall_s']:.1f} | {ray['wall_s']:.1f} | "
             f"{ratio}× | {r['ray_added_s']:.1f} | {fmt_number(r['step_time_ratio'], '.2f')}× | "
-            f"{ray['view_fraction']:.0%} |"
+            f"{ray['view_fraction']:.0%} | {loc['final_loss']:.3f} / {ray['final_loss']:.3f} |"
         )
     lines += [
         f"| **all {len(rows)}** | | | {total['in_process_s']:.1f} | {total['ray_train_s']:.1f} | "
-        f"{fmt_number(total['wall_ratio'], '.2f')}× | {total['ray_train_s'] - total['in_process_s']:.1f} | | |",
+        f"{fmt_number(total['wall_ratio'], '.2f')}× | {total['ray_train_s'] - total['in_process_s']:.1f} | | | |",
         "",
         "Step ratio: the Ray stage's mean step time over the in-process one (all epochs). With two "
         "workers the Ray arm makes each worker's views in its own process, in parallel; in-process, "
-        "one thread makes them all while torch uses both cores for the model.",
+        "one thread makes them all while torch uses both cores for the model. Final loss: the last "
+        "epoch's mean loss (TS2Vec's for GunPoint, NT-Xent for the others) over the same global batches (one worker: the same training to the digit; "
+        "two workers on CPU: BatchNorm per worker over half the batch, and each worker's own views).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -188,9 +188,9 @@ def rank_datasets(ds: Any, world: int, cache_mb: float, seed: int) -> tuple[dict
     Rows that fit ``pretrain.shard_cache_mb`` go whole to every rank, which trains on its slice of
     each epoch's global permutation (``DistributedSampler``'s scheme, and the view stream's): every
     global batch is a uniform draw from all rows, as in one process. Larger ones are split into one
-    shard per rank of a seeded shuffle. Never split in stored order: sources sit in runs (the medical
-    demo's two brain templates, audio's synthetic and human voices), so each worker trained on one
-    source only, and, with BatchNorm per worker on CPU, normalised each source apart. Split here,
+    shard per rank of a seeded shuffle. Never split in stored order: sources sit in runs, so each
+    worker trained on its own sources (the medical demo: one brain template per worker; audio: only
+    one worker ever saw a human voice) and, with BatchNorm per worker on CPU, normalised them apart. Split here,
     once, rather than by Ray Train's streaming split: no split-coordinator actor (a process and a
     second or two of start-up per run) sits between the rows and the workers; ``equal``: no rank
     waits for another at the end of an epoch."""

@@ -44,6 +44,7 @@ from stages.pretrain.stream import (
     decode_views,
     epoch_order,
     ingest_options,
+    rank_offsets,
     shard_name,
     stream_name,
     view_stream,
@@ -326,13 +327,12 @@ def _decode(batch: dict[str, np.ndarray]) -> list:
 def _list_batches(
     xs: list[np.ndarray], local_batch: int, epoch: int, seed: int, world: int = 1, rank: int = 0
 ) -> Iterator[list[np.ndarray]]:
-    """Epoch ``epoch``'s batches of ``xs``: global batches of ``world * local_batch`` rows of the
-    epoch's permutation, of which rank ``rank`` takes its ``rank``-th slice (the view stream's
-    layout, ``stream_plan``); one rank takes whole batches."""
+    """Epoch ``epoch``'s batches of ``xs``: rank ``rank``'s slice of each global batch of the
+    epoch's permutation (``rank_offsets``, the view stream's layout too); one rank takes whole
+    batches. The last incomplete global batch is dropped."""
     order = epoch_order(len(xs), epoch, seed)
-    global_batch = local_batch * world
-    for start in range(rank * local_batch, len(order) - global_batch + rank * local_batch + 1, global_batch):
-        yield [xs[i] for i in order[start : start + local_batch]]
+    for positions in rank_offsets(len(xs) // (local_batch * world), local_batch, world, rank):
+        yield [xs[i] for i in order[positions]]
 
 
 def weight_average(model: torch.nn.Module) -> AveragedModel:

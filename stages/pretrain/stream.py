@@ -71,6 +71,15 @@ def epoch_order(n_rows: int, epoch: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed + epoch).permutation(n_rows)
 
 
+def rank_offsets(steps: int, local_batch: int, world: int, rank: int) -> np.ndarray:
+    """``(steps, local_batch)`` positions in an epoch's order that rank ``rank`` trains on: at step
+    ``s`` its ``rank``-th slice of the global batch ``[s*G, (s+1)*G)``, ``G = world * local_batch``
+    (``DistributedSampler``'s layout). The ranks' slices at a step make up one global batch, so
+    ``world`` ranks train on exactly the in-process loop's batches."""
+    global_batch = local_batch * world
+    return np.arange(steps)[:, None] * global_batch + rank * local_batch + np.arange(local_batch)
+
+
 def stream_plan(
     n_rows: int, seed: int, start_epoch: int, epochs: int, steps: int, local_batch: int, world: int, rank: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +87,7 @@ def stream_plan(
     global_batch = local_batch * world
     if steps * global_batch > n_rows:
         raise ValueError(f"{steps} steps of {global_batch} rows need more than the {n_rows} training rows")
-    offsets = (np.arange(steps)[:, None] * global_batch + rank * local_batch + np.arange(local_batch)).ravel()
+    offsets = rank_offsets(steps, local_batch, world, rank).ravel()
     eps = np.arange(start_epoch, epochs)
     rows = [epoch_order(n_rows, e, seed)[offsets] for e in eps]
     return (

@@ -31,33 +31,16 @@ from domains.base import (
     check_objective,
 )
 from stages.common import diagnostics
-from stages.common.bank import decode_bank, draw_views
+from stages.common.bank import draw_views
 from stages.common.device import autocast, autocast_dtype, to_device
-from stages.common.encoders import load_state_bytes, state_to_bytes
+from stages.common.encoders import load_state_bytes
 from stages.common.heads import EncoderWithHead, build_head
 from stages.common.losses import ModelLoss, build_loss, sync_loss_gradients
 from stages.common.progress import progress
-from stages.common.rows import decode_x
 from stages.common.schema import HeadCfg, PretrainCfg, ViewsCfg
-from stages.pretrain.stream import (
-    ViewMaker,
-    decode_views,
-    epoch_order,
-    ingest_options,
-    rank_offsets,
-    shard_name,
-    stream_name,
-    view_stream,
-)
-
-CKPT_MODEL = "model.safetensors"
-CKPT_OPTIM = "optimizer.pt"
-CKPT_STATE = "state.json"
-#: state of a loss that owns modules (momentum target, queue, predictor, prototypes), when it has any
-CKPT_LOSS = "loss.pt"
-#: the running weight average (``pretrain.weight_average: swa``) with its count; when present it,
-#: not ``CKPT_MODEL``, is the model the stage exports
-CKPT_AVERAGE = "average.safetensors"
+from stages.pretrain.checkpoint import CKPT_AVERAGE, CKPT_MODEL, CKPT_STATE, load_checkpoint, save_checkpoint
+from stages.pretrain.shards import ShardReader, list_batches
+from stages.pretrain.stream import ViewMaker, decode_views, ingest_options, stream_name, view_stream
 
 
 def check_views(
@@ -259,82 +242,6 @@ def build_training(
     return model, loss_fn, optim
 
 
-class ShardReader:
-    """Batches from this worker's Ray Data dataset (``make_trainer`` lays the datasets out).
-
-    * ``layout="all"`` (the rows fit ``pretrain.shard_cache_mb``): every worker reads every row once
-      and at each step trains on its slice of the epoch's global batch, as ``DistributedSampler``
-      does: the ranks' batches at a step together are the in-process loop's batch at that step.
-    * ``layout="split"``: this worker's own shard of a seeded shuffle of the rows. Each pass over a
-      streaming shard costs a coordination round with Ray Data (about a second on a small machine),
-      which dominates epochs of a few steps, so a shard that fits ``cache_mb`` is read once into
-      worker memory and reshuffled locally every epoch; a larger one streams every epoch. Every
-      worker holds the same number of rows (``equal=True`` split).
-    """
-
-    def __init__(
-        self, local_batch: int, cache_mb: float, rank: int, world: int = 1, layout: str = "split"
-    ) -> None:
-        import ray.train
-
-        self.shard = ray.train.get_dataset_shard(shard_name(rank))
-        self.local_batch, self.rank, self.world, self.layout = local_batch, rank, world, layout
-        self.cache_bytes = cache_mb * 2**20
-        self.cached: list[np.ndarray] | None = None
-        self.streaming = cache_mb <= 0 and layout != "all"
-
-    def _read_all(self) -> list[np.ndarray] | None:
-        xs: list[np.ndarray] = []
-        size = 0
-        for batch in self.shard.iter_batches(batch_size=1024, batch_format="numpy"):
-            for x in _decode(batch):
-                xs.append(x)
-                size += sum(v.nbytes for v in x) if isinstance(x, list) else x.nbytes
-            # the driver chose "all" because every row fits: a rank must then hold them all
-            if size > self.cache_bytes and self.layout != "all":
-                return None
-        return xs
-
-    def batches(self, epoch: int, seed: int) -> Iterator[list[np.ndarray]]:
-        """``seed``: ``pretrain.seed``, the same on every rank."""
-        if self.cached is None and not self.streaming:
-            self.cached = self._read_all()
-            self.streaming = self.cached is None
-        if self.cached is not None and self.layout == "all":
-            yield from _list_batches(self.cached, self.local_batch, epoch, seed, self.world, self.rank)
-            return
-        if self.cached is not None:  # a shard of its own: its own order
-            yield from _list_batches(self.cached, self.local_batch, epoch, seed + self.rank)
-            return
-        for batch in self.shard.iter_batches(
-            batch_size=self.local_batch,
-            batch_format="numpy",
-            drop_last=True,
-            local_shuffle_buffer_size=max(4 * self.local_batch, 256),
-            local_shuffle_seed=seed + self.rank + epoch,
-        ):
-            yield _decode(batch)
-
-
-def _decode(batch: dict[str, np.ndarray]) -> list:
-    """A numpy batch of the training dataset as samples: arrays, or banks (lists of views) when
-    the views were materialised."""
-    if "views" in batch:
-        return [decode_bank(v, s) for v, s in zip(batch["views"], batch["shapes"], strict=True)]
-    return [decode_x(x, s) for x, s in zip(batch["x"], batch["shape"], strict=True)]
-
-
-def _list_batches(
-    xs: list[np.ndarray], local_batch: int, epoch: int, seed: int, world: int = 1, rank: int = 0
-) -> Iterator[list[np.ndarray]]:
-    """Epoch ``epoch``'s batches of ``xs``: rank ``rank``'s slice of each global batch of the
-    epoch's permutation (``rank_offsets``, the view stream's layout too); one rank takes whole
-    batches. The last incomplete global batch is dropped."""
-    order = epoch_order(len(xs), epoch, seed)
-    for positions in rank_offsets(len(xs) // (local_batch * world), local_batch, world, rank):
-        yield [xs[i] for i in order[positions]]
-
-
 def weight_average(model: torch.nn.Module) -> AveragedModel:
     """``pretrain.weight_average: swa``: a running uniform average of ``model``'s weights (a copy on
     its device, buffers included) that already counts the current weights once, as TS2Vec's does.
@@ -342,60 +249,6 @@ def weight_average(model: torch.nn.Module) -> AveragedModel:
     average = AveragedModel(model, use_buffers=True)
     average.update_parameters(model)
     return average
-
-
-def _save_checkpoint(
-    directory: str,
-    model: torch.nn.Module,
-    optim: torch.optim.Optimizer,
-    state: dict,
-    loss: torch.nn.Module | None = None,
-    average: AveragedModel | None = None,
-) -> None:
-    with open(os.path.join(directory, CKPT_MODEL), "wb") as f:
-        f.write(state_to_bytes(model))
-    if average is not None:
-        with open(os.path.join(directory, CKPT_AVERAGE), "wb") as f:
-            f.write(state_to_bytes(average))
-    torch.save(optim.state_dict(), os.path.join(directory, CKPT_OPTIM))
-    if loss is not None and loss.state_dict():
-        torch.save(loss.state_dict(), os.path.join(directory, CKPT_LOSS))
-    with open(os.path.join(directory, CKPT_STATE), "w") as f:
-        json.dump(state, f)
-
-
-def _load_checkpoint(
-    directory: str,
-    model: torch.nn.Module,
-    optim: torch.optim.Optimizer,
-    loss: torch.nn.Module | None = None,
-    average: AveragedModel | None = None,
-) -> dict:
-    with open(os.path.join(directory, CKPT_MODEL), "rb") as f:
-        load_state_bytes(model, f.read())
-    if average is not None:
-        path = os.path.join(directory, CKPT_AVERAGE)
-        if not os.path.exists(path):
-            # a run started without averaging cannot resume with it: the average of the steps
-            # already taken is gone, and restarting it mid-run would not be the configured average
-            raise ValueError(
-                "pretrain.weight_average: the checkpoint has no weight average; it was written by a run "
-                "without one (use a new run directory, or weight_average: none)"
-            )
-        with open(path, "rb") as f:
-            load_state_bytes(average, f.read())
-    # weights_only: a checkpoint is data, never code. Read onto the CPU (a checkpoint written on a
-    # GPU loads anywhere); load_state_dict then puts each tensor on its parameter's device, so the
-    # model and the loss must already be on theirs (build_training does that).
-    optim.load_state_dict(
-        torch.load(os.path.join(directory, CKPT_OPTIM), map_location="cpu", weights_only=True)
-    )
-    if loss is not None and os.path.exists(os.path.join(directory, CKPT_LOSS)):
-        loss.load_state_dict(
-            torch.load(os.path.join(directory, CKPT_LOSS), map_location="cpu", weights_only=True)
-        )
-    with open(os.path.join(directory, CKPT_STATE)) as f:
-        return json.load(f)
 
 
 class _Live:
@@ -490,7 +343,7 @@ def setup(config: dict[str, Any], xs: list[np.ndarray] | None) -> Trainer:
     start_epoch, history = 0, []
     if in_ray and (ckpt := ray.train.get_checkpoint()) is not None:
         with ckpt.as_directory() as d:
-            state = _load_checkpoint(d, model, optim, loss_fn, average)
+            state = load_checkpoint(d, model, optim, loss_fn, average)
         start_epoch, history = state["epoch"] + 1, state["history"]
         if rank == 0:
             print(f"pretrain: resuming from checkpoint at epoch {state['epoch']}", flush=True)
@@ -565,7 +418,7 @@ def batch_source(
             t.local_batch, t.cfg.shard_cache_mb, t.rank, int(t.config.get("world_size", 1)), layout
         )
         return lambda epoch: (StepInput(b) for b in reader.batches(epoch, t.cfg.seed))
-    return lambda epoch: (StepInput(b) for b in _list_batches(xs, t.local_batch, epoch, t.cfg.seed))
+    return lambda epoch: (StepInput(b) for b in list_batches(xs, t.local_batch, epoch, t.cfg.seed))
 
 
 def make_views(t: Trainer, batch: list, rng: np.random.Generator) -> list[list[np.ndarray]]:
@@ -726,7 +579,7 @@ def _report(t: Trainer, row: dict, epoch: int) -> None:
         # rank 0 writes from a fresh temporary directory; the others report metrics only
         with tempfile.TemporaryDirectory() as d:
             state = {"epoch": epoch, "history": t.history}
-            _save_checkpoint(d, t.model, t.optim, state, t.loss_fn, t.average)
+            save_checkpoint(d, t.model, t.optim, state, t.loss_fn, t.average)
             ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(d))
     else:
         ray.train.report(row)

@@ -13,7 +13,8 @@ import torch
 from domains.timeseries.autotcl import AutoTCLObjective, reverse_grad
 from domains.timeseries.encoders import TS2VecEncoder
 from stages.common.schema import PretrainCfg
-from stages.pretrain.loop import _save_checkpoint, build_model, load_checkpoint_model, run_in_process
+from stages.pretrain.checkpoint import save_checkpoint
+from stages.pretrain.loop import build_model, load_checkpoint_model, run_in_process
 from tests.e2e import TinyRun
 
 RECIPE = "timeseries-arrowhead-autotcl"
@@ -143,7 +144,7 @@ def test_checkpoint_round_trip_restores_the_augmenter(tmp_path: Path) -> None:
     config = _config(epochs=1, steps=2)
     model, _ = run_in_process(config, _data(32))
     optim = torch.optim.AdamW(model.parameters())
-    _save_checkpoint(str(tmp_path), model, optim, {"epoch": 0, "history": []})
+    save_checkpoint(str(tmp_path), model, optim, {"epoch": 0, "history": []})
     loaded, state = load_checkpoint_model(config, str(tmp_path))
     assert state["epoch"] == 0
     for key, value in model.state_dict().items():

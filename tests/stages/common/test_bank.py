@@ -20,7 +20,8 @@ from stages.common.losses import build_loss
 from stages.common.rows import rows_to_table
 from stages.common.schema import PretrainCfg, ViewsCfg
 from stages.common.storage import read_table
-from stages.pretrain.loop import _list_batches, build_model, check_views, run_in_process
+from stages.pretrain.loop import build_model, check_views, run_in_process
+from stages.pretrain.shards import list_batches
 from tests.conftest import BIN, copy_project
 
 REPO = Path(__file__).resolve().parents[3]
@@ -88,7 +89,7 @@ def test_loop_trains_on_views_drawn_from_the_bank() -> None:
 
     model = build_model(config)
     model.train()
-    batch = next(_list_batches(banks, B, 0, config["pretrain"]["seed"]))
+    batch = next(list_batches(banks, B, 0, config["pretrain"]["seed"]))
     v1, v2 = draw_views(batch, 2, np.random.default_rng([config["pretrain"]["seed"], 0, 0]))
     with torch.no_grad():
         _, z = model(get_domain("timeseries").collate(v1 + v2))

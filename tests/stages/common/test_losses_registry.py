@@ -13,7 +13,8 @@ import torch
 from stages.common.config import ConfigError, load_recipe
 from stages.common.losses import build_loss, list_losses, loss_option_names
 from stages.common.losses.momentum import BYOLLoss
-from stages.pretrain.loop import _load_checkpoint, _save_checkpoint, build_model, run_in_process
+from stages.pretrain.checkpoint import load_checkpoint, save_checkpoint
+from stages.pretrain.loop import build_model, run_in_process
 
 REPO = Path(__file__).resolve().parents[3]
 RECIPE = REPO / "pipelines" / "timeseries-gunpoint.yaml"
@@ -110,13 +111,13 @@ def test_momentum_loss_state_survives_a_checkpoint(tmp_path: Path) -> None:
     with torch.no_grad():
         for p in loss.target.parameters():
             p.add_(0.5)  # the target is no longer a copy of the model
-    _save_checkpoint(str(tmp_path), model, torch.optim.AdamW(params), {"epoch": 0, "history": []}, loss)
+    save_checkpoint(str(tmp_path), model, torch.optim.AdamW(params), {"epoch": 0, "history": []}, loss)
 
     fresh_model = build_model(config)
     fresh = BYOLLoss(predictor_hidden_dim=8)
     fresh.attach(fresh_model)
     fresh_params = list(fresh_model.parameters()) + [p for p in fresh.parameters() if p.requires_grad]
-    _load_checkpoint(str(tmp_path), fresh_model, torch.optim.AdamW(fresh_params), fresh)
+    load_checkpoint(str(tmp_path), fresh_model, torch.optim.AdamW(fresh_params), fresh)
     for a, b in zip(loss.state_dict().values(), fresh.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
 

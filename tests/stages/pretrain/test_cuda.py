@@ -16,7 +16,8 @@ import torch
 
 from stages.common.device import autocast
 from stages.common.losses import list_losses, loss_option_names
-from stages.pretrain.loop import _load_checkpoint, _save_checkpoint, build_training, run_in_process
+from stages.pretrain.checkpoint import load_checkpoint, save_checkpoint
+from stages.pretrain.loop import build_training, run_in_process
 from tests.stages.pretrain.test_device import (
     OPTIONS,
     B,
@@ -75,10 +76,10 @@ def test_resume_restores_optimizer_state_on_cuda(loss: str, saved_on: str, tmp_p
     _, z = model(x)
     loss_fn(z[:B], z[B:], inputs=x).backward()
     optim.step()
-    _save_checkpoint(str(tmp_path), model, optim, {"epoch": 0, "history": []}, loss_fn)
+    save_checkpoint(str(tmp_path), model, optim, {"epoch": 0, "history": []}, loss_fn)
 
     model2, loss2, optim2 = build_training(config, CUDA)
-    _load_checkpoint(str(tmp_path), model2, optim2, loss2)
+    load_checkpoint(str(tmp_path), model2, optim2, loss2)
     states = [s for s in optim2.state.values() if s]
     assert states and all(s["exp_avg"].is_cuda and s["exp_avg_sq"].is_cuda for s in states)
     assert all(t.is_cuda for t in loss2.state_dict().values())

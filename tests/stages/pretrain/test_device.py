@@ -20,7 +20,8 @@ from stages.common.device import autocast, autocast_dtype, pick_device, to_devic
 from stages.common.losses import list_losses
 from stages.common.schema import PretrainCfg
 from stages.pretrain import loop
-from stages.pretrain.loop import _load_checkpoint, _save_checkpoint, build_training, run_in_process
+from stages.pretrain.checkpoint import load_checkpoint, save_checkpoint
+from stages.pretrain.loop import build_training, run_in_process
 from tests.fake_device import DeviceMismatch, FakeDevice, tag_modules
 
 B = 8
@@ -150,7 +151,7 @@ def test_resume_restores_optimizer_state_on_the_model_device(
     _, z = model(x)
     loss_fn(z[:B], z[B:], inputs=x).backward()
     optim.step()
-    _save_checkpoint(str(tmp_path), model, optim, {"epoch": 0, "history": []}, loss_fn)
+    save_checkpoint(str(tmp_path), model, optim, {"epoch": 0, "history": []}, loss_fn)
 
     loads: list[dict] = []
     real_load = torch.load
@@ -162,7 +163,7 @@ def test_resume_restores_optimizer_state_on_the_model_device(
     monkeypatch.setattr(torch, "load", recording_load)
     meta = torch.device("meta")
     model2, loss2, optim2 = build_training(config, meta)
-    _load_checkpoint(str(tmp_path), model2, optim2, loss2)
+    load_checkpoint(str(tmp_path), model2, optim2, loss2)
     assert loads and all(kw.get("weights_only") is True for kw in loads)
     states = [s for s in optim2.state.values() if s]
     assert states, "the optimiser state was not restored"

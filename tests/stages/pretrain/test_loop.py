@@ -10,7 +10,8 @@ import torch
 
 from stages.common.encoders import load_encoder, save_encoder
 from stages.common.schema import PretrainCfg
-from stages.pretrain.loop import _load_checkpoint, _save_checkpoint, build_model, run_in_process
+from stages.pretrain.checkpoint import load_checkpoint, save_checkpoint
+from stages.pretrain.loop import build_model, run_in_process
 
 
 def _config(epochs: int = 6, steps: int = 4) -> dict:
@@ -46,9 +47,9 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     config = _config(1, steps=2)
     model, history = run_in_process(config, _data(32))
     optim = torch.optim.AdamW(model.parameters())
-    _save_checkpoint(str(tmp_path), model, optim, {"epoch": 0, "history": history})
+    save_checkpoint(str(tmp_path), model, optim, {"epoch": 0, "history": history})
     fresh = build_model({**config, "pretrain": {**config["pretrain"], "seed": 123}})
-    state = _load_checkpoint(str(tmp_path), fresh, torch.optim.AdamW(fresh.parameters()))
+    state = load_checkpoint(str(tmp_path), fresh, torch.optim.AdamW(fresh.parameters()))
     assert state["epoch"] == 0
     for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
@@ -142,7 +143,7 @@ def test_weight_average_round_trips_through_a_checkpoint_and_is_what_it_exports(
             p.add_(1.0)
     average.update_parameters(model)  # the average now sits half a unit from the live weights
     optim = torch.optim.AdamW(model.parameters())
-    _save_checkpoint(str(tmp_path), model, optim, {"epoch": 0, "history": []}, average=average)
+    save_checkpoint(str(tmp_path), model, optim, {"epoch": 0, "history": []}, average=average)
 
     exported, _ = load_checkpoint_model(config, str(tmp_path))
     for a, b in zip(exported.state_dict().values(), average.module.state_dict().values(), strict=True):
@@ -150,7 +151,7 @@ def test_weight_average_round_trips_through_a_checkpoint_and_is_what_it_exports(
 
     fresh = build_model(config)
     fresh_average = AveragedModel(fresh, use_buffers=True)
-    _load_checkpoint(str(tmp_path), fresh, torch.optim.AdamW(fresh.parameters()), average=fresh_average)
+    load_checkpoint(str(tmp_path), fresh, torch.optim.AdamW(fresh.parameters()), average=fresh_average)
     assert int(fresh_average.n_averaged) == 2  # the count resumes, so later steps weigh 1/(n+1)
     for a, b in zip(fresh.state_dict().values(), model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -163,19 +164,20 @@ def test_resuming_with_weight_average_from_a_checkpoint_without_one_fails_naming
 
     config = _config(1, steps=2)
     model = build_model(config)
-    _save_checkpoint(str(tmp_path), model, torch.optim.AdamW(model.parameters()), {"epoch": 0, "history": []})
+    save_checkpoint(str(tmp_path), model, torch.optim.AdamW(model.parameters()), {"epoch": 0, "history": []})
     with pytest.raises(ValueError, match="pretrain.weight_average"):
-        _load_checkpoint(
+        load_checkpoint(
             str(tmp_path), model, torch.optim.AdamW(model.parameters()), average=AveragedModel(model)
         )
 
 
 def test_without_weight_average_the_checkpoint_exports_the_last_weights(tmp_path: Path) -> None:
-    from stages.pretrain.loop import CKPT_AVERAGE, load_checkpoint_model
+    from stages.pretrain.checkpoint import CKPT_AVERAGE
+    from stages.pretrain.loop import load_checkpoint_model
 
     config = _config(1, steps=2)
     model, history = run_in_process(config, _data(32))
-    _save_checkpoint(
+    save_checkpoint(
         str(tmp_path), model, torch.optim.AdamW(model.parameters()), {"epoch": 0, "history": history}
     )
     assert not (tmp_path / CKPT_AVERAGE).exists()

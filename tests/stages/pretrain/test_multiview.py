@@ -14,13 +14,13 @@ from stages.common.losses import build_loss
 from stages.common.losses.extra import SwAVLoss
 from stages.common.schema import PretrainCfg, ViewsCfg
 from stages.pretrain.loop import (
-    _list_batches,
     build_model,
     check_views,
     multiview_loss,
     run_in_process,
     small_crops,
 )
+from stages.pretrain.shards import list_batches
 
 B = 8
 
@@ -72,7 +72,7 @@ def test_loop_loss_is_the_mean_over_view_pairs(n_views: int) -> None:
     model = build_model(config)  # same seed: the same initial weights
     model.train()
     domain = get_domain("timeseries")
-    batch = next(_list_batches(xs, B, 0, config["pretrain"]["seed"]))
+    batch = next(list_batches(xs, B, 0, config["pretrain"]["seed"]))
     rng = np.random.default_rng([config["pretrain"]["seed"], 0, 0])  # the loop's epoch-0 stream
     policy = ViewPolicy(name="default")
     views = [[domain.augment(x, rng, policy) for x in batch] for _ in range(n_views)]

@@ -11,7 +11,7 @@ import pytest
 
 from stages.common.rows import rows_to_table
 from stages.pretrain.__main__ import rank_datasets
-from stages.pretrain.loop import ShardReader, _list_batches
+from stages.pretrain.shards import ShardReader, list_batches
 
 N, LOCAL, WORLD = 64, 8, 2
 
@@ -19,13 +19,13 @@ N, LOCAL, WORLD = 64, 8, 2
 def test_the_ranks_slices_make_up_the_in_process_batch_at_every_step() -> None:
     xs = list(range(N))
     for epoch in (0, 3):
-        whole = list(_list_batches(xs, LOCAL * WORLD, epoch, seed=7))
-        ranks = [list(_list_batches(xs, LOCAL, epoch, 7, WORLD, r)) for r in range(WORLD)]
+        whole = list(list_batches(xs, LOCAL * WORLD, epoch, seed=7))
+        ranks = [list(list_batches(xs, LOCAL, epoch, 7, WORLD, r)) for r in range(WORLD)]
         assert len(whole) == len(ranks[0]) == len(ranks[1]) == N // (LOCAL * WORLD)
         for step, batch in enumerate(whole):
             assert ranks[0][step] + ranks[1][step] == batch
     # one rank: the in-process loop's batches, unchanged
-    assert list(_list_batches(xs, LOCAL, 1, 7, 1, 0)) == list(_list_batches(xs, LOCAL, 1, 7))
+    assert list(list_batches(xs, LOCAL, 1, 7, 1, 0)) == list(list_batches(xs, LOCAL, 1, 7))
 
 
 def _sorted_rows(ray: Any) -> Any:  # noqa: ANN401
@@ -54,7 +54,7 @@ def test_rows_that_fit_go_whole_to_every_rank_and_steps_draw_from_all_of_them(
     assert layout == "all" and sorted(datasets) == ["train_rank0", "train_rank1"]
     readers = [_reader(monkeypatch, datasets, r, layout) for r in range(WORLD)]
     got = [[[_value(x) for x in b] for b in reader.batches(epoch=2, seed=5)] for reader in readers]
-    want = list(_list_batches(list(range(N)), LOCAL * WORLD, 2, 5))  # the in-process loop's epoch 2
+    want = list(list_batches(list(range(N)), LOCAL * WORLD, 2, 5))  # the in-process loop's epoch 2
     assert [a + b for a, b in zip(got[0], got[1], strict=True)] == want
     # each rank's rows span both sources
     assert all(min(v for b in g for v in b) < N // 2 <= max(v for b in g for v in b) for g in got)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from stages.common.schema import PretrainCfg
-from stages.pretrain.loop import _list_batches
+from stages.pretrain.shards import list_batches
 from stages.pretrain.stream import (
     decode_views,
     encode_views,
@@ -51,7 +51,7 @@ def _data(n: int = N_ROWS) -> list[np.ndarray]:
 def test_the_plan_gives_each_rank_its_slice_of_the_in_process_batches() -> None:
     xs = list(range(N_ROWS))
     for epoch in (0, 1):
-        batches = list(_list_batches(xs, 2 * LOCAL_BATCH, epoch, seed=5))[:STEPS]
+        batches = list(list_batches(xs, 2 * LOCAL_BATCH, epoch, seed=5))[:STEPS]
         for rank in (0, 1):
             eps, rows = stream_plan(N_ROWS, 5, epoch, epoch + 1, STEPS, LOCAL_BATCH, world=2, rank=rank)
             assert (eps == epoch).all()

@@ -106,7 +106,8 @@ def test_a_ray_train_run_checkpoints_and_exports_its_weight_average(ray_session:
     from stages.common.encoders import load_state_bytes
     from stages.common.schema import RayCfg
     from stages.pretrain.__main__ import make_trainer
-    from stages.pretrain.loop import CKPT_AVERAGE, CKPT_MODEL, build_model, load_checkpoint_model
+    from stages.pretrain.checkpoint import CKPT_AVERAGE, CKPT_MODEL
+    from stages.pretrain.loop import build_model, load_checkpoint_model
     from stages.pretrain.stream import stream_name
 
     base = _config(epochs=1)

@@ -30,6 +30,7 @@ from stages.common.rows import table_to_rows, train_mask
 from stages.common.schema import RayCfg, Recipe
 from stages.common.sources import domain_package, python_files, sources_sha
 from stages.common.storage import join, read_json, read_table, write_json
+from stages.pretrain.checkpoint import CKPT_STATE, read_state
 from stages.pretrain.loop import check_views, load_checkpoint_model, train_loop_per_worker
 from stages.pretrain.stream import (
     ingest_options,
@@ -269,9 +270,9 @@ def latest_epoch(storage: str, name: str) -> int:
     """The epoch after the run's latest local checkpoint (0 without one): where its view stream starts.
     (A worker that resumes later than this skips the stream's earlier epochs.)"""
     best = 0
-    for state in Path(storage, name).glob("checkpoint_*/state.json"):
+    for state in Path(storage, name).glob(f"checkpoint_*/{CKPT_STATE}"):
         with contextlib.suppress(OSError, ValueError, KeyError):
-            best = max(best, json.loads(state.read_text())["epoch"] + 1)
+            best = max(best, read_state(str(state.parent))["epoch"] + 1)
     return best
 
 

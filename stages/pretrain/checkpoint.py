@@ -44,6 +44,22 @@ def save_checkpoint(
         json.dump(state, f)
 
 
+def read_weights(directory: str, module: torch.nn.Module, name: str = CKPT_MODEL) -> None:
+    """Load one of a checkpoint's safetensors files (``CKPT_MODEL`` or ``CKPT_AVERAGE``) into ``module``."""
+    with open(os.path.join(directory, name), "rb") as f:
+        load_state_bytes(module, f.read())
+
+
+def read_state(directory: str) -> dict:
+    """A checkpoint's epoch and history."""
+    with open(os.path.join(directory, CKPT_STATE)) as f:
+        return json.load(f)
+
+
+def has_average(directory: str) -> bool:
+    return os.path.exists(os.path.join(directory, CKPT_AVERAGE))
+
+
 def load_checkpoint(
     directory: str,
     model: torch.nn.Module,
@@ -51,19 +67,17 @@ def load_checkpoint(
     loss: torch.nn.Module | None = None,
     average: AveragedModel | None = None,
 ) -> dict:
-    with open(os.path.join(directory, CKPT_MODEL), "rb") as f:
-        load_state_bytes(model, f.read())
+    """Everything a resumed run needs, read back into the run's own modules; returns the state."""
+    read_weights(directory, model)
     if average is not None:
-        path = os.path.join(directory, CKPT_AVERAGE)
-        if not os.path.exists(path):
+        if not has_average(directory):
             # a run started without averaging cannot resume with it: the average of the steps
             # already taken is gone, and restarting it mid-run would not be the configured average
             raise ValueError(
                 "pretrain.weight_average: the checkpoint has no weight average; it was written by a run "
                 "without one (use a new run directory, or weight_average: none)"
             )
-        with open(path, "rb") as f:
-            load_state_bytes(average, f.read())
+        read_weights(directory, average, CKPT_AVERAGE)
     # weights_only: a checkpoint is data, never code. Read onto the CPU (a checkpoint written on a
     # GPU loads anywhere); load_state_dict then puts each tensor on its parameter's device, so the
     # model and the loss must already be on theirs (build_training does that).
@@ -74,5 +88,4 @@ def load_checkpoint(
         loss.load_state_dict(
             torch.load(os.path.join(directory, CKPT_LOSS), map_location="cpu", weights_only=True)
         )
-    with open(os.path.join(directory, CKPT_STATE)) as f:
-        return json.load(f)
+    return read_state(directory)

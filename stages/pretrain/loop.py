@@ -9,8 +9,6 @@ gather-based loss hangs or silently mismatches when one worker runs short.
 
 from __future__ import annotations
 
-import json
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -33,12 +31,18 @@ from domains.base import (
 from stages.common import diagnostics
 from stages.common.bank import draw_views
 from stages.common.device import autocast, autocast_dtype, to_device
-from stages.common.encoders import load_state_bytes
 from stages.common.heads import EncoderWithHead, build_head
 from stages.common.losses import ModelLoss, build_loss, sync_loss_gradients
 from stages.common.progress import progress
 from stages.common.schema import HeadCfg, PretrainCfg, ViewsCfg
-from stages.pretrain.checkpoint import CKPT_AVERAGE, CKPT_MODEL, CKPT_STATE, load_checkpoint, save_checkpoint
+from stages.pretrain.checkpoint import (
+    CKPT_AVERAGE,
+    has_average,
+    load_checkpoint,
+    read_state,
+    read_weights,
+    save_checkpoint,
+)
 from stages.pretrain.shards import ShardReader, list_batches
 from stages.pretrain.stream import ViewMaker, decode_views, ingest_options, stream_name, view_stream
 
@@ -611,14 +615,10 @@ def run_in_process(
 def load_checkpoint_model(config: dict[str, Any], directory: str) -> tuple[EncoderWithHead, dict]:
     """The model a checkpoint exports: its weight average when it holds one, else its weights."""
     model = build_model(config)
-    average_path = os.path.join(directory, CKPT_AVERAGE)
-    if os.path.exists(average_path):
+    if has_average(directory):
         average = weight_average(model)  # the saved state replaces its weights and count
-        with open(average_path, "rb") as f:
-            load_state_bytes(average, f.read())
+        read_weights(directory, average, CKPT_AVERAGE)
         model = average.module
     else:
-        with open(os.path.join(directory, CKPT_MODEL), "rb") as f:
-            load_state_bytes(model, f.read())
-    with open(os.path.join(directory, CKPT_STATE)) as f:
-        return model, json.load(f)
+        read_weights(directory, model)
+    return model, read_state(directory)

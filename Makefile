@@ -4,6 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
+# The pinned environment (every distribution the project needs; pyproject.toml keeps the ranges):
+# `make setup CONSTRAINTS=` installs from the ranges alone, `make constraints` regenerates the pins.
+CONSTRAINTS ?= .ci/constraints.txt
+# tests/test_environment.py checks the installed versions against it (skipped when empty)
+export CONTRAFLOW_CONSTRAINTS := $(CONSTRAINTS)
 # Debian packages the recipes' offline data come from (the time-series sets ship inside aeon):
 # medical: Colin27 + atlases; audio: real human digits (Asterisk prompts); point clouds: the
 # Sweet Home 3D furniture catalogue. Tests use them too, so `make test` installs them as well.
@@ -14,16 +19,17 @@ DEB_PACKAGES ?= mricron-data \
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: repro test test-all bench gpu-smoke lint fuzz system-deps setup clean
+.PHONY: repro test test-all bench gpu-smoke lint fuzz system-deps setup constraints clean
 
 setup: $(STAMP)
 
-# torch first, pinned to the CPU build on disk; then the project, whose torch>=… is then satisfied.
-$(STAMP): pyproject.toml
+# torch first, pinned to the CPU build on disk; then the project, whose torch>=… is then satisfied,
+# with every other distribution at its pinned version.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev]" $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	@# librosa's numba kernels, compiled once here instead of by every Ray worker of the first audio stage
 	$(BIN)/python -m domains.audio.warm_cache
 	@touch $(STAMP)
@@ -59,6 +65,11 @@ FUZZ_EXAMPLES ?= 1000
 fuzz: $(STAMP) system-deps
 	CONTRAFLOW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p tests.fuzz \
 		--timeout=0 tests/domains/*/test_readers_fuzz.py
+
+# Re-pin: resolve pyproject.toml's ranges afresh (newest allowed) into .ci/constraints.txt; the next
+# `make setup` installs them. Run `make test` before committing the new pins.
+constraints: $(STAMP)
+	$(BIN)/python .ci/pin.py $(or $(CONSTRAINTS),.ci/constraints.txt)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -12,10 +12,13 @@ per distribution. torch is left out: the Makefile pins it (``torch==2.13.0``, th
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / ".ci" / "constraints.txt"
@@ -30,11 +33,6 @@ HEADER = """\
 # `make setup` and `make test`. Install from the ranges alone: `make setup CONSTRAINTS=`.
 # Resolved for CPython {python} on {platform}; torch is pinned by the Makefile.
 """
-
-
-def canonical(name: str) -> str:
-    """PEP 503 normalised distribution name."""
-    return name.lower().replace("_", "-").replace(".", "-")
 
 
 def resolve() -> dict[str, str]:
@@ -64,14 +62,12 @@ def resolve() -> dict[str, str]:
 def pins_from_report(report: dict) -> dict[str, str]:
     """``{name: version}``, sorted by name, from a ``pip install --report`` document, without the
     project itself and what the Makefile pins or pip brings."""
-    pins = {canonical(i["metadata"]["name"]): i["metadata"]["version"] for i in report["install"]}
+    pins = {canonicalize_name(i["metadata"]["name"]): i["metadata"]["version"] for i in report["install"]}
     return {n: v for n, v in sorted(pins.items()) if n not in UNPINNED}
 
 
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT
-    import platform
-
     header = HEADER.format(python=platform.python_version(), platform=f"{sys.platform}-{platform.machine()}")
     lines = [f"{n}=={v}" for n, v in resolve().items()]
     tmp = out.with_suffix(".tmp")

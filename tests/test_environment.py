@@ -15,8 +15,8 @@ from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 CONSTRAINTS = REPO / ".ci" / "constraints.txt"
-#: pinned by the Makefile (torch, the CPU build on disk) or part of the installer
-NOT_PINNED = {"torch", "pip", "setuptools", "wheel"}
+#: what `make setup` installed from (the Makefile's CONSTRAINTS; empty: pyproject.toml's ranges alone)
+INSTALLED_FROM = os.environ.get("CONTRAFLOW_CONSTRAINTS", str(CONSTRAINTS))
 
 
 def pins(path: Path = CONSTRAINTS) -> dict[str, Version]:
@@ -57,11 +57,12 @@ def needed(requirements: list[Requirement]) -> dict[str, set[str]]:
 
 def test_every_distribution_the_project_needs_is_pinned_once() -> None:
     pinned = pins()
-    missing = sorted(set(needed(project_requirements())) - set(pinned) - NOT_PINNED)
+    unpinned = load_pin().UNPINNED  # the project itself, torch (the Makefile pins it) and pip's own
+    missing = sorted(set(needed(project_requirements())) - set(pinned) - unpinned)
     assert not missing, f"not in .ci/constraints.txt (run `make constraints`): {missing}"
     lines = [ln for ln in CONSTRAINTS.read_text().splitlines() if ln and not ln.startswith("#")]
     assert len(lines) == len(pinned), "a distribution is pinned twice"
-    assert not set(pinned) & NOT_PINNED, "torch is pinned by the Makefile, not here"
+    assert not set(pinned) & unpinned, "torch is pinned by the Makefile, not here"
 
 
 def test_the_pins_satisfy_pyproject_ranges() -> None:
@@ -75,13 +76,12 @@ def test_the_pins_satisfy_pyproject_ranges() -> None:
 
 
 @pytest.mark.skipif(
-    os.environ.get("CONTRAFLOW_CONSTRAINTS", str(CONSTRAINTS)) == "",
-    reason="installed from pyproject.toml's ranges (make setup CONSTRAINTS=)",
+    INSTALLED_FROM == "", reason="installed from pyproject.toml's ranges (make setup CONSTRAINTS=)"
 )
 def test_the_tests_run_in_the_pinned_environment() -> None:
     """What CI measures is what a fresh clone installs: a hand-upgraded package shows here."""
     drift = {}
-    for name, version in pins().items():
+    for name, version in pins(REPO / INSTALLED_FROM).items():
         try:
             installed = Version(metadata.version(name))
         except metadata.PackageNotFoundError:

@@ -16,13 +16,14 @@ import platform
 import subprocess
 import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / ".ci" / "constraints.txt"
-TORCH = "torch==2.13.0"  # as the Makefile installs it
 #: pinned elsewhere (torch) or part of the installer, not the project
 UNPINNED = {"contraflow", "torch", "pip", "setuptools", "wheel"}
 
@@ -33,6 +34,12 @@ HEADER = """\
 # `make setup` and `make test`. Install from the ranges alone: `make setup CONSTRAINTS=`.
 # Resolved for CPython {python} on {platform}; torch is pinned by the Makefile.
 """
+
+
+def installed_torch() -> str:
+    """The torch the Makefile installed here (``torch==2.13.0``, the CPU build ``2.13.0+cpu``), as a
+    requirement, so the pins are resolved beside the torch they will be installed with."""
+    return f"torch=={Version(metadata.version('torch')).base_version}"
 
 
 def resolve() -> dict[str, str]:
@@ -52,7 +59,7 @@ def resolve() -> dict[str, str]:
                 str(report),
                 "-e",
                 f"{REPO}[dev]",
-                TORCH,
+                installed_torch(),
             ],
             check=True,
         )

@@ -164,9 +164,29 @@ def decide(summary: dict[str, Any], seeds: int, min_gain: float, guard: bool) ->
     return {"decision": "adopted" if adopted else "not adopted", "gain": gain, "why": why}
 
 
+def overall_other_cpu(runs: list[dict[str, Any]]) -> dict[str, float | None] | None:
+    """The runs' ``other_cpu`` readings summed: the CPU time work outside the runs' own process trees
+    took over all of them, and its share of the machine's (wall × CPUs). The load average at the end
+    counts a run's own Ray workers; this is what says whether anything else ran. None when a run
+    has no reading (recorded before the meter existed)."""
+    readings = [r["meta"].get("other_cpu") for r in runs]
+    if not readings or any(x is None for x in readings):
+        return None
+    wall = sum(x["wall_s"] for x in readings)
+    other = sum(x["other_cpu_s"] for x in readings)
+    cores = runs[0]["meta"]["machine"]["cpu_count"] or 1
+    return {
+        "wall_s": round(wall, 1),
+        "own_cpu_s": round(sum(x["own_cpu_s"] for x in readings), 1),
+        "other_cpu_s": round(other, 1),
+        "other_share": round(other / (wall * cores), 3) if wall > 0 else None,
+    }
+
+
 def overall_meta(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The benches' ``meta`` block for the whole comparison, from its runs' own: the machine, the
-    load at the first run's start and the last one's end, valid only when every run's timing is."""
+    load at the first run's start and the last one's end, the other work's CPU time over all runs,
+    valid only when every run's timing is."""
     if not runs:
         return None
     return {
@@ -174,6 +194,7 @@ def overall_meta(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
         "started": runs[0]["meta"]["started"],
         "load_average_start": runs[0]["meta"]["load_average_start"],
         "load_average_end": runs[-1]["meta"]["load_average_end"],
+        "other_cpu": overall_other_cpu(runs),
         "valid": all(r["meta"]["valid"] for r in runs),
         "note": "per run in runs[].meta; the accuracies do not depend on the load",
     }
@@ -220,6 +241,13 @@ def render_md(res: dict[str, Any]) -> str:
             f"| {r['arm']} | {r['seed']} | {r['wall_s']} | {m['load_average_start']} → {m['load_average_end']} "
             f"| {r['meta']['valid']} | {r.get('code') or '—'} |"
         )
+    other = (res.get("meta") or {}).get("other_cpu")
+    if other and other["other_share"] is not None:
+        lines += [
+            "",
+            f"Other work took {other['other_cpu_s']} s of CPU time over the runs' {other['wall_s']} s "
+            f"({other['other_share']:.1%} of the machine's): the load at a run's end is its own Ray workers'.",
+        ]
     return "\n".join(lines) + "\n"
 
 

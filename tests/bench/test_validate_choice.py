@@ -91,6 +91,14 @@ def test_arms_alternate_on_the_validation_split_and_the_rule_decides(
     assert res["meta"]["valid"] == all(r["meta"]["valid"] for r in res["runs"])
     assert res["meta"]["load_average_start"] == res["runs"][0]["meta"]["load_average_start"]
     assert res["meta"]["load_average_end"] == res["runs"][-1]["meta"]["load_average_end"]
+    # what other work took over all runs: the end load counts the runs' own Ray workers
+    other = res["meta"]["other_cpu"]
+    assert other["wall_s"] == pytest.approx(
+        sum(r["meta"]["other_cpu"]["wall_s"] for r in res["runs"]), abs=0.2
+    )
+    assert other["other_cpu_s"] == pytest.approx(
+        sum(r["meta"]["other_cpu"]["other_cpu_s"] for r in res["runs"]), abs=0.2
+    )
     assert all(r["code"] == vc.code_version() for r in res["runs"])  # this checkout's (None without git)
     assert "**adopted**" in (tmp_path / "results" / "toy_epochs_validation.md").read_text()
 
@@ -197,3 +205,13 @@ def test_a_result_written_before_holdout_existed_resumes_as_validation(
     vc.main(_argv(tmp_path, rule, seeds=1))  # same comparison: nothing refused, nothing rerun
     with pytest.raises(vc.RuleError, match="different .*holdout"):
         vc.main([*_argv(tmp_path, rule, seeds=1), "--holdout", "recipe", "--set", "a=b"])
+
+
+def test_the_comparisons_other_work_is_summed_over_its_runs() -> None:
+    def run(wall: float, own: float, other: float | None) -> dict[str, Any]:
+        reading = None if other is None else {"wall_s": wall, "own_cpu_s": own, "other_cpu_s": other}
+        return {"meta": {"machine": {"cpu_count": 2}, "other_cpu": reading}}
+
+    total = vc.overall_other_cpu([run(100.0, 150.0, 2.0), run(300.0, 500.0, 6.0)])
+    assert total == {"wall_s": 400.0, "own_cpu_s": 650.0, "other_cpu_s": 8.0, "other_share": 0.01}
+    assert vc.overall_other_cpu([run(100.0, 150.0, 2.0), run(100.0, 150.0, None)]) is None

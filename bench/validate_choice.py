@@ -246,7 +246,8 @@ def render_md(res: dict[str, Any]) -> str:
         lines += [
             "",
             f"Other work took {other['other_cpu_s']} s of CPU time over the runs' {other['wall_s']} s "
-            f"({other['other_share']:.1%} of the machine's): the load at a run's end is its own Ray workers'.",
+            f"({other['other_share']:.1%} of the machine's); the load average at a run's end also counts "
+            "the run's own Ray workers.",
         ]
     return "\n".join(lines) + "\n"
 

@@ -94,6 +94,29 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def other_cpu_reading(wall: float, own: float, other: float, cores: int) -> dict[str, float | None]:
+    """An ``other_cpu`` record: wall, own and other CPU seconds, and ``other_share``, other work's CPU
+    time over the machine's (wall × CPUs); None for runs shorter than a second."""
+    share = other / (wall * cores) if wall >= _OTHER_MIN_WALL_S else None
+    return {
+        "wall_s": round(wall, 1),
+        "own_cpu_s": round(own, 1),
+        "other_cpu_s": round(other, 1),
+        "other_share": None if share is None else round(share, 3),
+    }
+
+
+def summed_other_cpu(readings: list[dict[str, Any]], cores: int) -> dict[str, float | None]:
+    """Several runs' ``other_cpu`` records as one, as if the runs were one run of their summed wall
+    time (a comparison of many runs, each metered on its own)."""
+    return other_cpu_reading(
+        sum(r["wall_s"] for r in readings),
+        sum(r["own_cpu_s"] for r in readings),
+        sum(r["other_cpu_s"] for r in readings),
+        cores,
+    )
+
+
 class CpuMeter:
     """CPU seconds (user + system) of this process and every descendant, Ray's workers included.
 
@@ -194,14 +217,7 @@ class OtherCpu:
         wall = time.monotonic() - self._t0
         own = self.meter.total() - self._own0
         other = max(0.0, busy_cpu_s() - self._busy0 - own)
-        cores = os.cpu_count() or 1
-        share = other / (wall * cores) if wall >= _OTHER_MIN_WALL_S else None
-        return {
-            "wall_s": round(wall, 1),
-            "own_cpu_s": round(own, 1),
-            "other_cpu_s": round(other, 1),
-            "other_share": None if share is None else round(share, 3),
-        }
+        return other_cpu_reading(wall, own, other, os.cpu_count() or 1)
 
     def stop(self) -> None:
         if self._owned:

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._meta import BenchRun, _atomic_write, load_average_1m
+from bench._meta import BenchRun, _atomic_write, load_average_1m, summed_other_cpu
 from bench._runs import DATA_STAGES, MODEL_STAGES, evaluate_metrics, run_logged, seeded_run_command
 from pipelines.summary import figure
 
@@ -172,15 +172,7 @@ def overall_other_cpu(runs: list[dict[str, Any]]) -> dict[str, float | None] | N
     readings = [r["meta"].get("other_cpu") for r in runs]
     if not readings or any(x is None for x in readings):
         return None
-    wall = sum(x["wall_s"] for x in readings)
-    other = sum(x["other_cpu_s"] for x in readings)
-    cores = runs[0]["meta"]["machine"]["cpu_count"] or 1
-    return {
-        "wall_s": round(wall, 1),
-        "own_cpu_s": round(sum(x["own_cpu_s"] for x in readings), 1),
-        "other_cpu_s": round(other, 1),
-        "other_share": round(other / (wall * cores), 3) if wall > 0 else None,
-    }
+    return summed_other_cpu(readings, runs[0]["meta"]["machine"]["cpu_count"] or 1)
 
 
 def overall_meta(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
